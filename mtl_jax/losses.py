@@ -1,0 +1,41 @@
+"""Grouped cross-entropy as (sum, count) per task.
+
+Normalisation. For task t with label smoothing e_t and K_t classes, example i contributes
+    w_it * CE(smooth(y_it), logits_it),  smooth(y) = (1 - e_t) * onehot(y) + e_t / K_t,
+where w_it is the example's weight for t (0 where the label is missing, -1, or the row is padding). The task loss is
+    L_t = sum_i w_it * CE_it / sum_i w_it
+over the *global* batch: both sums are reduced over every device before dividing (under `jit` with a sharded batch,
+`jnp.sum` is that global reduction), so L_t does not depend on how the batch is split. A task with no labelled example
+in the batch contributes 0. The training objective is sum_t lambda_t * L_t with the per-task weights lambda_t.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtl_jax.heads import split_groups
+from mtl_jax.tasks import Layout
+
+
+def grouped_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                          layout: Layout) -> tuple[jax.Array, jax.Array]:
+  """logits [B, sum K], labels [B, T] (-1 = no label), weights [B, T] -> (loss sums [T], weight sums [T])."""
+  sums, counts = [], []
+  for t, (task, task_logits) in enumerate(zip(layout.tasks, split_groups(logits, layout))):
+    y = labels[:, t]
+    w = jnp.where(y >= 0, weights[:, t], 0.0)
+    target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(y, 0), task.num_classes), task.label_smoothing)
+    ce = optax.softmax_cross_entropy(task_logits, target)
+    sums.append(jnp.sum(w * ce))
+    counts.append(jnp.sum(w))
+  return jnp.stack(sums), jnp.stack(counts)
+
+
+def task_means(sums: jax.Array, counts: jax.Array) -> jax.Array:
+  """Per-task mean losses; 0 for a task without labelled examples."""
+  return jnp.where(counts > 0, sums / jnp.where(counts > 0, counts, 1.0), 0.0)
+
+
+def total_loss(sums: jax.Array, counts: jax.Array, layout: Layout) -> jax.Array:
+  """sum_t lambda_t * L_t, the training objective."""
+  return jnp.sum(jnp.asarray([t.weight for t in layout.tasks], jnp.float32) * task_means(sums, counts))

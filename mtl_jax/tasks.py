@@ -1,0 +1,98 @@
+"""Named tasks and the layout of their logits: the one place the task layout is computed.
+
+A task comes from `config.tasks.<name>`: `kind` ('classification'), `labels` (class names) or `num_classes`,
+`weight` (its factor in the total loss) and `label_smoothing`. The layout fixes an order of the tasks (the order of
+each table row's `labels` list) and derives `group_sizes` and offsets from it, so the sizes are never typed twice.
+"""
+
+import dataclasses
+import difflib
+
+from mtl_jax.errors import UserError
+
+KINDS = ("classification",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  name: str
+  kind: str
+  labels: tuple[str, ...]  # class names; class id i is labels[i]
+  weight: float = 1.0  # factor of this task's mean loss in the total loss
+  label_smoothing: float = 0.0
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Tasks in order, and where each task's logits sit in the grouped head's output."""
+  tasks: tuple[Task, ...]
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(t.name for t in self.tasks)
+
+  @property
+  def group_sizes(self) -> tuple[int, ...]:
+    return tuple(t.num_classes for t in self.tasks)
+
+  @property
+  def offsets(self) -> tuple[int, ...]:
+    return tuple(sum(self.group_sizes[:i]) for i in range(len(self.tasks)))
+
+  @property
+  def total_classes(self) -> int:
+    return sum(self.group_sizes)
+
+  def to_dict(self) -> list[dict]:
+    return [{**dataclasses.asdict(t), "labels": list(t.labels)} for t in self.tasks]
+
+  @classmethod
+  def from_dict(cls, tasks: list[dict]) -> "Layout":
+    return cls(tuple(Task(**{**t, "labels": tuple(t["labels"])}) for t in tasks))
+
+
+def task_from_config(name: str, cfg) -> Task:
+  """Builds one Task from its config entry, checking every field."""
+  where = f"config.tasks.{name}"
+  kind = cfg.get("kind", "classification")
+  if kind not in KINDS:
+    raise UserError(f"{where}.kind: expected one of {KINDS}, found {kind!r}")
+  labels, num_classes = cfg.get("labels"), cfg.get("num_classes")
+  if labels:
+    labels = tuple(str(label) for label in labels)
+    if num_classes and num_classes != len(labels):
+      raise UserError(f"{where}: num_classes={num_classes} but {len(labels)} labels are named")
+    if len(set(labels)) != len(labels):
+      raise UserError(f"{where}.labels: names must be distinct, found {list(labels)}")
+  elif num_classes:
+    labels = tuple(str(i) for i in range(num_classes))
+  else:
+    raise UserError(f"{where}: give `labels` (class names) or `num_classes`")
+  if len(labels) < 2:
+    raise UserError(f"{where}: a classification task needs at least 2 classes, found {len(labels)}")
+  weight, smoothing = float(cfg.get("weight", 1.0)), float(cfg.get("label_smoothing", 0.0))
+  if weight < 0:
+    raise UserError(f"{where}.weight: expected a number >= 0, found {weight}")
+  if not 0.0 <= smoothing < 1.0:
+    raise UserError(f"{where}.label_smoothing: expected a number in [0, 1), found {smoothing}")
+  return Task(name, kind, labels, weight, smoothing)
+
+
+def layout_from_config(config) -> Layout:
+  """The layout of `config.tasks`, ordered as `config.data.label_order` (the order of `labels` in the table)."""
+  names = list(config.tasks.keys())
+  order = list(config.data.get("label_order") or names)
+  for name in order:
+    if name not in names:
+      hint = difflib.get_close_matches(name, names, n=1)
+      raise UserError(f"config.data.label_order: unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                                          else f"; tasks are {names}"))
+  if missing := [n for n in names if n not in order]:
+    raise UserError(f"config.data.label_order: tasks {missing} are defined but have no position in `labels`")
+  if len(set(order)) != len(order):
+    raise UserError(f"config.data.label_order: a task is listed twice: {order}")
+  return Layout(tuple(task_from_config(n, config.tasks[n]) for n in order))

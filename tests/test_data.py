@@ -1,0 +1,111 @@
+"""Table readers: valid rows in JSONL and CSV, and one clear error naming file, row and field for bad input."""
+
+import numpy as np
+import pytest
+
+from mtl_jax.data import read_table, split_validation, validation_count
+from mtl_jax.errors import UserError
+
+
+def test_jsonl_rows_labels_missing_and_weights(layout, write_jsonl):
+  path = write_jsonl([
+      {"text": "refund please", "labels": [0, 1, 0]},
+      {"text": "app crashes", "labels": [None, "high", 1], "weight": 2.0},
+      {"text": "thanks!", "labels": ["positive", -1, 3], "weight": [1, 0.5, 3]},
+  ])
+  table = read_table(path, layout)
+  assert table.texts == ["refund please", "app crashes", "thanks!"]
+  np.testing.assert_array_equal(table.labels, [[0, 1, 0], [-1, 1, 1], [2, -1, 3]])
+  np.testing.assert_array_equal(table.weights, [[1, 1, 1], [2, 2, 2], [1, 0.5, 3]])
+
+
+def test_csv_with_labels_column_and_multiline_text(layout, tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_text('text,labels,weight\n"line one\nline two, with comma","[1, 0, 2]",\nshort,"[2, null, 0]",0.5\n')
+  table = read_table(str(path), layout)
+  assert table.texts == ["line one\nline two, with comma", "short"]
+  np.testing.assert_array_equal(table.labels, [[1, 0, 2], [2, -1, 0]])
+  np.testing.assert_array_equal(table.weights[:, 0], [1, 0.5])
+
+
+def test_csv_with_one_column_per_task(layout, tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_text("topic,text,sentiment,urgency\nshipping,where is it,negative,\n0,ok,1,high\n")
+  table = read_table(str(path), layout)
+  np.testing.assert_array_equal(table.labels, [[0, -1, 2], [1, 1, 0]])
+
+
+BAD_JSONL = [
+    ({"text": "a", "labels": [0, 1]}, r"table.jsonl:2: field 'labels': expected 3 entries"),
+    ({"text": "a", "labels": [0, 1, 4]}, r"table.jsonl:2: field 'labels'\[2\] \(task 'topic'\).*0\.\.3.*found 4"),
+    ({"text": "a", "labels": [0, 1.5, 0]}, r"table.jsonl:2: field 'labels'\[1\] \(task 'urgency'\).*found 1.5"),
+    ({"text": "a", "labels": [0, True, 0]}, r"table.jsonl:2: field 'labels'\[1\].*found True"),
+    ({"text": "a", "labels": [0, 1, "sports"]}, r"table.jsonl:2: field 'labels'\[2\].*found 'sports'"),
+    ({"text": "a", "labels": [-2, 1, 0]}, r"table.jsonl:2: field 'labels'\[0\].*found -2"),
+    ({"text": "a", "labels": 3}, r"table.jsonl:2: field 'labels': expected a list"),
+    ({"text": "a", "labels": [0, 1, 0], "weight": [1, 2]}, r"table.jsonl:2: field 'weight'.*found \[1, 2\]"),
+    ({"text": "a", "labels": [0, 1, 0], "weight": -1}, r"table.jsonl:2: field 'weight'.*>= 0.*found -1"),
+    ({"labels": [0, 1, 0]}, r"table.jsonl:2: field 'text' is missing"),
+    ({"text": "  ", "labels": [0, 1, 0]}, r"table.jsonl:2: field 'text': expected a non-empty string"),
+    ({"text": 5, "labels": [0, 1, 0]}, r"table.jsonl:2: field 'text': expected a non-empty string, found 5"),
+    ('{"text": "a", "labels": [0, 1, 0]', r"table.jsonl:2: invalid JSON"),
+    ('[1, 2]', r"table.jsonl:2: expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize("bad,message", BAD_JSONL)
+def test_bad_jsonl_row_is_named(layout, write_jsonl, bad, message):
+  path = write_jsonl([{"text": "fine", "labels": [0, 0, 0]}, bad, {"text": "fine", "labels": [0, 0, 0]}])
+  with pytest.raises(UserError, match=message):
+    read_table(path, layout)
+
+
+def test_non_utf8_names_the_line(layout, tmp_path):
+  path = tmp_path / "t.jsonl"
+  path.write_bytes(b'{"text": "ok", "labels": [0, 0, 0]}\n{"text": "caf\xe9", "labels": [0, 0, 0]}\n')
+  with pytest.raises(UserError, match=r"t.jsonl:2: not valid UTF-8"):
+    read_table(str(path), layout)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", r"no rows"),
+    ("words,labels\na,[0,0,0]\n", r"t.csv:1: header: no 'text' column"),
+    ("text,sentiment\na,0\n", r"t.csv:1: header: expected a 'labels' column or one column per task"),
+    ('text,labels\nok,"[0,0,0]"\n"unclosed,"[0,0,0]"\n', r"t.csv row 2 \(line 3\): malformed CSV"),
+    ("text,labels\nok,\"[0,0,0]\",extra\n", r"t.csv row 1 \(line 2\): expected 2 fields"),
+    ("text,labels\nok,\"[0,0,9]\"\n", r"t.csv row 1 \(line 2\): field 'labels'\[2\] \(task 'topic'\)"),
+    ("text,labels\nok,zero\n", r"t.csv row 1 \(line 2\): field 'labels': expected a JSON list"),
+])
+def test_bad_csv_is_named(layout, tmp_path, content, message):
+  path = tmp_path / "t.csv"
+  path.write_text(content)
+  with pytest.raises(UserError, match=message):
+    read_table(str(path), layout)
+
+
+def test_missing_file_and_unknown_format(layout, tmp_path):
+  with pytest.raises(UserError, match="file not found"):
+    read_table(str(tmp_path / "nope.jsonl"), layout)
+  with pytest.raises(UserError, match="unknown table format '.parquet'"):
+    read_table(str(tmp_path / "x.parquet"), layout)
+
+
+def test_validation_split_is_seeded_and_disjoint(layout, write_jsonl):
+  path = write_jsonl([{"text": f"t{i}", "labels": [i % 3, i % 2, i % 4]} for i in range(50)])
+  table = read_table(path, layout)
+  train, val = split_validation(table, "0.2", seed=3)
+  again = split_validation(table, "20%", seed=3)[1]
+  assert len(val) == 10 and len(train) == 40 and val.texts == again.texts
+  assert not set(train.texts) & set(val.texts)
+  assert split_validation(table, "0.2", seed=4)[1].texts != val.texts
+
+
+@pytest.mark.parametrize("spec,count", [("0.1", 10), ("25%", 25), ("7", 7)])
+def test_validation_count(spec, count):
+  assert validation_count(spec, 100) == count
+
+
+@pytest.mark.parametrize("spec", ["0", "100", "1.5", "val.jsonl", "150%"])
+def test_validation_count_rejects(spec):
+  with pytest.raises(UserError, match="config.data.validation"):
+    validation_count(spec, 100)

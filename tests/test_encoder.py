@@ -1,0 +1,107 @@
+"""The Flax encoder against PyTorch `transformers.BertModel` outputs (tests/golden/, made by make_encoder_golden.py)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from mtl_jax import encoder as enc
+from mtl_jax.errors import UserError
+from mtl_jax.heads import pool
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "minilm_hidden.npz")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+  directory = enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED)
+  config, params = enc.load_pretrained(directory)
+  return directory, config, params
+
+
+@pytest.fixture(scope="module")
+def golden():
+  return dict(np.load(GOLDEN))
+
+
+def test_tokenizer_matches_golden_ids(minilm, golden):
+  tokenizer = AutoTokenizer.from_pretrained(minilm[0])
+  ids = tokenizer(list(golden["sentences"]), padding=True, truncation=True, max_length=48)["input_ids"]
+  np.testing.assert_array_equal(np.asarray(ids), golden["input_ids"])
+
+
+def test_hidden_states_match_pytorch(minilm, golden):
+  _, config, params = minilm
+  out, state = enc.Encoder(config).apply({"params": params}, golden["input_ids"], golden["attention_mask"],
+                                         golden["token_type_ids"], capture_intermediates=True)
+  mask = golden["attention_mask"].astype(bool)
+  # Padded positions are not compared: their values depend on the attention kernel, and nothing reads them.
+  np.testing.assert_allclose(np.asarray(out)[mask], golden["last_hidden_state"][mask], atol=1e-4, rtol=0)
+  inter = state["intermediates"]
+  for layer, reference in zip(golden["hidden_state_layers"], golden["hidden_states"]):
+    ours = inter["embeddings"]["__call__"][0] if layer == 0 else inter[f"layer_{layer - 1}"]["__call__"][0]
+    np.testing.assert_allclose(np.asarray(ours)[mask], reference[mask], atol=1e-4, rtol=0)
+  pooled = pool(out, golden["attention_mask"], "mean")
+  np.testing.assert_allclose(np.asarray(pooled), golden["mean_pooled"], atol=1e-4, rtol=0)
+
+
+def test_hf_names_map_to_our_tree():
+  assert enc.hf_name_to_path("encoder.layer.3.attention.self.query.weight") == ("layer_3", "query", "kernel")
+  assert enc.hf_name_to_path("bert.embeddings.LayerNorm.gamma") == ("embeddings", "norm", "scale")
+  assert enc.hf_name_to_path("encoder.layer.0.output.LayerNorm.bias") == ("layer_0", "output_norm", "bias")
+  assert enc.hf_name_to_path("pooler.dense.weight") is None
+
+
+def test_linear_weights_are_transposed():
+  w = np.arange(6, dtype=np.float32).reshape(2, 3)  # torch Linear: [out, in]
+  tree = enc.hf_to_flax({"encoder.layer.0.intermediate.dense.weight": w})
+  np.testing.assert_array_equal(tree["layer_0"]["intermediate"]["kernel"], w.T)
+
+
+def test_unknown_tensor_is_an_error():
+  with pytest.raises(UserError, match="unexpected tensors.*encoder.layer.0.crossattention"):
+    enc.hf_to_flax({"encoder.layer.0.crossattention.self.query.weight": np.zeros((2, 2))})
+
+
+def _copy_minilm(directory, tmp_path, drop=None):
+  from safetensors.numpy import load_file, save_file
+  tensors = load_file(os.path.join(directory, "model.safetensors"))
+  if drop:
+    del tensors[drop]
+  save_file(tensors, str(tmp_path / "model.safetensors"))
+  (tmp_path / "config.json").write_text(open(os.path.join(directory, "config.json")).read())
+  return str(tmp_path)
+
+
+def test_local_directory_loads_like_the_package(minilm, tmp_path):
+  config, params = enc.load_pretrained(_copy_minilm(minilm[0], tmp_path))
+  assert config == minilm[1]
+  jax.tree.map(np.testing.assert_array_equal, params, minilm[2])
+
+
+def test_missing_weight_is_named(minilm, tmp_path):
+  directory = _copy_minilm(minilm[0], tmp_path, drop="encoder.layer.2.attention.self.key.weight")
+  with pytest.raises(UserError, match="missing weights for layer_2/key/kernel"):
+    enc.load_pretrained(directory)
+
+
+def test_directory_without_weights_is_named(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+  with pytest.raises(UserError, match="model.safetensors: file not found"):
+    enc.load_pretrained(str(tmp_path))
+
+
+def test_unsupported_position_embeddings_rejected():
+  with pytest.raises(UserError, match="position_embedding_type"):
+    enc.EncoderConfig.from_hf({"position_embedding_type": "relative_key"})
+
+
+@pytest.mark.parametrize("preset", sorted(enc.RANDOM_PRESETS))
+def test_random_presets_shapes(preset):
+  config = enc.random_config(preset)
+  shapes = jax.eval_shape(lambda: enc.init_params(jax.random.key(0), config))
+  assert shapes["layer_0"]["query"]["kernel"].shape == (config.hidden_size, config.hidden_size)
+  assert len([k for k in shapes if k.startswith("layer_")]) == config.num_layers

@@ -1,0 +1,31 @@
+"""Grouped head and pooling: shapes, the split by layout, and masked mean pooling against numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtl_jax import heads
+
+
+def test_grouped_head_shapes_follow_layout(layout):
+  params = heads.init_grouped(jax.random.key(0), 16, layout)
+  assert params["kernel"].shape == (16, 9) and params["bias"].shape == (9,)
+  logits = heads.apply_grouped(params, jnp.ones((5, 16)))
+  assert logits.shape == (5, 9) and logits.dtype == jnp.float32
+  assert [g.shape for g in heads.split_groups(logits, layout)] == [(5, 3), (5, 2), (5, 4)]
+
+
+def test_split_groups_are_consecutive_slices(layout):
+  logits = jnp.arange(18.0).reshape(2, 9)
+  groups = heads.split_groups(logits, layout)
+  np.testing.assert_array_equal(np.concatenate(groups, axis=1), logits)
+  np.testing.assert_array_equal(groups[1], logits[:, 3:5])
+
+
+def test_mean_pooling_ignores_padding():
+  rng = np.random.default_rng(0)
+  hidden = rng.normal(size=(3, 6, 4)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 0, 0, 0], [1] * 6, [1, 0, 0, 0, 0, 0]])
+  expected = np.stack([hidden[i, mask[i] == 1].mean(0) for i in range(3)])
+  np.testing.assert_allclose(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), "mean"), expected, rtol=1e-6)
+  np.testing.assert_array_equal(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), "cls"), hidden[:, 0])
