@@ -1,6 +1,7 @@
 """Entry point: `python -m mtl_jax.main --config=configs/NAME.py[:smoke] --workdir=DIR [--config.key=value ...]`."""
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -12,6 +13,29 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file 
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.jsonl; a rerun resumes.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def flag_error_line(error: Exception, argv: list[str]) -> str:
+  """One readable line for a bad flag or config override (unknown field with a suggestion, bad value, bad file)."""
+  text = str(error.args[0]) if isinstance(error, (AttributeError, KeyError)) and error.args else str(error)
+  if isinstance(error, (AttributeError, KeyError)):
+    hint = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text)
+    key = hint.group(2) if hint else re.search(r"\w+", text).group(0)
+    arg = next((a.split("=")[0] for a in argv if re.search(rf"\.{key}(=|$)", a.split("=")[0])), key)
+    return f"{arg}: no such config field" + (f" (did you mean {hint.group(1)!r}?)" if hint else "")
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  return " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else text
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl parsing, but a mistake in a flag or config override exits 2 with one line instead of a traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.is_locked  # noqa: B018 - a config file that fails to load raises only when first read
+    return rest
+  except Exception as e:  # noqa: BLE001 - everything raised while parsing flags comes from the command line
+    print(f"error: {flag_error_line(e, argv)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
@@ -29,4 +53,4 @@ def main(argv):
 
 if __name__ == "__main__":
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

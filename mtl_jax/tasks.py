@@ -11,6 +11,7 @@ import difflib
 from mtl_jax.errors import UserError
 
 KINDS = ("classification",)
+TASK_FIELDS = ("kind", "labels", "num_classes", "weight", "label_smoothing", "data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,11 @@ class Layout:
 def task_from_config(name: str, cfg) -> Task:
   """Builds one Task from its config entry, checking every field."""
   where = f"config.tasks.{name}"
+  for key in cfg:
+    if key not in TASK_FIELDS:
+      hint = difflib.get_close_matches(key, TASK_FIELDS, n=1)
+      raise UserError(f"{where}.{key}: no such task field" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                                else f"; expected one of {TASK_FIELDS}"))
   kind = cfg.get("kind", "classification")
   if kind not in KINDS:
     raise UserError(f"{where}.kind: expected one of {KINDS}, found {kind!r}")

@@ -105,3 +105,33 @@ def test_random_presets_shapes(preset):
   shapes = jax.eval_shape(lambda: enc.init_params(jax.random.key(0), config))
   assert shapes["layer_0"]["query"]["kernel"].shape == (config.hidden_size, config.hidden_size)
   assert len([k for k in shapes if k.startswith("layer_")]) == config.num_layers
+
+
+def test_bfloat16_compute_stays_close_to_float32(minilm, golden):
+  _, config, params = minilm
+  out = enc.Encoder(config, jax.numpy.bfloat16).apply({"params": params}, golden["input_ids"],
+                                                      golden["attention_mask"])
+  assert out.dtype == jax.numpy.bfloat16
+  pooled = np.asarray(pool(out.astype(np.float32), golden["attention_mask"], "mean"))
+  cosine = (pooled * golden["mean_pooled"]).sum(1) / np.linalg.norm(pooled, axis=1) / np.linalg.norm(
+      golden["mean_pooled"], axis=1)
+  assert cosine.min() > 0.99
+
+
+def test_remat_gives_the_same_gradients():
+  config = enc.random_config("random-tiny")
+  ids = jax.random.randint(jax.random.key(1), (2, 8), 0, config.vocab_size)
+  params = enc.init_params(jax.random.key(0), config)
+  grads = [jax.grad(lambda p: enc.Encoder(config, remat=r).apply({"params": p}, ids, np.ones((2, 8))).sum())(params)
+           for r in (False, True)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
+
+
+def test_hub_id_without_a_hub_is_a_clear_error(monkeypatch):
+  import huggingface_hub
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; no network in tests
+  with pytest.raises(UserError, match=r"encoder 'someorg/some-model': not a local directory, and the hub download"):
+    enc.resolve_encoder_dir("someorg/some-model")
+  with pytest.raises(UserError, match=r"directory not found"):
+    enc.resolve_encoder_dir("./no/such/dir")
