@@ -27,3 +27,15 @@ def write_jsonl(tmp_path):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return str(path)
   return write
+
+DATA_ROOT = os.environ.get("MTL_JAX_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> str:
+  """The real corpora in ../shared/data. Missing: a failure in CI, a skip on a developer machine without them."""
+  if not os.path.isdir(DATA_ROOT):
+    if os.environ.get("CI"):
+      pytest.fail(f"{DATA_ROOT} is missing; CI must run with ../shared/data beside the repo")
+    pytest.skip(f"{DATA_ROOT} not present (set MTL_JAX_DATA)")
+  return DATA_ROOT
