@@ -9,6 +9,7 @@ tokenizer's files. The encoder is one subtree of `params`, stored once whatever 
 each step to a temporary directory and renames it when complete, so a half-written checkpoint is never the latest.
 """
 
+import base64
 import os
 import tempfile
 
@@ -26,24 +27,32 @@ def manager(directory: str, create: bool = True) -> ocp.CheckpointManager:
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:
-  """The tokenizer's files as {name: text}, to store inside checkpoints."""
+  """The tokenizer's files as {name: base64 of the bytes} (some, like sentencepiece models, are binary)."""
   with tempfile.TemporaryDirectory() as tmp:
     tokenizer.save_pretrained(tmp)
-    return {name: open(os.path.join(tmp, name), encoding="utf-8").read() for name in sorted(os.listdir(tmp))}
+    files = {}
+    for name in sorted(os.listdir(tmp)):
+      with open(os.path.join(tmp, name), "rb") as f:
+        files[name] = base64.b64encode(f.read()).decode("ascii")
+    return files
 
 
-def load_tokenizer(files: dict[str, str]):
+def restore_tokenizer(mngr: ocp.CheckpointManager, step: int):
+  """The tokenizer stored with a checkpoint."""
   from transformers import AutoTokenizer
+  files = mngr.restore(step, args=ocp.args.Composite(tokenizer=ocp.args.JsonRestore())).tokenizer
   with tempfile.TemporaryDirectory() as tmp:
-    for name, text in files.items():
-      with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-        f.write(text)
+    for name, data in files.items():
+      with open(os.path.join(tmp, name), "wb") as f:
+        f.write(base64.b64decode(data))
     return AutoTokenizer.from_pretrained(tmp)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, arrays: dict, meta: dict, tokenizer: dict[str, str]) -> None:
   """Saves `arrays` (e.g. params and opt_state) with meta and tokenizer, and waits until it is committed."""
   items = {name: ocp.args.StandardSave(tree) for name, tree in arrays.items()}
+  if step in mngr.all_steps():  # a resumed run redoing a step whose checkpoint a crash left behind
+    mngr.delete(step)
   mngr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), tokenizer=ocp.args.JsonSave(tokenizer),
                                           **items), force=True)
   mngr.wait_until_finished()

@@ -1,4 +1,9 @@
-"""Task heads as pure functions: `init(rng, ...) -> params` and `apply(params, features) -> logits`."""
+"""Task heads as pure functions: `init(rng, ...) -> params` and `apply(params, features) -> logits`.
+
+Each kind of task has one grouped head: a dense layer whose outputs are its tasks' logits side by side. The
+classification head reads the pooled text features [B, H]; the tagging head reads every token's hidden state
+[B, L, H]. `split_groups` cuts a head's output into the tasks' slices, as the layout says.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -12,24 +17,25 @@ def pool(hidden: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
   """[B, L, H] hidden states -> [B, H] text features: the first token (`cls`) or the masked mean (`mean`)."""
   if kind == "cls":
     return hidden[:, 0]
-  if kind == "mean":
-    m = mask[..., None].astype(hidden.dtype)
-    return (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1)
+  if kind == "mean":  # summed in float32: bfloat16 cannot count past 256 tokens exactly
+    m = mask[..., None].astype(jnp.float32)
+    return ((hidden.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1)).astype(hidden.dtype)
   raise ValueError(f"unknown pooling {kind!r}; expected one of {POOLINGS}")
 
 
-def init_grouped(rng: jax.Array, features: int, layout: Layout) -> dict:
-  """One dense layer whose outputs are every task's logits side by side ([H, sum(group_sizes)])."""
-  kernel = 0.02 * jax.random.truncated_normal(rng, -2, 2, (features, layout.total_classes), jnp.float32)
-  return {"kernel": kernel, "bias": jnp.zeros((layout.total_classes,), jnp.float32)}
+def init_grouped(rng: jax.Array, features: int, outputs: int) -> dict:
+  """One dense layer [features, outputs]; `outputs` is the sum of its tasks' class counts."""
+  kernel = 0.02 * jax.random.truncated_normal(rng, -2, 2, (features, outputs), jnp.float32)
+  return {"kernel": kernel, "bias": jnp.zeros((outputs,), jnp.float32)}
 
 
 def apply_grouped(params: dict, features: jax.Array) -> jax.Array:
-  """[B, H] -> [B, sum(group_sizes)] logits, in float32 whatever the compute dtype."""
+  """[..., H] -> [..., outputs] logits, in float32 whatever the compute dtype."""
   logits = features @ params["kernel"].astype(features.dtype) + params["bias"].astype(features.dtype)
   return logits.astype(jnp.float32)
 
 
-def split_groups(logits: jax.Array, layout: Layout) -> list[jax.Array]:
-  """[B, sum(group_sizes)] -> one [B, K_t] array per task, in layout order."""
-  return [logits[:, o:o + k] for o, k in zip(layout.offsets, layout.group_sizes)]
+def split_groups(logits: jax.Array, layout: Layout, kind: str) -> dict[int, jax.Array]:
+  """A kind's head output [..., sum K] -> {task position: its [..., K_t] logits}."""
+  return {t: logits[..., layout.offsets[t]:layout.offsets[t] + layout.tasks[t].num_classes]
+          for t in layout.of_kind(kind)}

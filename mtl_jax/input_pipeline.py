@@ -15,11 +15,19 @@ from mtl_jax.data import Table
 
 @dataclasses.dataclass
 class Encoded:
-  """Token ids per example (variable length, special tokens included) with their labels and weights."""
+  """Tokenised examples: token ids (variable length, special tokens included), labels and weights per task.
+
+  Tagging examples also carry `tags` ([len, T] tag ids at each word's first sub-token, -1 elsewhere), `starts` (the
+  positions of those first sub-tokens) and `sentence` (the source sentence: a sentence longer than the window is
+  split into several consecutive examples, so that every word is scored). Text examples have no starts.
+  """
   ids: list[np.ndarray]
   labels: np.ndarray  # [N, T] int32, -1 = no label
   weights: np.ndarray  # [N, T] float32
-  truncated: int  # how many texts were cut to max_length
+  truncated: int = 0  # how many texts were cut to max_length
+  tags: list[np.ndarray] | None = None  # None when no task is a tagging task
+  starts: list[np.ndarray] | None = None
+  sentence: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -29,17 +37,90 @@ class Encoded:
     return np.array([len(x) for x in self.ids])
 
 
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+  """The special token ids the tokenizer puts before and after one text ([CLS] and [SEP] for BERT)."""
+  with_specials = tokenizer("a")["input_ids"]
+  body = tokenizer("a", add_special_tokens=False)["input_ids"]
+  start = next(i for i in range(len(with_specials)) if with_specials[i:i + len(body)] == body)
+  return with_specials[:start], with_specials[start + len(body):]
+
+
 def tokenize(texts: list[str], tokenizer, max_length: int) -> tuple[list[np.ndarray], int]:
-  """Token ids of each text, cut to max_length; also the number of texts that were cut."""
-  full = tokenizer(texts, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
-  truncated = sum(len(x) > max_length for x in full)
-  cut = [np.asarray(x[:max_length - 1] + x[-1:] if len(x) > max_length else x, np.int32) for x in full]
-  return cut, truncated
+  """Token ids of each text with the tokenizer's special tokens, the text cut so the whole fits max_length; also
+  the number of texts that were cut."""
+  lead, trail = special_tokens(tokenizer)
+  budget = max_length - len(lead) - len(trail)
+  bodies = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+  ids = [np.asarray(lead + x[:budget] + trail, np.int32) for x in bodies]
+  return ids, sum(len(x) > budget for x in bodies)
 
 
 def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
   ids, truncated = tokenize(table.texts, tokenizer, max_length)
   return Encoded(ids, table.labels, table.weights, truncated)
+
+
+def word_windows(piece_counts: list[int], budget: int) -> list[tuple[int, int]]:
+  """Consecutive word ranges [a, b) whose sub-tokens fit `budget`; every word lands in exactly one window."""
+  windows, start, used = [], 0, 0
+  for i, n in enumerate(piece_counts):
+    if used + n > budget and i > start:
+      windows.append((start, i))
+      start, used = i, 0
+    used += n
+  return windows + [(start, len(piece_counts))] if piece_counts else []
+
+
+def encode_words(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray], labels: np.ndarray,
+                 weights: np.ndarray, tokenizer, max_length: int) -> Encoded:
+  """Word sequences with word-level tag ids [n_words, T] -> windows of at most max_length tokens, tags on first
+  sub-tokens. Text-level labels go to a sentence's first window only, so a split sentence counts once."""
+  vocab = sorted({w for words in sentences for w in words})
+  pieces = dict(zip(vocab, tokenizer(vocab, add_special_tokens=False, verbose=False)["input_ids"] if vocab else []))
+  lead, trail = special_tokens(tokenizer)
+  budget = max_length - len(lead) - len(trail)
+  num_tasks = labels.shape[1]
+  out = Encoded([], [], [], 0, [], [], [])
+  for s, words in enumerate(sentences):
+    word_pieces = [(pieces[w] or [tokenizer.unk_token_id])[:budget] for w in words]
+    for a, b in word_windows([len(p) for p in word_pieces], budget):
+      body = [i for p in word_pieces[a:b] for i in p]
+      ids = np.asarray(lead + body + trail, np.int32)
+      starts = len(lead) + np.concatenate([[0], np.cumsum([len(p) for p in word_pieces[a:b]])[:-1]]).astype(np.int32)
+      tags = np.full((len(ids), num_tasks), -1, np.int32)
+      tags[starts] = tag_ids[s][a:b]
+      out.ids.append(ids)
+      out.tags.append(tags)
+      out.starts.append(starts)
+      out.sentence.append(s)
+      out.labels.append(labels[s] if a == 0 else np.full(num_tasks, -1, np.int32))
+      out.weights.append(weights[s])
+  out.labels = np.asarray(out.labels, np.int32).reshape(-1, num_tasks)
+  out.weights = np.asarray(out.weights, np.float32).reshape(-1, num_tasks)
+  out.sentence = np.asarray(out.sentence, np.int64)
+  return out
+
+
+def with_tags(data: Encoded) -> Encoded:
+  """Text examples in a pool that also has tagging tasks: no tags, no word starts, one sentence each."""
+  if data.tags is not None:
+    return data
+  num_tasks = data.labels.shape[1]
+  return dataclasses.replace(data, tags=[np.full((len(x), num_tasks), -1, np.int32) for x in data.ids],
+                             starts=[np.zeros(0, np.int32) for _ in data.ids], sentence=np.arange(len(data)))
+
+
+def concat(parts: list[Encoded]) -> Encoded:
+  """One pool from several encoded corpora (sentence ids are renumbered so they stay distinct)."""
+  if any(p.tags is not None for p in parts):
+    parts = [with_tags(p) for p in parts]
+  tagged = parts[0].tags is not None
+  offsets = np.cumsum([0] + [int(p.sentence.max()) + 1 if tagged and len(p) else 0 for p in parts])
+  return Encoded([x for p in parts for x in p.ids], np.concatenate([p.labels for p in parts]),
+                 np.concatenate([p.weights for p in parts]), sum(p.truncated for p in parts),
+                 [x for p in parts for x in p.tags] if tagged else None,
+                 [x for p in parts for x in p.starts] if tagged else None,
+                 np.concatenate([p.sentence + o for p, o in zip(parts, offsets)]) if tagged else None)
 
 
 def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
@@ -58,7 +139,13 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
   labels = np.full((batch_size, data.labels.shape[1]), -1, np.int32)
   weights = np.zeros((batch_size, data.weights.shape[1]), np.float32)
   labels[:len(idx)], weights[:len(idx)] = data.labels[idx], data.weights[idx]
-  return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
+  batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
+  if data.tags is not None:
+    batch["tags"] = np.full((batch_size, length, labels.shape[1]), -1, np.int32)
+    for row, i in enumerate(idx):
+      n = min(len(data.tags[i]), length)
+      batch["tags"][row, :n] = data.tags[i][:n]
+  return batch
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

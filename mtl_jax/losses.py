@@ -1,12 +1,14 @@
 """Grouped cross-entropy as (sum, count) per task.
 
-Normalisation. For task t with label smoothing e_t and K_t classes, example i contributes
+Normalisation. For task t with label smoothing e_t and K_t classes, a scored item i (a text for classification, a
+word's first sub-token for tagging) contributes
     w_it * CE(smooth(y_it), logits_it),  smooth(y) = (1 - e_t) * onehot(y) + e_t / K_t,
 where w_it is the example's weight for t (0 where the label is missing, -1, or the row is padding). The task loss is
     L_t = sum_i w_it * CE_it / sum_i w_it
 over the *global* batch: both sums are reduced over every device before dividing (under `jit` with a sharded batch,
-`jnp.sum` is that global reduction), so L_t does not depend on how the batch is split. A task with no labelled example
-in the batch contributes 0. The training objective is sum_t lambda_t * L_t with the per-task weights lambda_t.
+`jnp.sum` is that global reduction), so L_t does not depend on how the batch is split. A tagging task's loss is thus a
+mean over scored words. A task with no labelled item in the batch contributes 0. The training objective is
+sum_t lambda_t * L_t with the per-task weights lambda_t.
 """
 
 import jax
@@ -14,20 +16,25 @@ import jax.numpy as jnp
 import optax
 
 from mtl_jax.heads import split_groups
-from mtl_jax.tasks import Layout
+from mtl_jax.tasks import Layout, Task
 
 
-def grouped_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
-                          layout: Layout) -> tuple[jax.Array, jax.Array]:
-  """logits [B, sum K], labels [B, T] (-1 = no label), weights [B, T] -> (loss sums [T], weight sums [T])."""
-  sums, counts = [], []
-  for t, (task, task_logits) in enumerate(zip(layout.tasks, split_groups(logits, layout))):
-    y = labels[:, t]
-    w = jnp.where(y >= 0, weights[:, t], 0.0)
-    target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(y, 0), task.num_classes), task.label_smoothing)
-    ce = optax.softmax_cross_entropy(task_logits, target)
-    sums.append(jnp.sum(w * ce))
-    counts.append(jnp.sum(w))
+def task_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                       task: Task) -> tuple[jax.Array, jax.Array]:
+  """logits [..., K], labels [...] (-1 = not scored), weights broadcastable to labels -> (loss sum, weight sum)."""
+  w = jnp.where(labels >= 0, weights, 0.0)
+  target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(labels, 0), task.num_classes), task.label_smoothing)
+  return jnp.sum(w * optax.softmax_cross_entropy(logits, target)), jnp.sum(w)
+
+
+def grouped_cross_entropy(logits: dict[str, jax.Array], batch: dict, layout: Layout) -> tuple[jax.Array, jax.Array]:
+  """Head outputs by kind and a batch (labels [B, T], weights [B, T], tags [B, L, T]) -> (sums [T], counts [T])."""
+  parts = {}
+  for t, task_logits in split_groups(logits.get("classification"), layout, "classification").items():
+    parts[t] = task_cross_entropy(task_logits, batch["labels"][:, t], batch["weights"][:, t], layout.tasks[t])
+  for t, task_logits in split_groups(logits.get("tagging"), layout, "tagging").items():
+    parts[t] = task_cross_entropy(task_logits, batch["tags"][:, :, t], batch["weights"][:, t, None], layout.tasks[t])
+  sums, counts = zip(*(parts[t] for t in range(len(layout.tasks))))
   return jnp.stack(sums), jnp.stack(counts)
 
 

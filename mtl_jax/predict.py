@@ -10,17 +10,26 @@ CLI:
 
 import json
 import os
+import re
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax import checkpoint
+from mtl_jax import checkpoint, spans
 from mtl_jax.encoder import Encoder, EncoderConfig
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, eval_indices, make_batch, tokenize
+from mtl_jax.input_pipeline import Encoded, encode_words, eval_indices, make_batch, tokenize
 from mtl_jax.model import Model
 from mtl_jax.tasks import Layout
+
+WORD = re.compile(r"\w+(?:['\-.]\w+)*|[^\w\s]")  # words and single punctuation marks, for tagging raw text
+
+
+def split_words(text: str) -> list[str]:
+  """Raw text -> words for the taggers ("Mr. Smith's car" -> Mr . Smith's car)."""
+  return WORD.findall(text)
 
 
 class Predictor:
@@ -29,46 +38,86 @@ class Predictor:
   def __init__(self, model: Model, params: dict, tokenizer, length_buckets: tuple[int, ...], step: int):
     self.model, self.params, self.tokenizer, self.step = model, params, tokenizer, step
     self.length_buckets = tuple(length_buckets)
-    self._logits = jax.jit(lambda p, b: model.probabilities(model.logits(p, b)))
+    self._forward = jax.jit(lambda p, b: model.probabilities(model.logits(p, b)))
 
   @classmethod
   def load(cls, path: str) -> "Predictor":
     """From a workdir (its best checkpoint, else its latest), a manager directory, or one step's directory."""
     mngr, step = checkpoint.find(path)
     meta = checkpoint.restore_meta(mngr, step)
-    tokenizer = checkpoint.load_tokenizer(mngr.restore(step, args=checkpoint.ocp.args.Composite(
-        tokenizer=checkpoint.ocp.args.JsonRestore())).tokenizer)
-    params = checkpoint.restore_arrays(mngr, step, {"params": None})["params"]
-    model = Model(Encoder(EncoderConfig(**meta["encoder"])), Layout.from_dict(meta["tasks"]), meta["pooling"])
-    return cls(model, params, tokenizer, meta["length_buckets"], step)
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[meta.get("dtype", "float32")]
+    model = Model(Encoder(EncoderConfig(**meta["encoder"]), dtype), Layout.from_dict(meta["tasks"]), meta["pooling"])
+    # Restored onto this process's first device, whatever mesh the run was trained on.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    params = checkpoint.restore_arrays(mngr, step, {"params": checkpoint.abstract(
+        shapes, jax.tree.map(lambda _: device, shapes))})["params"]
+    return cls(model, params, checkpoint.restore_tokenizer(mngr, step), meta["length_buckets"], step)
 
   @property
   def layout(self) -> Layout:
     return self.model.layout
 
-  def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """[N, sum(group_sizes)] class probabilities, each task's group summing to 1."""
-    ids, _ = tokenize(list(texts), self.tokenizer, max(self.length_buckets))
-    num_tasks = len(self.layout.tasks)
-    data = Encoded(ids, np.zeros((len(ids), num_tasks), np.int32), np.ones((len(ids), num_tasks), np.float32), 0)
-    probs = np.zeros((len(data), self.layout.total_classes), np.float32)
-    for idx in eval_indices(data.lengths, batch_size):
-      batch = make_batch(data, idx, batch_size, self.length_buckets, self.tokenizer.pad_token_id or 0)
-      probs[idx] = np.asarray(self._logits(self.params, batch))[:len(idx)]
-    return probs
+  def encode(self, inputs: list) -> tuple[Encoded, list[list[str]] | None]:
+    """Texts (or lists of words) -> examples; with tagging tasks, words are split out and kept."""
+    num_tasks, max_length = len(self.layout.tasks), max(self.length_buckets)
+    if not self.layout.of_kind("tagging"):
+      ids, _ = tokenize([x if isinstance(x, str) else " ".join(x) for x in inputs], self.tokenizer, max_length)
+      return Encoded(ids, np.full((len(ids), num_tasks), -1, np.int32), np.ones((len(ids), num_tasks), np.float32)), None
+    words = [split_words(x) if isinstance(x, str) else list(x) for x in inputs]
+    no_tags = [np.zeros((len(w), num_tasks), np.int32) for w in words]
+    data = encode_words([tuple(w) for w in words], no_tags, np.full((len(words), num_tasks), -1, np.int32),
+                        np.ones((len(words), num_tasks), np.float32), self.tokenizer, max_length)
+    return data, words
 
-  def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
-    """Per text: {task: {"label": name, "probs": {name: p}}}."""
-    probs = self.probabilities(texts, batch_size)
+  def outputs(self, data: Encoded, batch_size: int) -> dict:
+    """Classification probabilities per example and tagging probabilities per word of each example."""
+    out = {"classification": np.zeros((len(data), self.layout.total("classification")), np.float32),
+           "tagging": [None] * len(data)}
+    for idx in eval_indices(data.lengths, batch_size):
+      probs = self._forward(self.params, make_batch(data, idx, batch_size, self.length_buckets,
+                                                    self.tokenizer.pad_token_id or 0))
+      if "classification" in probs:
+        out["classification"][idx] = np.asarray(probs["classification"])[:len(idx)]
+      if "tagging" in probs:
+        tagging = np.asarray(probs["tagging"])
+        for row, i in enumerate(idx):
+          out["tagging"][i] = tagging[row, data.starts[i]]
+    return out
+
+  def predict(self, inputs: list, batch_size: int = 64) -> list[dict]:
+    """Per input (a text, or a list of words), keyed by task name:
+    classification {"label", "probs"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}]
+    for span tasks."""
+    if not inputs:
+      return []
+    data, words = self.encode(list(inputs))
+    out = self.outputs(data, batch_size)
+    first = np.arange(len(data)) if words is None else np.unique(data.sentence, return_index=True)[1]
     results = []
-    for row in probs:
+    for n in range(len(inputs)):
       result = {}
-      for task, offset in zip(self.layout.tasks, self.layout.offsets):
-        p = row[offset:offset + task.num_classes]
-        result[task.name] = {"label": task.labels[int(np.argmax(p))],
-                             "probs": {name: round(float(x), 6) for name, x in zip(task.labels, p)}}
+      for t, task in enumerate(self.layout.tasks):
+        offset = self.layout.offsets[t]
+        if task.kind == "classification":
+          p = out["classification"][first[n], offset:offset + task.num_classes]
+          result[task.name] = {"label": task.labels[int(np.argmax(p))],
+                               "probs": {name: round(float(x), 6) for name, x in zip(task.labels, p)}}
+        else:
+          rows = np.flatnonzero(data.sentence == n)
+          word_probs = np.concatenate([out["tagging"][i][:, offset:offset + task.num_classes] for i in rows])
+          result[task.name] = tag_result(words[n], [task.labels[k] for k in word_probs.argmax(-1)], task.scheme)
       results.append(result)
     return results
+
+
+def tag_result(words: list[str], tags: list[str], scheme: str | None) -> dict:
+  """{"words", "tags"} and, for span schemes, the spans as {"text", "label", "start", "end" (exclusive)}."""
+  result = {"words": list(words), "tags": tags}
+  if scheme:
+    result["spans"] = [{"text": " ".join(words[a:b]), "label": label, "start": a, "end": b}
+                       for label, a, b in spans.extract_spans(tags, scheme)]
+  return result
 
 
 def read_jsonl_texts(path: str) -> list[str]:
@@ -89,16 +138,25 @@ def read_jsonl_texts(path: str) -> list[str]:
 
 
 def format_readable(text: str, result: dict) -> str:
-  parts = [f"{task}={r['label']} ({r['probs'][r['label']]:.2f})" for task, r in result.items()]
-  return f"{text}\n  " + "  ".join(parts)
+  """The text, then one line with every classification and one per tagger (spans, or word/TAG pairs)."""
+  labels = [f"{task}={r['label']} ({r['probs'][r['label']]:.2f})" for task, r in result.items() if "label" in r]
+  lines = [text] + (["  " + "  ".join(labels)] if labels else [])
+  for task, r in result.items():
+    if "spans" in r:
+      lines.append(f"  {task}: " + " ".join(f'"{s["text"]}"/{s["label"]}' for s in r["spans"]))
+    elif "tags" in r:
+      lines.append(f"  {task}: " + " ".join(f"{w}/{t}" for w, t in zip(r["words"], r["tags"])))
+  return "\n".join(lines)
 
 
 def main(argv) -> None:
   from absl import flags
   flag = flags.FLAGS
-  if len(argv) > 1:
-    raise UserError(f"unexpected arguments: {argv[1:]}")
   try:
+    if len(argv) > 1:
+      raise UserError(f"unexpected arguments: {argv[1:]}")
+    if flag.batch_size <= 0:
+      raise UserError(f"--batch_size: expected a number > 0, found {flag.batch_size}")
     predictor = Predictor.load(flag.checkpoint)
     if flag.input:
       if not os.path.isfile(flag.input):
@@ -122,7 +180,8 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
-  from absl import app, flags as absl_flags, logging
+  from absl import app, logging
+  from absl import flags as absl_flags
   absl_flags.DEFINE_string("checkpoint", None, "Workdir, checkpoint manager directory or step directory.")
   absl_flags.DEFINE_string("input", None, "JSONL file with a 'text' field per row; default: lines from stdin.")
   absl_flags.DEFINE_string("output", None, "JSONL output, one object per input row keyed by task; default stdout.")

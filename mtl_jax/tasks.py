@@ -1,8 +1,11 @@
 """Named tasks and the layout of their logits: the one place the task layout is computed.
 
-A task comes from `config.tasks.<name>`: `kind` ('classification'), `labels` (class names) or `num_classes`,
-`weight` (its factor in the total loss) and `label_smoothing`. The layout fixes an order of the tasks (the order of
-each table row's `labels` list) and derives `group_sizes` and offsets from it, so the sizes are never typed twice.
+A task comes from `config.tasks.<name>`: `kind` ('classification' of a whole text, or 'tagging' of every word),
+`labels` (class names) or `num_classes`, `weight` (its factor in the total loss), `label_smoothing`, and for taggers
+the span `scheme` (IOB1, IOB2, BIOES; None for tags without spans, e.g. POS). The layout fixes an order of the tasks
+(the order of each table row's `labels` list) and derives group sizes and offsets from it: classification tasks
+share one grouped head over the pooled text, tagging tasks one grouped head over every token, and each task's
+logits are a consecutive slice of its kind's head. Sizes are never typed twice.
 """
 
 import dataclasses
@@ -10,8 +13,9 @@ import difflib
 
 from mtl_jax.errors import UserError
 
-KINDS = ("classification",)
-TASK_FIELDS = ("kind", "labels", "num_classes", "weight", "label_smoothing", "data")
+KINDS = ("classification", "tagging")
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+TASK_FIELDS = ("kind", "labels", "num_classes", "weight", "label_smoothing", "scheme", "data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,10 +25,16 @@ class Task:
   labels: tuple[str, ...]  # class names; class id i is labels[i]
   weight: float = 1.0  # factor of this task's mean loss in the total loss
   label_smoothing: float = 0.0
+  scheme: str | None = None  # tagging: the span scheme of the tags, None when tags are not spans (POS)
 
   @property
   def num_classes(self) -> int:
     return len(self.labels)
+
+  @property
+  def main_metric(self) -> str:
+    """The task's headline score: span F1 for span taggers, (token or text) accuracy otherwise."""
+    return "f1" if self.kind == "tagging" and self.scheme else "accuracy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +52,16 @@ class Layout:
 
   @property
   def offsets(self) -> tuple[int, ...]:
-    return tuple(sum(self.group_sizes[:i]) for i in range(len(self.tasks)))
+    """Where each task's logits start in its kind's head output."""
+    return tuple(sum(u.num_classes for u in self.tasks[:i] if u.kind == t.kind) for i, t in enumerate(self.tasks))
 
-  @property
-  def total_classes(self) -> int:
-    return sum(self.group_sizes)
+  def of_kind(self, kind: str) -> tuple[int, ...]:
+    """Positions of the tasks of one kind."""
+    return tuple(i for i, t in enumerate(self.tasks) if t.kind == kind)
+
+  def total(self, kind: str) -> int:
+    """Width of the head of one kind: the sum of its tasks' class counts."""
+    return sum(t.num_classes for t in self.tasks if t.kind == kind)
 
   def to_dict(self) -> list[dict]:
     return [{**dataclasses.asdict(t), "labels": list(t.labels)} for t in self.tasks]
@@ -56,8 +71,9 @@ class Layout:
     return cls(tuple(Task(**{**t, "labels": tuple(t["labels"])}) for t in tasks))
 
 
-def task_from_config(name: str, cfg) -> Task:
-  """Builds one Task from its config entry, checking every field."""
+def task_from_config(name: str, cfg, data_labels: tuple[str, ...] = ()) -> Task:
+  """Builds one Task from its config entry, checking every field; `data_labels` (the label set found in the
+  training data) serve when the config names none."""
   where = f"config.tasks.{name}"
   for key in cfg:
     if key not in TASK_FIELDS:
@@ -67,7 +83,7 @@ def task_from_config(name: str, cfg) -> Task:
   kind = cfg.get("kind", "classification")
   if kind not in KINDS:
     raise UserError(f"{where}.kind: expected one of {KINDS}, found {kind!r}")
-  labels, num_classes = cfg.get("labels"), cfg.get("num_classes")
+  labels, num_classes = cfg.get("labels") or data_labels, cfg.get("num_classes")
   if labels:
     labels = tuple(str(label) for label in labels)
     if num_classes and num_classes != len(labels):
@@ -79,13 +95,16 @@ def task_from_config(name: str, cfg) -> Task:
   else:
     raise UserError(f"{where}: give `labels` (class names) or `num_classes`")
   if len(labels) < 2:
-    raise UserError(f"{where}: a classification task needs at least 2 classes, found {len(labels)}")
+    raise UserError(f"{where}: a task needs at least 2 classes, found {len(labels)}")
+  scheme = cfg.get("scheme")
+  if scheme is not None and (kind != "tagging" or scheme not in SCHEMES):
+    raise UserError(f"{where}.scheme: expected one of {SCHEMES} for a tagging task, found {scheme!r}")
   weight, smoothing = float(cfg.get("weight", 1.0)), float(cfg.get("label_smoothing", 0.0))
   if weight < 0:
     raise UserError(f"{where}.weight: expected a number >= 0, found {weight}")
   if not 0.0 <= smoothing < 1.0:
     raise UserError(f"{where}.label_smoothing: expected a number in [0, 1), found {smoothing}")
-  return Task(name, kind, labels, weight, smoothing)
+  return Task(name, kind, labels, weight, smoothing, scheme)
 
 
 def layout_from_config(config) -> Layout:

@@ -16,44 +16,80 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from mtl_jax import checkpoint, metrics as metrics_lib
+from mtl_jax import checkpoint, evaluation
+from mtl_jax import metrics as metrics_lib
 from mtl_jax.data import load_splits
-from mtl_jax.encoder import (DEFAULT_PRETRAINED, RANDOM_PRESETS, Encoder, EncoderConfig, load_pretrained,
-                             resolve_encoder_dir)
+from mtl_jax.encoder import (
+  DEFAULT_PRETRAINED,
+  RANDOM_PRESETS,
+  Encoder,
+  EncoderConfig,
+  load_pretrained,
+  resolve_encoder_dir,
+)
 from mtl_jax.errors import UserError
+from mtl_jax.heads import POOLINGS, split_groups
 from mtl_jax.input_pipeline import Encoded, TrainOrder, encode_table, eval_indices, make_batch
 from mtl_jax.losses import grouped_cross_entropy, task_means, total_loss
 from mtl_jax.model import Model
 from mtl_jax.sharding import batch_divisor, batch_sharding, make_mesh, tree_shardings
 from mtl_jax.tasks import Layout, layout_from_config
 
-METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "f05_macro",
-                "mcc", "auroc_macro")
+METRIC_NAMES = ("main", "loss", *metrics_lib.METRIC_NAMES, *evaluation.TAGGING_METRICS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Encoder, tokenizer, optimizer.
 
-def build_encoder(enc_cfg) -> tuple[EncoderConfig, dict | None, str]:
-  """(architecture, pretrained params or None, tokenizer directory) for `config.encoder`."""
-  tokenizer_dir = resolve_encoder_dir(enc_cfg.tokenizer or (DEFAULT_PRETRAINED if enc_cfg.name in RANDOM_PRESETS
-                                                             else enc_cfg.name))
+def build_encoder(enc_cfg) -> tuple[EncoderConfig, dict | None, object]:
+  """(architecture, pretrained params or None, tokenizer) for `config.encoder`."""
+  tokenizer = load_tokenizer(resolve_encoder_dir(
+      enc_cfg.tokenizer or (DEFAULT_PRETRAINED if enc_cfg.name in RANDOM_PRESETS else enc_cfg.name)))
   if enc_cfg.name in RANDOM_PRESETS:
-    from transformers import AutoConfig
-    vocab = AutoConfig.from_pretrained(tokenizer_dir).vocab_size
-    config, params = EncoderConfig(vocab_size=vocab, **RANDOM_PRESETS[enc_cfg.name]), None
+    config, params = EncoderConfig(vocab_size=len(tokenizer), **RANDOM_PRESETS[enc_cfg.name]), None
   else:
     config, params = load_pretrained(resolve_encoder_dir(enc_cfg.name))
+  if len(tokenizer) > config.vocab_size:
+    raise UserError(f"config.encoder.tokenizer: the tokenizer has {len(tokenizer)} tokens but the encoder embeds "
+                    f"only {config.vocab_size}")
   if enc_cfg.dropout >= 0:
     config = dataclasses.replace(config, dropout_rate=enc_cfg.dropout, attention_dropout_rate=enc_cfg.dropout)
-  return config, params, tokenizer_dir
+  return config, params, tokenizer
 
 
 def load_tokenizer(directory: str):
   from transformers import AutoTokenizer
-  return AutoTokenizer.from_pretrained(directory)
+  try:
+    return AutoTokenizer.from_pretrained(directory)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{directory}: cannot load a tokenizer: {str(e).splitlines()[0]}") from None
+
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def check_config(config) -> None:
+  """Values the code below relies on, checked up front so a mistake is one line, not a traceback mid-run."""
+  tc, buckets = config.train, config.data.length_buckets
+  checks = [
+      ("encoder.pooling", config.encoder.pooling in POOLINGS, f"one of {POOLINGS}"),
+      ("encoder.dtype", config.encoder.dtype in DTYPES, f"one of {tuple(DTYPES)}"),
+      ("encoder.head_dropout", 0 <= config.encoder.head_dropout < 1, "a number in [0, 1)"),
+      ("data.length_buckets", len(buckets) > 0 and all(isinstance(b, int) and b > 2 for b in buckets),
+       "a non-empty list of lengths > 2"),
+      ("train.batch_size", tc.batch_size > 0, "a number > 0"),
+      ("train.eval_batch_size", tc.eval_batch_size > 0, "a number > 0"),
+      ("train.log_every", tc.log_every > 0, "a number > 0"),
+      ("train.eval_every", tc.eval_every >= 0, "a number >= 0 (0 = once per epoch)"),
+      ("train.best_mode", tc.best_mode in ("max", "min"), "'max' or 'min'"),
+  ]
+  for field, ok, expected in checks:
+    if not ok:
+      value = eval(f"config.{field}", {"config": config})  # noqa: S307 - a dotted path of our own, for the message
+      raise UserError(f"config.{field}: expected {expected}, found {value!r}")
 
 
 def learning_rate_schedule(train_cfg, total_steps: int) -> optax.Schedule:
@@ -83,8 +119,7 @@ def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTran
   rng = jax.random.fold_in(dropout_key, state["step"])
 
   def loss_fn(params):
-    logits = model.logits(params, batch, rng)
-    sums, counts = grouped_cross_entropy(logits, batch["labels"], batch["weights"], model.layout)
+    sums, counts = grouped_cross_entropy(model.logits(params, batch, rng), batch, model.layout)
     return total_loss(sums, counts, model.layout), (sums, counts)
 
   (loss, (sums, counts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -95,20 +130,33 @@ def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTran
 
 
 def eval_step(params: dict, batch: dict, *, model: Model):
-  """Per-task probabilities side by side, and the global per-task loss (sums, counts)."""
+  """Classification probabilities [B, sum K], tagging argmax per tagging task [B, L, n_tag], and the global
+  per-task loss (sums, counts)."""
   logits = model.logits(params, batch)
-  sums, counts = grouped_cross_entropy(logits, batch["labels"], batch["weights"], model.layout)
-  return model.probabilities(logits), sums, counts
+  sums, counts = grouped_cross_entropy(logits, batch, model.layout)
+  out = {}
+  if "classification" in logits:
+    out["classification"] = model.probabilities(logits)["classification"]
+  if "tagging" in logits:
+    groups = split_groups(logits["tagging"], model.layout, "tagging").values()
+    out["tagging"] = jnp.stack([jnp.argmax(g, axis=-1) for g in groups], axis=-1).astype(jnp.int32)
+  return out, sums, counts
 
 
-def task_metrics(labels: np.ndarray, probs: np.ndarray, loss_sums: np.ndarray, loss_counts: np.ndarray,
+def task_metrics(data: Encoded, outputs: dict, loss_sums: np.ndarray, loss_counts: np.ndarray,
                  layout: Layout) -> dict[str, dict[str, float]]:
-  """Host-side metrics per task from the gathered predictions (rows without a label for a task are left out)."""
+  """Host-side metrics per task from the gathered outputs (rows without a label for a task are left out)."""
   result = {}
-  for t, (task, offset) in enumerate(zip(layout.tasks, layout.offsets)):
-    labelled = labels[:, t] >= 0
-    m = metrics_lib.classification_metrics(labels[labelled, t], probs[labelled, offset:offset + task.num_classes])
+  for t, task in enumerate(layout.tasks):
+    if task.kind == "classification":
+      labelled = (data.labels[:, t] >= 0) & (data.weights[:, t] > 0)  # the rows the loss counts
+      probs = outputs["classification"][labelled, layout.offsets[t]:layout.offsets[t] + task.num_classes]
+      m = metrics_lib.classification_metrics(data.labels[labelled, t], probs)
+    else:
+      column = layout.of_kind("tagging").index(t)
+      m = evaluation.tagging_metrics(data, [p[:, column] for p in outputs["tagging"]], t, task)
     m["loss"] = float(loss_sums[t] / loss_counts[t]) if loss_counts[t] > 0 else float("nan")
+    m["main"] = m[task.main_metric]
     result[task.name] = m
   return result
 
@@ -116,19 +164,23 @@ def task_metrics(labels: np.ndarray, probs: np.ndarray, loss_sums: np.ndarray, l
 def flatten_metrics(per_task: dict[str, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
   """{task: {metric: v}} -> {'eval/<task>/<metric>': v, 'eval/mean/<metric>': .., 'eval/std/<metric>': ..}."""
   flat = {f"{prefix}/{task}/{k}": v for task, m in per_task.items() for k, v in m.items()}
-  flat.update({f"{prefix}/{k}": v for k, v in metrics_lib.mean_and_std(per_task).items()})
+  overall = {task: {k: v for k, v in m.items() if "/" not in k} for task, m in per_task.items()}  # no per-type F1
+  flat.update({f"{prefix}/{k}": v for k, v in metrics_lib.mean_and_std(overall).items()})
   return flat
 
 
-def format_eval_lines(step: int, per_task: dict[str, dict[str, float]], flat: dict[str, float]) -> list[str]:
+SHOWN = {"main": "main", "loss": "loss", "accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro",
+         "mcc": "mcc", "auroc_macro": "auroc", "precision": "span_p", "recall": "span_r", "f1": "span_f1"}
+
+
+def format_eval_lines(step: int, per_task: dict[str, dict[str, float]], flat: dict[str, float],
+                      split: str = "eval") -> list[str]:
   """One line per task and one for the mean, as Flair prints its dev scores."""
-  short = {"loss": "loss", "accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1", "mcc": "mcc",
-           "auroc_macro": "auroc"}
   width = max(len(name) for name in [*per_task, "mean"])
-  line = lambda name, get: f"eval step {step:>6} | {name:<{width}} | " + "  ".join(
-      f"{s} {get(k):.4f}" for k, s in short.items())
-  return ([line(name, m.get) for name, m in per_task.items()]
-          + [line("mean", lambda k: flat[f"eval/mean/{k}"])])
+  mean = {k.split("/", 2)[2]: v for k, v in flat.items() if k.startswith(f"{split}/mean/")}
+  line = lambda name, m: f"{split} step {step:>6} | {name:<{width}} | " + "  ".join(
+      f"{short} {m[k]:.4f}" for k, short in SHOWN.items() if k in m)
+  return [line(name, m) for name, m in per_task.items()] + [line("mean", mean)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,7 +197,7 @@ class MetricsLog:
     if not (self.enabled and os.path.exists(self.path)):
       return
     with open(self.path, encoding="utf-8") as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      kept = [line for line in f if _event_step(line) <= step]
     with open(self.path, "w", encoding="utf-8") as f:
       f.writelines(kept)
 
@@ -153,6 +205,14 @@ class MetricsLog:
     if self.enabled:
       with open(self.path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
+
+
+def _event_step(line: str) -> float:
+  """The step of one metrics.jsonl line; a torn line (a crash mid-write) counts as after every checkpoint."""
+  try:
+    return json.loads(line)["step"]
+  except (json.JSONDecodeError, KeyError, TypeError):
+    return float("inf")
 
 
 def _jsonable(v):
@@ -168,10 +228,42 @@ def check_metric_name(name: str, layout: Layout) -> None:
                     + (f" (did you mean {hint[0]!r}?)" if hint else "; e.g. 'eval/mean/accuracy'"))
 
 
-def is_better(value: float, best: float | None, mode: str) -> bool:
-  if not np.isfinite(value):
+def update_tracker(tracker: dict, flat: dict[str, float], tc) -> bool:
+  """Best value and early-stopping counters after an evaluation; True when this evaluation is the best so far."""
+  tracker["metrics"] = flat
+  value = flat[tc.best_metric]
+  if not np.isfinite(value):  # e.g. a task without labels in the validation data: no evidence either way
+    log(f"warning: {tc.best_metric} is {value}; this evaluation neither improves nor counts toward patience")
     return False
-  return best is None or (value > best if mode == "max" else value < best)
+  if tracker["best"] is None or (value > tracker["best"] if tc.best_mode == "max" else value < tracker["best"]):
+    tracker.update(best=value, bad_evals=0)
+    return True
+  tracker["bad_evals"] += 1
+  tracker["stopped"] = tc.patience > 0 and tracker["bad_evals"] >= tc.patience
+  if tracker["stopped"]:
+    log(f"early stop: {tc.best_metric} did not improve for {tc.patience} evaluations")
+  return False
+
+
+class TrainWindow:
+  """Training losses accumulated on device between two log events (no host sync per step)."""
+
+  def __init__(self):
+    self.sums, self.counts, self.loss, self.steps, self.examples = 0.0, 0.0, 0.0, 0, 0
+    self.start = time.perf_counter()
+
+  def add(self, out: dict, examples: int) -> None:
+    self.sums, self.counts, self.loss = self.sums + out["sums"], self.counts + out["counts"], self.loss + out["loss"]
+    self.steps, self.examples = self.steps + 1, self.examples + examples
+
+  def close(self, step: int, layout: Layout) -> dict[str, float]:
+    """The window's mean objective, per-task losses (sums over counts) and throughput; raises on NaN/inf."""
+    loss = float(self.loss) / self.steps
+    task_loss = dict(zip(layout.names, np.asarray(task_means(self.sums, self.counts)).tolist()))
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"non-finite training loss at step {step}; task losses {task_loss}")
+    return {"train/loss": loss, "train/examples_per_sec": self.examples / (time.perf_counter() - self.start),
+            **{f"train/{name}/loss": v for name, v in task_loss.items()}}
 
 
 def log(message: str) -> None:
@@ -187,12 +279,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   tc = config.train
 
   # --- Tasks and data --------------------------------------------------------------------------------------------
+  check_config(config)
   layout = layout_from_config(config)
   check_metric_name(tc.best_metric, layout)
-  if tc.best_mode not in ("max", "min"):
-    raise UserError(f"config.train.best_mode: expected 'max' or 'min', found {tc.best_mode!r}")
-  enc_config, pretrained, tokenizer_dir = build_encoder(config.encoder)
-  tokenizer = load_tokenizer(tokenizer_dir)
+  enc_config, pretrained, tokenizer = build_encoder(config.encoder)
   max_length = max(config.data.length_buckets)
   if max_length > enc_config.max_position_embeddings:
     raise UserError(f"config.data.length_buckets: {max_length} exceeds the encoder's "
@@ -208,14 +298,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if tc[field] % batch_divisor(mesh):
       raise UserError(f"config.train.{field}: {tc[field]} is not a multiple of the {batch_divisor(mesh)} "
                       "batch shards (mesh data x fsdp)")
-  order = TrainOrder(train_data.lengths, tc.batch_size, config.seed,
-                     config.data.group_by_length)
+  if len(train_data) < tc.batch_size:
+    raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {len(train_data)} training rows")
+  order = TrainOrder(train_data.lengths, tc.batch_size, config.seed, config.data.group_by_length)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 
   # --- Model and optimizer ---------------------------------------------------------------------------------------
-  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.encoder.dtype]
-  model = Model(Encoder(enc_config, dtype, config.encoder.remat), layout, config.encoder.pooling,
+  model = Model(Encoder(enc_config, DTYPES[config.encoder.dtype], config.encoder.remat), layout, config.encoder.pooling,
                 config.encoder.head_dropout)
   schedule = learning_rate_schedule(tc, total_steps)
   tx = make_optimizer(tc, schedule)
@@ -244,83 +334,71 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   pad_id = tokenizer.pad_token_id or 0
 
   def evaluate(params, data: Encoded) -> tuple[dict, dict]:
-    probs, sums, counts = np.zeros((len(data), layout.total_classes), np.float32), 0.0, 0.0
+    outputs = {"classification": np.zeros((len(data), layout.total("classification")), np.float32),
+               "tagging": [None] * len(data)}
+    sums, counts = 0.0, 0.0
     for idx in eval_indices(data.lengths, tc.eval_batch_size):
-      p, s, c = p_eval_step(params, to_device(make_batch(data, idx, tc.eval_batch_size,
-                                                         config.data.length_buckets, pad_id)))
-      probs[idx] = np.asarray(p)[:len(idx)]
+      out, s, c = p_eval_step(params, to_device(make_batch(data, idx, tc.eval_batch_size,
+                                                           config.data.length_buckets, pad_id)))
+      if "classification" in out:
+        outputs["classification"][idx] = np.asarray(out["classification"])[:len(idx)]
+      if "tagging" in out:
+        tags = np.asarray(out["tagging"])
+        for row, i in enumerate(idx):
+          outputs["tagging"][i] = tags[row, data.starts[i]]  # [n_words, n_tag]: the prediction of each word
       sums, counts = sums + np.asarray(s), counts + np.asarray(c)
-    per_task = task_metrics(data.labels, probs, sums, counts, layout)
+    per_task = task_metrics(data, outputs, sums, counts, layout)
     return per_task, flatten_metrics(per_task)
 
   # --- Resume from the workdir's latest checkpoint -------------------------------------------------------------------
   meta_base = {"tasks": layout.to_dict(), "encoder": enc_config.to_dict(), "pooling": config.encoder.pooling,
-               "length_buckets": list(config.data.length_buckets), "config": config.to_json()}
+               "dtype": config.encoder.dtype, "length_buckets": list(config.data.length_buckets)}
   tok_files = checkpoint.tokenizer_files(tokenizer)
   latest, best = (checkpoint.manager(os.path.join(workdir, d)) for d in (checkpoint.LATEST, checkpoint.BEST))
   history = MetricsLog(os.path.join(workdir, "metrics.jsonl"), jax.process_index() == 0)
   tracker = {"best": None, "bad_evals": 0, "stopped": False, "metrics": {}}
-  if (step := latest.latest_step()) is not None:
-    saved = checkpoint.restore_meta(latest, step)
-    if saved["tasks"] != meta_base["tasks"]:
-      raise UserError(f"{workdir}: holds a run with other tasks ({[t['name'] for t in saved['tasks']]}); "
-                      "use a new --workdir")
-    state.update(checkpoint.restore_arrays(latest, step, {
+  start = latest.latest_step() or 0
+  if start:
+    saved = checkpoint.restore_meta(latest, start)
+    if changed := [k for k in meta_base if saved.get(k) != meta_base[k]]:
+      raise UserError(f"{workdir}: holds a run with another {', '.join(changed)}; use a new --workdir")
+    state.update(checkpoint.restore_arrays(latest, start, {
         "params": checkpoint.abstract(state["params"], param_sh),
         "opt_state": checkpoint.abstract(state["opt_state"], opt_sh)}))
-    state["step"] = jax.device_put(jnp.asarray(step, jnp.int32), replicated)
+    state["step"] = jax.device_put(jnp.asarray(start, jnp.int32), replicated)
     tracker = saved["tracker"]
-    history.truncate_after(step)
-    log(f"resumed from {latest.directory} at step {step}")
-  start = int(state["step"])
+    log(f"resumed from {latest.directory} at step {start}")
+  history.truncate_after(start)  # events after the checkpoint are written again, as an uninterrupted run writes them
+  save_meta = lambda step: {**meta_base, "step": step, "tracker": tracker, "config": config.to_json()}
 
   # --- Train loop ---------------------------------------------------------------------------------------------------
   bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   disable=jax.process_index() != 0)
-  window = {"sums": 0.0, "counts": 0.0, "loss": 0.0, "steps": 0, "time": time.perf_counter(), "examples": 0}
+  window = TrainWindow()
   for step in range(start + 1, total_steps + 1):
     if tracker["stopped"]:
       break
     idx = order.indices(step - 1)
     state, out = p_train_step(state, to_device(make_batch(train_data, idx, tc.batch_size,
                                                           config.data.length_buckets, pad_id)))
-    window["sums"] += out["sums"]
-    window["counts"] += out["counts"]
-    window["loss"] += out["loss"]
-    window["steps"] += 1
-    window["examples"] += len(idx)
+    window.add(out, len(idx))
     bar.update(1)
+    is_eval = step % eval_every == 0 or step == total_steps
+    if step % tc.log_every == 0 or is_eval:  # the window also closes at evaluations, where a resume can start
+      values = window.close(step, layout)
+      history.write(step, {**values, "train/learning_rate": schedule(step - 1)})
+      bar.set_postfix(loss=f"{values['train/loss']:.4f}", ex_per_s=f"{values['train/examples_per_sec']:.0f}")
+      window = TrainWindow()
 
-    if step % tc.log_every == 0 or step == total_steps:
-      loss = float(window["loss"]) / window["steps"]
-      if not np.isfinite(loss):
-        means = dict(zip(layout.names, np.asarray(task_means(window["sums"], window["counts"])).tolist()))
-        raise FloatingPointError(f"non-finite training loss at step {step}; task losses {means}")
-      rate = window["examples"] / (time.perf_counter() - window["time"])
-      task_loss = np.asarray(task_means(window["sums"], window["counts"]))
-      history.write(step, {"train/loss": loss, "train/learning_rate": schedule(step - 1),
-                           "train/examples_per_sec": rate,
-                           **{f"train/{n}/loss": v for n, v in zip(layout.names, task_loss)}})
-      bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{rate:.0f}")
-      window = {"sums": 0.0, "counts": 0.0, "loss": 0.0, "steps": 0, "time": time.perf_counter(), "examples": 0}
-
-    if step % eval_every == 0 or step == total_steps:
+    if is_eval:
       per_task, flat = evaluate(state["params"], val_data)
       history.write(step, flat)
       for line in format_eval_lines(step, per_task, flat):
         log(line)
-      tracker["metrics"] = flat
-      value = flat[tc.best_metric]
-      if is_better(value, tracker["best"], tc.best_mode):
-        tracker.update(best=value, bad_evals=0)
-        checkpoint.save(best, step, {"params": state["params"]}, {**meta_base, "step": step, "tracker": tracker},
-                        tok_files)
-      else:
-        tracker["bad_evals"] += 1
-        tracker["stopped"] = tc.patience > 0 and tracker["bad_evals"] >= tc.patience
-        if tracker["stopped"]:
-          log(f"early stop at step {step}: {tc.best_metric} did not improve for {tc.patience} evaluations")
-      checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]},
-                      {**meta_base, "step": step, "tracker": tracker}, tok_files)
+      improved = update_tracker(tracker, flat, tc)
+      if improved:  # best before latest: after a crash between the two, the resumed run redoes this evaluation
+        checkpoint.save(best, step, {"params": state["params"]}, save_meta(step), tok_files)
+      checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]}, save_meta(step),
+                      tok_files)
   bar.close()
   return dict(tracker["metrics"])

@@ -8,17 +8,18 @@ from mtl_jax import heads
 
 
 def test_grouped_head_shapes_follow_layout(layout):
-  params = heads.init_grouped(jax.random.key(0), 16, layout)
+  params = heads.init_grouped(jax.random.key(0), 16, layout.total("classification"))
   assert params["kernel"].shape == (16, 9) and params["bias"].shape == (9,)
   logits = heads.apply_grouped(params, jnp.ones((5, 16)))
   assert logits.shape == (5, 9) and logits.dtype == jnp.float32
-  assert [g.shape for g in heads.split_groups(logits, layout)] == [(5, 3), (5, 2), (5, 4)]
+  groups = heads.split_groups(logits, layout, "classification")
+  assert {t: g.shape for t, g in groups.items()} == {0: (5, 3), 1: (5, 2), 2: (5, 4)}
 
 
 def test_split_groups_are_consecutive_slices(layout):
   logits = jnp.arange(18.0).reshape(2, 9)
-  groups = heads.split_groups(logits, layout)
-  np.testing.assert_array_equal(np.concatenate(groups, axis=1), logits)
+  groups = heads.split_groups(logits, layout, "classification")
+  np.testing.assert_array_equal(np.concatenate(list(groups.values()), axis=1), logits)
   np.testing.assert_array_equal(groups[1], logits[:, 3:5])
 
 

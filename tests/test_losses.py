@@ -4,7 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.losses import grouped_cross_entropy, task_means, total_loss
+from mtl_jax.losses import grouped_cross_entropy as grouped
+from mtl_jax.losses import task_means, total_loss
+
+
+def grouped_cross_entropy(logits, labels, weights, layout):
+  return grouped({"classification": logits}, {"labels": labels, "weights": weights}, layout)
 
 
 def reference(logits, labels, weights, layout):
@@ -26,7 +31,7 @@ def reference(logits, labels, weights, layout):
 
 def random_batch(layout, n=64, seed=0):
   rng = np.random.default_rng(seed)
-  logits = rng.normal(0, 3, (n, layout.total_classes)).astype(np.float32)
+  logits = rng.normal(0, 3, (n, layout.total("classification"))).astype(np.float32)
   labels = np.stack([rng.integers(-1, k, n) for k in layout.group_sizes], 1).astype(np.int32)
   weights = rng.uniform(0, 2, (n, len(layout.tasks))).astype(np.float32)
   return logits, labels, weights

@@ -19,7 +19,7 @@ def config(order=("b", "a"), **task_b):
 def test_layout_follows_label_order():
   layout = layout_from_config(config())
   assert layout.names == ("b", "a")
-  assert layout.group_sizes == (2, 3) and layout.offsets == (0, 2) and layout.total_classes == 5
+  assert layout.group_sizes == (2, 3) and layout.offsets == (0, 2) and layout.total("classification") == 5
   assert layout.tasks[0].labels == ("0", "1") and layout.tasks[0].weight == 0.5
   assert Layout.from_dict(layout.to_dict()) == layout
 

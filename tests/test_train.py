@@ -9,14 +9,15 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import REPO
 
 from mtl_jax import checkpoint
 from mtl_jax.input_pipeline import TrainOrder
 from mtl_jax.predict import Predictor
 from mtl_jax.train import train_and_evaluate
 
-from conftest import REPO
-
+WORDS_LABELS = {"sentiment": ("negative", "neutral", "positive"), "urgency": ("low", "high"),
+                "topic": ("billing", "technical", "shipping", "account")}
 WORDS = {"sentiment": ["awful broken angry", "a question about", "thanks great love"],
          "urgency": ["whenever you can", "urgent asap today"],
          "topic": ["invoice refund", "app login", "parcel delivery", "password profile"]}
@@ -120,9 +121,11 @@ def test_early_stopping_keeps_best(table, tmp_path):
                                              "train.learning_rate": 0.5}), str(tmp_path))
   evals = [h for h in read_history(str(tmp_path)) if "eval/mean/loss" in h]
   assert evals[-1]["step"] < 40  # stopped early
-  best = checkpoint.restore_meta(*checkpoint.find(str(tmp_path)))
-  assert best["tracker"]["best"] == pytest.approx(min(h["eval/mean/loss"] for h in evals))
-  assert final["eval/mean/loss"] >= best["tracker"]["best"]
+  best = min(evals, key=lambda h: h["eval/mean/loss"])
+  mngr, step = checkpoint.find(str(tmp_path))
+  assert step == best["step"] and step < evals[-1]["step"]
+  assert checkpoint.restore_meta(mngr, step)["tracker"]["best"] == pytest.approx(best["eval/mean/loss"])
+  assert final["eval/mean/loss"] > best["eval/mean/loss"]
 
 
 def test_checkpoint_describes_itself(table, tmp_path):
@@ -133,7 +136,24 @@ def test_checkpoint_describes_itself(table, tmp_path):
   assert meta["tasks"][2]["labels"] == ["billing", "technical", "shipping", "account"]
   assert meta["encoder"]["hidden_size"] == 32
   params = checkpoint.restore_arrays(mngr, step, {"params": None})["params"]
-  assert set(params) == {"encoder", "heads"} and params["heads"]["grouped"]["kernel"].shape == (32, 9)
+  assert set(params) == {"encoder", "heads"} and params["heads"]["classification"]["kernel"].shape == (32, 9)
+  assert meta["pooling"] == "mean" and meta["dtype"] == "float32" and meta["length_buckets"] == [32, 64]
+  tokenizer = checkpoint.restore_tokenizer(mngr, step)
+  assert tokenizer("parcel delivery")["input_ids"] == [101, 20463, 6959, 102]
+
+
+def test_predictor_agrees_with_training_evaluation(tmp_path):
+  train_path, val_path = make_table(tmp_path / "train.jsonl", 96), make_table(tmp_path / "val.jsonl", 40, seed=1)
+  final = train_and_evaluate(smoke(train_path, **{"data.validation": val_path, "train.steps": 30,
+                                                  "train.eval_every": 30, "train.learning_rate": 3e-3}),
+                             str(tmp_path / "run"))
+  rows = [json.loads(line) for line in open(val_path)]
+  results = Predictor.load(str(tmp_path / "run")).predict([r["text"] for r in rows])
+  for t, task in enumerate(WORDS):
+    names = [r[task]["label"] for r in results]
+    gold = [(row["labels"][t], names[i]) for i, row in enumerate(rows) if row["labels"][t] is not None]
+    accuracy = np.mean([list(WORDS_LABELS[task]).index(name) == y for y, name in gold])
+    assert accuracy == pytest.approx(final[f"eval/{task}/accuracy"], abs=1e-9)
 
 
 DEVICE_SCRIPT = """
@@ -188,8 +208,8 @@ def test_cli_predict_jsonl(table, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
   assert [r["text"] for r in rows] == ["parcel delivery asap", "invoice refund"]
-  assert rows == [{"text": t, **r} for t, r in zip([r["text"] for r in rows],
-                                                    Predictor.load(workdir).predict([r["text"] for r in rows]))]
+  texts = ["parcel delivery asap", "invoice refund"]
+  assert rows == [{"text": t, **r} for t, r in zip(texts, Predictor.load(workdir).predict(texts))]
   stdin = subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}"], input="app login\n",
                          capture_output=True, text=True, cwd=REPO)
   assert stdin.returncode == 0 and "sentiment=" in stdin.stdout and "topic=" in stdin.stdout
