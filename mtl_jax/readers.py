@@ -1,0 +1,412 @@
+"""Readers for public corpora: CoNLL token-per-line files, CoNLL-U, text-classification tables (CSV / JSONL),
+label lists and TweetEval's paired `*_text.txt` / `*_labels.txt` files.
+
+As in `data.py`, the standard library parses, so every error keeps its exact line number: bad content raises only
+`UserError`, whose message names the file and line (or CSV row) and what was expected. Every reader reads gzip
+(`.gz`, or gzip magic bytes) transparently and ignores a UTF-8 byte-order mark.
+
+Lines are split on "\\n" only (a trailing "\\r" is dropped), never with `str.splitlines`, which would also break
+tweets at U+2028, U+0085 and other separators and shift line numbers.
+"""
+
+import csv
+import dataclasses
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Iterator
+
+from mtl_jax.errors import UserError, location
+
+csv.field_size_limit(2**31 - 1)
+
+DOCSTART = "-DOCSTART-"
+CONLLU_FIELDS = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
+CONLLU_TAG_INDEX = {"upos": 3, "xpos": 4}
+TABLE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentence:
+  """One sentence: its words and, per tag column name, one tag per word."""
+  words: tuple[str, ...]
+  tags: dict[str, tuple[str, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledText:
+  """One text and its label name (None = no label)."""
+  text: str
+  label: str | None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# File access.
+
+def _read_bytes(path: str) -> bytes:
+  """The file's bytes, gunzipped when the name ends in .gz or the bytes start with the gzip magic."""
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except FileNotFoundError:
+    raise UserError(f"{path}: file not found") from None
+  except IsADirectoryError:
+    raise UserError(f"{path}: is a directory, expected a file") from None
+  except OSError as e:
+    raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
+  if path.endswith(".gz") or raw.startswith(b"\x1f\x8b"):
+    try:
+      raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+      raise UserError(f"{path}: not a valid gzip file ({e})") from None
+  return raw
+
+
+def _decode(raw: bytes, path: str) -> str:
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = 1 + raw[:e.start].count(b"\n")
+    raise UserError(f"{location(path, line)}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
+                    "save the file as UTF-8") from None
+  return text.removeprefix("\ufeff")
+
+
+def read_text(path) -> str:
+  """A whole file as text: gzip transparent, UTF-8 required, BOM dropped."""
+  path = str(path)
+  return _decode(_read_bytes(path), path)
+
+
+def split_lines(text: str) -> list[str]:
+  """Lines split on "\\n" only, each without a trailing "\\r"; a final newline does not add an empty line."""
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line.removesuffix("\r") for line in lines]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CoNLL (one token per line) and CoNLL-U.
+
+def _check_columns(columns: dict[str, int], word_column: int) -> None:
+  ok_index = lambda i: isinstance(i, int) and not isinstance(i, bool) and i >= 0
+  if (not isinstance(columns, dict) or not all(isinstance(k, str) and k and ok_index(v) for k, v in columns.items())
+      or not ok_index(word_column)):
+    raise UserError(f"read_conll: expected columns as {{tag name: column index >= 0}} and word_column >= 0, "
+                    f"found columns={columns!r}, word_column={word_column!r}")
+
+
+def _column_labels(columns: dict[str, int], word_column: int, width: int) -> list[str]:
+  """A name for each of `width` columns, for messages: word, the tag names, `_` for unused ones."""
+  names = {i: name for name, i in columns.items()}
+  names[word_column] = "word"
+  return [names.get(i, "_") for i in range(width)]
+
+
+def _conll_blocks(lines: list[str], separator: str | None) -> Iterator[list[tuple[int, list[str]]]]:
+  """Sentences as lists of (line number, fields); blank lines and -DOCSTART- lines end a sentence."""
+  block = []
+  for line_no, line in enumerate(lines, 1):
+    fields = line.split(separator)
+    if not line.strip() or fields[0] == DOCSTART:
+      if block:
+        yield block
+      block = []
+      continue
+    block.append((line_no, fields))
+  if block:
+    yield block
+
+
+def read_conll(path, columns: dict[str, int], word_column: int = 0, separator: str | None = None) -> list[Sentence]:
+  """CoNLL token-per-line file -> sentences; `columns` maps tag names to column indices, e.g. {"ner": 3}.
+
+  `separator` None splits on whitespace, "\\t" on tabs. Every token line must have as many columns as the first one,
+  and at least enough for `word_column` and `columns`.
+  """
+  _check_columns(columns, word_column)
+  path = str(path)
+  needed = max([word_column, *columns.values()]) + 1
+  used = {word_column: "word", **{i: name for name, i in columns.items()}}
+  width, sentences = None, []
+  for block in _conll_blocks(split_lines(read_text(path)), separator):
+    for line_no, fields in block:
+      expected = needed if width is None else width
+      if len(fields) < needed if width is None else len(fields) != width:
+        raise UserError(f"{location(path, line_no)}: expected {expected} columns "
+                        f"({', '.join(_column_labels(columns, word_column, expected))}), found {len(fields)}")
+      width = len(fields)
+      if empty := [name for i, name in used.items() if not fields[i]]:
+        raise UserError(f"{location(path, line_no)}: field '{empty[0]}' is empty")
+    sentences.append(Sentence(tuple(fields[word_column] for _, fields in block),
+                              {name: tuple(fields[i] for _, fields in block) for name, i in columns.items()}))
+  if not sentences:
+    raise UserError(f"{path}: no sentences (expected one token per line with "
+                    f"{', '.join(_column_labels(columns, word_column, needed))}, and a blank line between sentences)")
+  return sentences
+
+
+def _conllu_word(fields: list[str], position: int, where: str) -> bool:
+  """Whether a token line is a syntactic word (True) or a range / empty node to skip (False); checks its ID."""
+  token_id = fields[0]
+  if re.fullmatch(r"[0-9]+-[0-9]+|[0-9]+\.[0-9]+", token_id):
+    return False
+  if not re.fullmatch(r"[0-9]+", token_id):
+    raise UserError(f"{where}: field 'ID': expected a word index, a range like 3-4 or an empty node like 8.1, "
+                    f"found {token_id!r}")
+  if int(token_id) != position:
+    raise UserError(f"{where}: field 'ID': expected {position} (IDs count up from 1 in each sentence; "
+                    f"is a blank line missing?), found {token_id!r}")
+  return True
+
+
+def read_conllu(path, column: str = "upos") -> list[Sentence]:
+  """CoNLL-U file -> sentences of syntactic words, tagged with `column` ("upos" or "xpos", also the tag name).
+
+  Comment lines, multi-word token ranges (3-4) and empty nodes (8.1) are skipped.
+  """
+  if column not in CONLLU_TAG_INDEX:
+    raise UserError(f"read_conllu: column: expected one of {sorted(CONLLU_TAG_INDEX)}, found {column!r}")
+  path, index = str(path), CONLLU_TAG_INDEX[column]
+  sentences, words, tags = [], [], []
+  for line_no, line in enumerate(split_lines(read_text(path)) + [""], 1):
+    if line.startswith("#"):
+      continue
+    if not line.strip():
+      if words:
+        sentences.append(Sentence(tuple(words), {column: tuple(tags)}))
+      words, tags = [], []
+      continue
+    where, fields = location(path, line_no), line.split("\t")
+    if len(fields) != len(CONLLU_FIELDS):
+      raise UserError(f"{where}: expected {len(CONLLU_FIELDS)} tab-separated columns "
+                      f"({' '.join(CONLLU_FIELDS)}), found {len(fields)}")
+    if not _conllu_word(fields, len(words) + 1, where):
+      continue
+    for i in (1, index):
+      if not fields[i]:
+        raise UserError(f"{where}: field '{CONLLU_FIELDS[i]}' is empty (CoNLL-U writes _ for no value)")
+    words.append(fields[1])
+    tags.append(fields[index])
+  if not sentences:
+    raise UserError(f"{path}: no sentences (expected CoNLL-U: 10 tab-separated columns per word, "
+                    "a blank line after each sentence)")
+  return sentences
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text classification tables: CSV / TSV (header optional) or JSONL.
+
+def _unescape_backslashes(text: str) -> str:
+  """AG News escapes: `\\$` is a dollar sign, any other run of backslashes stands for line breaks -> one space."""
+  return re.sub(r"\\+", " ", text.replace("\\$", "$"))
+
+
+def _column_index(column: str | int, header: list[str] | None, where: str) -> int:
+  if isinstance(column, int) and not isinstance(column, bool) and column >= 0:
+    if header is not None and column >= len(header):
+      raise UserError(f"{where}: header: no column {column} (found {len(header)} columns: {header})")
+    return column
+  if not isinstance(column, str):
+    raise UserError(f"{where}: expected a column name or an index >= 0, found {column!r}")
+  if header is None:
+    raise UserError(f"{where}: column {column!r}: a file without a header row needs column indices, not names")
+  if column not in header:
+    raise UserError(f"{where}: header: no column {column!r} (found columns: {header})")
+  return header.index(column)
+
+
+def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> Iterator[tuple]:
+  """(where, text cells, label cell) per CSV row."""
+  delimiter = "\t" if re.search(r"\.tsv(\.gz)?$", path.lower()) else ","
+  reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
+  names, width, indices, row_no, start = None, None, None, 0, 1
+  if header:
+    try:
+      names = [name.strip() for name in next(reader)]
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise UserError(f"{location(path, 1)}: header: malformed CSV: {e}") from None
+    width, start = len(names), reader.line_num + 1
+    indices = [_column_index(c, names, location(path, 1)) for c in (*text_columns, label_column)]
+  while True:
+    try:
+      cells = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise UserError(f"{location(path, start, row_no + 1)}: malformed CSV ({e}); is a quote left unclosed?") from None
+    row_no += 1
+    where, start = location(path, start, row_no), reader.line_num + 1
+    if not cells:
+      continue
+    if indices is None:
+      indices = [_column_index(c, None, where) for c in (*text_columns, label_column)]
+      width = len(cells)
+      if width <= max(indices):
+        raise UserError(f"{where}: expected at least {max(indices) + 1} fields (columns {indices} are read), "
+                        f"found {width}")
+    if len(cells) != width:
+      described = f" ({', '.join(names)})" if names else " (as in the first row)"
+      raise UserError(f"{where}: expected {width} fields{described}, found {len(cells)}")
+    yield where, [cells[i] for i in indices[:-1]], cells[indices[-1]]
+
+
+def _jsonl_records(path: str, text_columns: tuple, label_column) -> Iterator[tuple]:
+  """(where, text values, label value) per JSONL line."""
+  for column in (*text_columns, label_column):
+    if not isinstance(column, str):
+      raise UserError(f"{path}: JSONL rows are read by key name; found column {column!r}")
+  for line_no, line in enumerate(split_lines(read_text(path)), 1):
+    if not line.strip():
+      continue
+    where = location(path, line_no)
+    try:
+      row = json.loads(line)
+    except ValueError as e:  # JSONDecodeError, and int strings over Python's digit limit.
+      raise UserError(f"{where}: invalid JSON: {e}") from None
+    except RecursionError:
+      raise UserError(f"{where}: invalid JSON: nested too deeply") from None
+    if not isinstance(row, dict):
+      raise UserError(f"{where}: expected a JSON object, found {type(row).__name__}")
+    for column in (*text_columns, label_column):
+      if column not in row:
+        raise UserError(f"{where}: field '{column}' is missing (found fields: {sorted(row)})")
+    for column in text_columns:
+      if not isinstance(row[column], str):
+        raise UserError(f"{where}: field '{column}': expected a string, found {row[column]!r}")
+    label = row[label_column]
+    if isinstance(label, int) and not isinstance(label, bool):
+      label = str(label)
+    if label is not None and not isinstance(label, str):
+      raise UserError(f"{where}: field '{label_column}': expected a string, an integer or null, found {label!r}")
+    yield where, [row[c] for c in text_columns], label
+
+
+def _table_format(path: str) -> str:
+  name = path.lower().removesuffix(".gz")
+  ext = os.path.splitext(name)[1]
+  if ext not in TABLE_FORMATS:
+    raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(TABLE_FORMATS)}")
+  return TABLE_FORMATS[ext]
+
+
+def _label_name(label: str | None, label_names: dict[str, str] | None, where: str, column) -> str | None:
+  """A raw label (stripped; empty = None) -> its name through `label_names` when given."""
+  label = label.strip() if label is not None else None
+  if not label:
+    return None
+  if label_names is None:
+    return label
+  if label not in label_names:
+    raise UserError(f"{where}: field '{column}': expected one of {sorted(label_names)}, found {label!r}")
+  return label_names[label]
+
+
+def read_text_classification(path, text_columns: tuple[str | int, ...], label_column: str | int, header: bool = True,
+                             label_names: dict[str, str] | None = None, *, backslash_escapes: bool = False,
+                             skip_empty: bool = False) -> list[LabelledText]:
+  """CSV / TSV / JSONL rows -> texts (the text columns joined with " ") and labels (an empty cell = no label).
+
+  Columns are header names or 0-based indices (indices only without a header; names only in JSONL). `label_names`
+  maps raw labels to names (e.g. AG News "1" -> "World"); a label outside it is an error. `backslash_escapes`
+  undoes AG News escapes (`\\$` -> `$`, other backslash runs are line breaks -> one space). An empty text is an error
+  unless `skip_empty` drops the row.
+  """
+  path = str(path)
+  if isinstance(text_columns, (str, int)) or not text_columns:
+    raise UserError(f"{path}: text_columns: expected a non-empty tuple of columns, found {text_columns!r}")
+  if _table_format(path) == "jsonl":
+    records = _jsonl_records(path, tuple(text_columns), label_column)
+  else:
+    records = _csv_records(path, tuple(text_columns), label_column, header)
+  examples = []
+  for where, parts, label in records:
+    if backslash_escapes:
+      parts = [_unescape_backslashes(p) for p in parts]
+    text = " ".join(p for p in parts if p.strip())
+    if not text:
+      if skip_empty:
+        continue
+      raise UserError(f"{where}: text columns {list(text_columns)}: expected non-empty text, found {parts!r}")
+    examples.append(LabelledText(text, _label_name(label, label_names, where, label_column)))
+  if not examples:
+    raise UserError(f"{path}: no rows (expected rows with text columns {list(text_columns)} "
+                    f"and label column {label_column!r})")
+  return examples
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label lists, TweetEval mappings and paired text / label files.
+
+def read_label_list(path) -> list[str]:
+  """`classes.txt`: one label name per line (line 1 = the first class); trailing blank lines are ignored."""
+  path = str(path)
+  lines = [line.strip() for line in split_lines(read_text(path))]
+  while lines and not lines[-1]:
+    lines.pop()
+  if not lines:
+    raise UserError(f"{path}: no label names (expected one name per line)")
+  first = {}
+  for line_no, name in enumerate(lines, 1):
+    if not name:
+      raise UserError(f"{location(path, line_no)}: empty line (expected one label name per line)")
+    if name in first:
+      raise UserError(f"{location(path, line_no)}: label {name!r} repeats line {first[name]}")
+    first[name] = line_no
+  return lines
+
+
+def read_mapping(path) -> dict[str, str]:
+  """TweetEval `mapping.txt`: `id<TAB>name` per line (extra columns ignored) -> {id: name}."""
+  path = str(path)
+  mapping, first = {}, {}
+  for line_no, line in enumerate(split_lines(read_text(path)), 1):
+    if not line.strip():
+      continue
+    fields = [f.strip() for f in line.split("\t")]
+    if len(fields) < 2 or not fields[0] or not fields[1]:
+      raise UserError(f"{location(path, line_no)}: expected 'id<TAB>name', found {line!r}")
+    if fields[0] in mapping:
+      raise UserError(f"{location(path, line_no)}: id {fields[0]!r} repeats line {first[fields[0]]}")
+    mapping[fields[0]], first[fields[0]] = fields[1], line_no
+  if not mapping:
+    raise UserError(f"{path}: no labels (expected 'id<TAB>name' lines)")
+  return mapping
+
+
+def read_paired_text_labels(text_path, labels_path, mapping: dict[str, str] | None = None, *,
+                            skip_empty: bool = False) -> list[LabelledText]:
+  """TweetEval `*_text.txt` + `*_labels.txt`: line i of one is the text, of the other its label.
+
+  Trailing whitespace is stripped from texts; labels go through `mapping` (id -> name) when given. An empty text line
+  is an error unless `skip_empty` drops it with its label.
+  """
+  text_path, labels_path = str(text_path), str(labels_path)
+  texts, labels = split_lines(read_text(text_path)), split_lines(read_text(labels_path))
+  if len(texts) != len(labels):
+    raise UserError(f"{text_path} has {len(texts)} lines but {labels_path} has {len(labels)}; "
+                    "expected one label line per text line")
+  if not texts:
+    raise UserError(f"{text_path}: no lines (expected one text per line)")
+  examples = []
+  for line_no, (text, label) in enumerate(zip(texts, labels), 1):
+    text, label = text.rstrip(), label.strip()
+    if not label:
+      raise UserError(f"{location(labels_path, line_no)}: expected a label, found an empty line")
+    if mapping is not None and label not in mapping:
+      raise UserError(f"{location(labels_path, line_no)}: expected a label id in {sorted(mapping)}, found {label!r}")
+    if not text:
+      if skip_empty:
+        continue
+      raise UserError(f"{location(text_path, line_no)}: expected non-empty text, found an empty line "
+                      "(skip_empty=True drops such lines)")
+    examples.append(LabelledText(text, mapping[label] if mapping is not None else label))
+  if not examples:
+    raise UserError(f"{text_path}: no non-empty texts")
+  return examples
