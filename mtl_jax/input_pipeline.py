@@ -1,9 +1,7 @@
-"""Tokenised examples and step-indexed batches.
+"""Tokenised examples and padded batches.
 
-The training batch at step s is a pure function of (seed, s, data): epoch e = s // steps_per_epoch is a seeded
-permutation of the rows, and step s takes its slice. A resumed run therefore sees exactly the batches it would have
-seen. Sequences are padded to the smallest of a few fixed length buckets, so padding stays small and the train step
-compiles at most once per bucket; batches group texts of similar length.
+Sequences are padded to the smallest of a few fixed length buckets, so padding stays small and the train step
+compiles at most once per bucket. Which rows form the batch at each step is `sampling.MixtureOrder`'s business.
 """
 
 import dataclasses
@@ -146,43 +144,6 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
       n = min(len(data.tags[i]), length)
       batch["tags"][row, :n] = data.tags[i][:n]
   return batch
-
-
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  return max(num_examples // batch_size, 1)
-
-
-class TrainOrder:
-  """Rows of the training batch at each step, a pure function of (seed, step, data).
-
-  Epoch e is a seeded permutation (its last partial batch dropped, a different one each epoch). With
-  `group_by_length`, each run of `group` consecutive batches of that permutation is sorted by length before it is
-  cut into batches, and the batches are then shuffled: every batch holds texts of similar length (little padding)
-  while the epoch stays random. The current epoch's order is cached.
-  """
-
-  def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool = True, group: int = 16):
-    self.lengths, self.batch_size, self.seed = np.asarray(lengths), batch_size, seed
-    self.group = group if group_by_length else 0
-    self.per_epoch = steps_per_epoch(len(self.lengths), batch_size)
-    self._epoch, self._batches = None, None
-
-  def epoch_batches(self, epoch: int) -> np.ndarray:
-    """[steps_per_epoch, batch_size] row indices of one epoch."""
-    rng = np.random.default_rng([self.seed, epoch])
-    perm = rng.permutation(len(self.lengths))[:self.per_epoch * self.batch_size]
-    if not self.group:
-      return perm.reshape(self.per_epoch, self.batch_size)
-    chunk = self.group * self.batch_size
-    perm = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
-                           for c in np.split(perm, range(chunk, len(perm), chunk))])
-    return perm.reshape(self.per_epoch, self.batch_size)[rng.permutation(self.per_epoch)]
-
-  def indices(self, step: int) -> np.ndarray:
-    epoch, offset = divmod(step, self.per_epoch)
-    if epoch != self._epoch:
-      self._epoch, self._batches = epoch, self.epoch_batches(epoch)
-    return self._batches[offset]
 
 
 def eval_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -2,7 +2,7 @@
 
 The corpora are pooled consecutively (corpus i holds pooled rows offset_i .. offset_i + n_i - 1). Each epoch takes a
 fixed number of rows from every corpus, in proportion to its sampling probability, then shuffles them into batches.
-Like `TrainOrder`, the batch at step s is a pure function of (seed, s, sizes, probabilities): a resumed run sees
+The batch at step s is a pure function of (seed, s, sizes, probabilities): a resumed run sees
 exactly the batches it would have seen.
 """
 
@@ -115,7 +115,7 @@ class MixtureOrder:
   batches). Corpus i contributes exactly `counts[i]` of them (largest-remainder rounding of p_i * rows), namely
   positions counts[i] * e .. counts[i] * (e + 1) - 1 of its own stream of seeded permutations: a small corpus is
   cycled (upsampled), a large one is walked through over several epochs. The epoch's rows are shuffled (seeded by
-  [seed, e]), optionally grouped by length as in `TrainOrder`, and cut into batches; the current epoch is cached.
+  [seed, e]), optionally grouped by length (`group_by_length`), and cut into batches; the current epoch is cached.
   """
 
   def __init__(self, corpus_sizes: Sequence[int], probabilities: Sequence[float], batch_size: int, seed: int,

@@ -19,7 +19,7 @@ import tqdm
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mtl_jax import checkpoint, evaluation
+from mtl_jax import checkpoint, corpora, evaluation
 from mtl_jax import metrics as metrics_lib
 from mtl_jax.data import load_splits
 from mtl_jax.encoder import (
@@ -32,9 +32,10 @@ from mtl_jax.encoder import (
 )
 from mtl_jax.errors import UserError
 from mtl_jax.heads import POOLINGS, split_groups
-from mtl_jax.input_pipeline import Encoded, TrainOrder, encode_table, eval_indices, make_batch
+from mtl_jax.input_pipeline import Encoded, concat, encode_table, eval_indices, make_batch
 from mtl_jax.losses import grouped_cross_entropy, task_means, total_loss
 from mtl_jax.model import Model
+from mtl_jax.sampling import MixtureOrder, corpus_probabilities, epoch_examples_for
 from mtl_jax.sharding import batch_divisor, batch_sharding, make_mesh, tree_shardings
 from mtl_jax.tasks import Layout, layout_from_config
 
@@ -273,6 +274,35 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 
+def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded], Encoded, Encoded | None]:
+  """(layout, training examples by corpus name, validation, test or None): one table (`config.data.train`) whose
+  rows label every task, or a corpus per task (`config.tasks.<name>.data`)."""
+  if not config.data.get("train"):
+    return corpora.load(config, tokenizer, max_length)
+  layout = layout_from_config(config)
+  train, validation = load_splits(config.data, layout, config.seed)
+  return (layout, {"table": encode_table(train, tokenizer, max_length)},
+          encode_table(validation, tokenizer, max_length), None)
+
+
+def mixture_order(config, layout: Layout, parts: dict[str, Encoded], lengths: np.ndarray) -> MixtureOrder:
+  """The step-indexed batch order over the corpora (named by their tasks, "pos+ner"), with `config.sampling`'s
+  strategy and epoch definition."""
+  sc, tc = config.sampling, config.train
+  names, sizes = list(parts), [len(p) for p in parts.values()]
+  if sum(sizes) < tc.batch_size:
+    raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {sum(sizes)} training examples")
+  p = corpus_probabilities(sizes, sc.strategy, sc.temperature, list(sc.weights) or None, names)
+  epoch_examples = None
+  if sc.epoch_task:
+    if sc.epoch_task not in layout.names:
+      raise UserError(f"config.sampling.epoch_task: unknown task {sc.epoch_task!r}; tasks are {list(layout.names)}")
+    i = next(i for i, n in enumerate(names) if sc.epoch_task in n.split("+"))
+    epoch_examples = epoch_examples_for(sizes[i], p[i], sc.epoch_task)
+  return MixtureOrder(sizes, p, tc.batch_size, config.seed, lengths, config.data.group_by_length,
+                      epoch_examples=epoch_examples, names=names)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the last evaluation's metrics."""
   os.makedirs(workdir, exist_ok=True)
@@ -280,17 +310,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   # --- Tasks and data --------------------------------------------------------------------------------------------
   check_config(config)
-  layout = layout_from_config(config)
-  check_metric_name(tc.best_metric, layout)
   enc_config, pretrained, tokenizer = build_encoder(config.encoder)
   max_length = max(config.data.length_buckets)
   if max_length > enc_config.max_position_embeddings:
     raise UserError(f"config.data.length_buckets: {max_length} exceeds the encoder's "
                     f"{enc_config.max_position_embeddings} positions")
-  train_table, val_table = load_splits(config.data, layout, config.seed)
-  train_data, val_data = (encode_table(t, tokenizer, max_length) for t in (train_table, val_table))
-  log(f"data: {len(train_data)} training rows ({train_data.truncated} cut to {max_length} tokens), "
-      f"{len(val_data)} validation rows; tasks {dict(zip(layout.names, layout.group_sizes))}")
+  layout, train_parts, val_data, test_data = load_data(config, tokenizer, max_length)
+  check_metric_name(tc.best_metric, layout)
+  train_data = concat(list(train_parts.values()))
+  log(f"data: {len(train_data)} training examples ({train_data.truncated} cut to {max_length} tokens), "
+      f"{len(val_data)} validation, {len(test_data) if test_data else 0} test; "
+      f"tasks {dict(zip(layout.names, layout.group_sizes))}")
 
   # --- Mesh ----------------------------------------------------------------------------------------------------------
   mesh = make_mesh(config.mesh)
@@ -300,7 +330,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                       "batch shards (mesh data x fsdp)")
   if len(train_data) < tc.batch_size:
     raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {len(train_data)} training rows")
-  order = TrainOrder(train_data.lengths, tc.batch_size, config.seed, config.data.group_by_length)
+  order = mixture_order(config, layout, train_parts, train_data.lengths)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 
@@ -333,7 +363,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   to_device = lambda batch: {k: jax.make_array_from_process_local_data(data_sh, v) for k, v in batch.items()}
   pad_id = tokenizer.pad_token_id or 0
 
-  def evaluate(params, data: Encoded) -> tuple[dict, dict]:
+  def evaluate(params, data: Encoded, split: str = "eval") -> tuple[dict, dict]:
     outputs = {"classification": np.zeros((len(data), layout.total("classification")), np.float32),
                "tagging": [None] * len(data)}
     sums, counts = 0.0, 0.0
@@ -348,7 +378,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
           outputs["tagging"][i] = tags[row, data.starts[i]]  # [n_words, n_tag]: the prediction of each word
       sums, counts = sums + np.asarray(s), counts + np.asarray(c)
     per_task = task_metrics(data, outputs, sums, counts, layout)
-    return per_task, flatten_metrics(per_task)
+    return per_task, flatten_metrics(per_task, split)
 
   # --- Resume from the workdir's latest checkpoint -------------------------------------------------------------------
   meta_base = {"tasks": layout.to_dict(), "encoder": enc_config.to_dict(), "pooling": config.encoder.pooling,
@@ -398,7 +428,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       improved = update_tracker(tracker, flat, tc)
       if improved:  # best before latest: after a crash between the two, the resumed run redoes this evaluation
         checkpoint.save(best, step, {"params": state["params"]}, save_meta(step), tok_files)
+      if test_data is not None and (step == total_steps or tracker["stopped"]):  # the best model on the test split
+        best_params = checkpoint.restore_arrays(best, best.latest_step(), {
+            "params": checkpoint.abstract(state["params"], param_sh)})["params"]
+        test_tasks, test_flat = evaluate(best_params, test_data, split="test")
+        history.write(step, test_flat)
+        for line in format_eval_lines(step, test_tasks, test_flat, split="test"):
+          log(line)
+        tracker["test"] = test_flat
       checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]}, save_meta(step),
                       tok_files)
   bar.close()
-  return dict(tracker["metrics"])
+  return {**tracker["metrics"], **tracker.get("test", {})}

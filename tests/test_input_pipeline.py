@@ -1,29 +1,8 @@
-"""Step-indexed batches, buckets and padding."""
+"""Buckets, padding, and windows of long sentences."""
 
 import numpy as np
-import pytest
 
-from mtl_jax.input_pipeline import Encoded, TrainOrder, bucket_length, eval_indices, make_batch
-
-
-@pytest.mark.parametrize("grouped", [False, True])
-def test_train_batches_are_a_function_of_seed_and_step(grouped):
-  lengths = np.random.default_rng(0).integers(3, 100, 103)
-  order = TrainOrder(lengths, 10, seed=1, group_by_length=grouped, group=4)
-  a = [order.indices(s) for s in range(25)]
-  fresh = [TrainOrder(lengths, 10, seed=1, group_by_length=grouped, group=4).indices(s) for s in reversed(range(25))]
-  assert all(np.array_equal(x, y) for x, y in zip(a, reversed(fresh)))  # no hidden state: any step, any order
-  epoch0 = np.concatenate(a[:10])
-  assert len(set(epoch0.tolist())) == 100  # one epoch: no repeats, last partial batch dropped
-  assert not np.array_equal(a[0], a[10])  # the next epoch is reshuffled
-  assert not np.array_equal(a[0], TrainOrder(lengths, 10, seed=2, group_by_length=grouped).indices(0))
-
-
-def test_grouping_by_length_reduces_padding():
-  lengths = np.random.default_rng(0).integers(3, 100, 2000)
-  padded = lambda grouped: np.mean([lengths[TrainOrder(lengths, 16, 0, grouped).indices(s)].max() for s in range(120)])
-  real = lengths.mean()
-  assert real / padded(True) > 0.85 > 0.6 > real / padded(False)
+from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch
 
 
 def test_bucket_length():

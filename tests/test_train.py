@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO
 
 from mtl_jax import checkpoint
-from mtl_jax.input_pipeline import TrainOrder
 from mtl_jax.predict import Predictor
+from mtl_jax.sampling import MixtureOrder
 from mtl_jax.train import train_and_evaluate
 
 WORDS_LABELS = {"sentiment": ("negative", "neutral", "positive"), "urgency": ("low", "high"),
@@ -75,14 +75,14 @@ def test_train_crash_resume_and_predict(table, tmp_path, monkeypatch):
   final = train_and_evaluate(smoke(table), full)
   # ... equals the same run crashing in step 6 (after the step-4 checkpoint) and restarted with the same command.
   split = str(tmp_path / "split")
-  real_indices = TrainOrder.indices
+  real_indices = MixtureOrder.indices
 
   def crash_at_step_6(self, step):
     if step == 5:
       raise KeyboardInterrupt("simulated crash")
     return real_indices(self, step)
 
-  monkeypatch.setattr(TrainOrder, "indices", crash_at_step_6)
+  monkeypatch.setattr(MixtureOrder, "indices", crash_at_step_6)
   with pytest.raises(KeyboardInterrupt):
     train_and_evaluate(smoke(table), split)
   monkeypatch.undo()

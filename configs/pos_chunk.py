@@ -1,0 +1,46 @@
+"""Flair tutorial example 1: UPOS tagging on UD English EWT + chunking on CoNLL-2000, one shared encoder.
+
+Each corpus is downsampled to 10%, as in the tutorial. The corpora live in `config.data.root` (../shared/data).
+  python -m mtl_jax.main --config=configs/pos_chunk.py --workdir=runs/pos_chunk
+  python -m mtl_jax.main --config=configs/pos_chunk.py:smoke --workdir=/tmp/pos_chunk_smoke
+"""
+
+import ml_collections
+
+from configs import three_task
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = three_task.get_config()  # encoder, mesh and optimizer settings as in the three-task example
+  c.tasks = ml_collections.ConfigDict()
+  c.tasks.pos = dict(kind="tagging", weight=1.0, data=dict(  # UPOS: token accuracy is its main score
+      format="conllu", column="upos", train="ud_en_ewt/en_ewt-ud-train.conllu.gz",
+      validation="ud_en_ewt/en_ewt-ud-dev.conllu", test="ud_en_ewt/en_ewt-ud-test.conllu", downsample=0.1))
+  c.tasks.chunk = dict(kind="tagging", scheme="IOB2", weight=1.0, data=dict(  # chunks: span F1 is its main score
+      format="conll", columns=dict(pos=1, chunk=2), tag="chunk", train="conll2000/train.txt",
+      validation="0.1",  # CoNLL-2000 has no dev split: 10% of train, seeded
+      test="conll2000/test.txt", downsample=0.1))
+
+  c.data.train = ""  # no table: each task reads its own corpus
+  c.data.validation = ""
+  c.data.label_order = ()
+  c.data.root = "../shared/data"  # where the corpora live; override with --config.data.root=...
+  c.data.length_buckets = (32, 48, 64, 96, 128)
+  c.train.epochs = 1.0  # the tutorial's comparison point: scores after one epoch
+  c.train.eval_every = 0  # once per epoch
+  c.train.learning_rate = 5e-5
+  c.train.warmup_steps = 10
+  c.train.best_metric = "eval/mean/main"
+
+  if arg == "smoke":
+    c.encoder.name = "random-tiny"
+    c.tasks.pos.data.downsample = 0.01
+    c.tasks.chunk.data.downsample = 0.02
+    c.train.steps = 6
+    c.train.eval_every = 3
+    c.train.batch_size = 16
+    c.train.learning_rate = 1e-3
+    c.data.length_buckets = (32, 64)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
+  return c

@@ -1,0 +1,213 @@
+"""A corpus per task (the Flair way): read each task's data, pool all corpora, one label slot per task.
+
+`config.tasks.<name>.data` names a corpus:
+  format       "conll" (columns: {name: index}, tag: the column of this task, separator), "conllu" (column: upos or
+               xpos), "csv" / "jsonl" (text_columns, label_column, header, label_names: a classes.txt, or
+               backslash_escapes), or "tweeteval" (train: the task's folder, with {split}_text.txt,
+               {split}_labels.txt and mapping.txt).
+  train        a path under `config.data.root` (or absolute).
+  validation   a path, or a fraction of train ("0.1") split off with a seed; identical texts stay in one split.
+  test         likewise; empty for none.
+  downsample   keep this fraction of every split (seeded), as Flair's `corpus.downsample`.
+  scheme       the span scheme of the file's tags, when it differs from the task's (IOB1 files read as IOB2, say).
+Tasks whose specs differ only in the field that picks their labels (tag, column, label_column) share one corpus:
+its examples appear once in the pool and carry a label for each of those tasks, so one encoder pass trains them all.
+"""
+
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+
+from mtl_jax import readers, sampling, spans
+from mtl_jax.data import validation_count
+from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import Encoded, concat, encode_words, tokenize
+from mtl_jax.tasks import Layout, task_from_config
+
+SPLITS = ("train", "validation", "test")
+SELECTOR = {"conll": "tag", "conllu": "column", "csv": "label_column", "jsonl": "label_column", "tweeteval": None}
+SPEC_FIELDS = ("format", *SPLITS, "downsample", "scheme", "columns", "tag", "separator", "word_column", "column",
+               "text_columns", "label_column", "header", "label_names", "backslash_escapes", "skip_empty")
+
+
+@dataclasses.dataclass
+class Corpus:
+  """One data source and the tasks it labels; `splits[s]` is a list of (words or text, {task: label(s)})."""
+  tasks: list[str]
+  spec: dict
+  splits: dict[str, list]
+
+  @property
+  def kind(self) -> str:
+    return "words" if self.spec["format"] in ("conll", "conllu") else "text"
+
+
+def plain(value):
+  """ConfigDicts and tuples in a spec -> dicts and lists (comparable, JSON-able)."""
+  if hasattr(value, "to_dict"):
+    value = value.to_dict()
+  if isinstance(value, dict):
+    return {k: plain(v) for k, v in value.items()}
+  return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def task_spec(name: str, task_cfg) -> dict:
+  where = f"config.tasks.{name}.data"
+  spec = plain(task_cfg.get("data") or {})
+  if spec.get("format") not in SELECTOR:
+    raise UserError(f"{where}.format: expected one of {sorted(SELECTOR)}, found {spec.get('format')!r}")
+  for key in spec:
+    if key not in SPEC_FIELDS:
+      raise UserError(f"{where}.{key}: no such data field; expected one of {SPEC_FIELDS}")
+  if not spec.get("train"):
+    raise UserError(f"{where}.train: a path is required")
+  return spec
+
+
+def group_tasks(config) -> list[Corpus]:
+  """Tasks grouped by the corpus they read (specs equal but for the label-selecting field)."""
+  corpora: dict[str, Corpus] = {}
+  for name in config.tasks.keys():
+    spec = task_spec(name, config.tasks[name])
+    key = json.dumps({k: v for k, v in spec.items() if k != SELECTOR[spec["format"]]}, sort_keys=True)
+    corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
+  return list(corpora.values())
+
+
+def resolve(root: str, path: str) -> str:
+  return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def read_file(corpus: Corpus, config, path: str) -> list:
+  """(item, {task: label}) records of one file, for every task of the corpus."""
+  spec, tasks = corpus.spec, corpus.tasks
+  fmt = spec["format"]
+  if fmt == "conll":
+    sentences = readers.read_conll(path, spec["columns"], spec.get("word_column", 0), spec.get("separator"))
+    picked = {t: config.tasks[t].data.tag for t in tasks}
+    return [(s.words, {t: s.tags[c] for t, c in picked.items()}) for s in sentences]
+  if fmt == "conllu":
+    per_column = {t: readers.read_conllu(path, config.tasks[t].data.get("column", "upos")) for t in tasks}
+    first = per_column[tasks[0]]
+    return [(s.words, {t: next(iter(per_column[t][i].tags.values())) for t in tasks}) for i, s in enumerate(first)]
+  if fmt == "tweeteval":
+    folder, split = os.path.dirname(path), os.path.basename(path)
+    mapping = readers.read_mapping(os.path.join(folder, "mapping.txt"))
+    rows = readers.read_paired_text_labels(os.path.join(folder, f"{split}_text.txt"),
+                                           os.path.join(folder, f"{split}_labels.txt"), mapping, skip_empty=True)
+    return [(r.text, {tasks[0]: r.label}) for r in rows]
+  names = None
+  if spec.get("label_names"):
+    names = {str(i + 1): n for i, n in enumerate(readers.read_label_list(resolve(config.data.root,
+                                                                                  spec["label_names"])))}
+  per_task = {t: readers.read_text_classification(
+      path, tuple(spec.get("text_columns", ("text",))), config.tasks[t].data.label_column, spec.get("header", True),
+      names, backslash_escapes=spec.get("backslash_escapes", False), skip_empty=spec.get("skip_empty", False))
+      for t in tasks}
+  first = per_task[tasks[0]]
+  return [(r.text, {t: per_task[t][i].label for t in tasks}) for i, r in enumerate(first)]
+
+
+def split_off(records: list, spec: str, seed: int, where: str) -> tuple[list, list]:
+  """Seeded split by fraction/count; records with the same text stay together (no leak of duplicates)."""
+  keys = sorted({json.dumps(r[0]) for r in records})
+  count = validation_count(spec, len(keys), where)
+  held = set(np.asarray(keys, dtype=object)[np.random.default_rng(seed).permutation(len(keys))[:count]])
+  return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
+
+
+def load_corpus(corpus: Corpus, config, seed: int) -> None:
+  """Fills corpus.splits from its files: reads, splits off missing dev/test, downsamples."""
+  spec, root = corpus.spec, config.data.root
+  where = f"config.tasks.{corpus.tasks[0]}.data"
+  corpus.splits["train"] = read_file(corpus, config, resolve(root, spec["train"]))
+  for i, split in enumerate(SPLITS[1:], 1):
+    value = str(spec.get(split) or "")
+    if not value:
+      corpus.splits[split] = []
+    elif not re.fullmatch(r"[\d.]+%?", value):  # a path; "0.1", "10%" or "500" is a share of train
+      corpus.splits[split] = read_file(corpus, config, resolve(root, value))
+    else:
+      corpus.splits["train"], corpus.splits[split] = split_off(corpus.splits["train"], value, seed + i,
+                                                               f"{where}.{split}")
+  if (fraction := spec.get("downsample", 1.0)) < 1.0:
+    for i, split in enumerate(SPLITS):
+      if corpus.splits[split]:
+        keep = sampling.downsample(len(corpus.splits[split]), fraction, seed + 10 + i)
+        corpus.splits[split] = [corpus.splits[split][k] for k in keep]
+
+
+def convert_scheme(corpus: Corpus, config) -> None:
+  """Rewrites tags read in the file's scheme (`data.scheme`) into the task's scheme."""
+  source = corpus.spec.get("scheme")
+  for t in corpus.tasks:
+    target = config.tasks[t].get("scheme")
+    if corpus.kind == "words" and source and target and source != target:
+      for records in corpus.splits.values():
+        for _, labels in records:
+          labels[t] = tuple(spans.convert_tags(labels[t], source, target))
+
+
+def label_set(corpus: Corpus, task: str) -> tuple[str, ...]:
+  """The labels of `task` in the training split (names of the words' tags, or the texts' classes), sorted."""
+  found = set()
+  for _, labels in corpus.splits["train"]:
+    value = labels[task]
+    found.update(value if corpus.kind == "words" else [value] if value is not None else [])
+  return tuple(sorted(found))
+
+
+def label_ids(values, task, where: str) -> list[int]:
+  ids = []
+  for v in values:
+    if v is None:
+      ids.append(-1)
+    elif v not in task.labels:
+      raise UserError(f"{where}: label {v!r} of task '{task.name}' does not occur in the training data "
+                      f"(known: {list(task.labels)[:20]})")
+    else:
+      ids.append(task.labels.index(v))
+  return ids
+
+
+def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded:
+  """One corpus split -> examples with a slot for every task of the layout (-1 for tasks of other corpora)."""
+  records, num_tasks = corpus.splits[split], len(layout.tasks)
+  where = f"{corpus.spec.get(split) or corpus.spec['train']} ({split})"
+  labels = np.full((len(records), num_tasks), -1, np.int32)
+  weights = np.ones((len(records), num_tasks), np.float32)
+  if corpus.kind == "text":
+    for t in corpus.tasks:
+      pos = layout.names.index(t)
+      labels[:, pos] = label_ids([r[1][t] for r in records], layout.tasks[pos], where)
+    ids, truncated = tokenize([r[0] for r in records], tokenizer, max_length)
+    return Encoded(ids, labels, weights, truncated)
+  tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]
+  for t in corpus.tasks:
+    pos = layout.names.index(t)
+    for i, (_, tags) in enumerate(records):
+      tag_ids[i][:, pos] = label_ids(tags[t], layout.tasks[pos], f"{where} sentence {i + 1}")
+  return encode_words([r[0] for r in records], tag_ids, labels, weights, tokenizer, max_length)
+
+
+def load(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded], Encoded, Encoded | None]:
+  """(layout, train examples by corpus ("pos+ner": the tasks it labels), validation pool, test pool or None)."""
+  corpora = group_tasks(config)
+  for corpus in corpora:
+    load_corpus(corpus, config, config.seed)
+    convert_scheme(corpus, config)
+  found = {t: label_set(c, t) for c in corpora for t in c.tasks}
+  layout = Layout(tuple(task_from_config(t, config.tasks[t], found[t]) for t in config.tasks.keys()))
+  encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
+  for c, part in zip(corpora, encoded["train"]):
+    if not len(part):
+      raise UserError(f"config.tasks.{c.tasks[0]}.data.train: no training examples")
+  evaluate = [concat([p for p in encoded[s] if len(p)]) if any(len(p) for p in encoded[s]) else None
+              for s in SPLITS[1:]]
+  if evaluate[0] is None:
+    raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
+  train = {"+".join(c.tasks): part for c, part in zip(corpora, encoded["train"])}
+  return layout, train, evaluate[0], evaluate[1]
