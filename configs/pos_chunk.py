@@ -28,8 +28,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.length_buckets = (32, 48, 64, 96, 128)
   c.train.epochs = 1.0  # the tutorial's comparison point: scores after one epoch
   c.train.eval_every = 0  # once per epoch
-  c.train.learning_rate = 5e-5
-  c.train.warmup_steps = 10
+  c.train.batch_size = 8  # small batches, as Flair's fine_tune (mini_batch_size=4): many updates in one epoch
+  c.train.eval_batch_size = 64
+  c.train.learning_rate = 1e-4
+  c.train.warmup_steps = 20
   c.train.best_metric = "eval/mean/main"
 
   if arg == "smoke":

@@ -10,7 +10,8 @@
   test         likewise; empty for none.
   downsample   keep this fraction of every split (seeded), as Flair's `corpus.downsample`.
   scheme       the span scheme of the file's tags, when it differs from the task's (IOB1 files read as IOB2, say).
-Tasks whose specs differ only in the field that picks their labels (tag, column, label_column) share one corpus:
+Tasks whose specs differ only in the field that picks their labels (tag, column, label_column) or in the file's
+scheme share one corpus:
 its examples appear once in the pool and carry a label for each of those tasks, so one encoder pass trains them all.
 """
 
@@ -72,7 +73,7 @@ def group_tasks(config) -> list[Corpus]:
   corpora: dict[str, Corpus] = {}
   for name in config.tasks.keys():
     spec = task_spec(name, config.tasks[name])
-    key = json.dumps({k: v for k, v in spec.items() if k != SELECTOR[spec["format"]]}, sort_keys=True)
+    key = json.dumps({k: v for k, v in spec.items() if k not in (SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
     corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
   return list(corpora.values())
 
@@ -111,10 +112,13 @@ def read_file(corpus: Corpus, config, path: str) -> list:
   return [(r.text, {t: per_task[t][i].label for t in tasks}) for i, r in enumerate(first)]
 
 
-def split_off(records: list, spec: str, seed: int, where: str) -> tuple[list, list]:
-  """Seeded split by fraction/count; records with the same text stay together (no leak of duplicates)."""
-  keys = sorted({json.dumps(r[0]) for r in records})
-  count = validation_count(spec, len(keys), where)
+def distinct_texts(records: list) -> list[str]:
+  return sorted({json.dumps(r[0]) for r in records})
+
+
+def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
+  """Seeded split of `count` distinct texts; records with the same text stay together (no leak of duplicates)."""
+  keys = distinct_texts(records)
   held = set(np.asarray(keys, dtype=object)[np.random.default_rng(seed).permutation(len(keys))[:count]])
   return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
 
@@ -124,6 +128,7 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
   spec, root = corpus.spec, config.data.root
   where = f"config.tasks.{corpus.tasks[0]}.data"
   corpus.splits["train"] = read_file(corpus, config, resolve(root, spec["train"]))
+  num_texts = len(distinct_texts(corpus.splits["train"]))  # fractions are of the whole file
   for i, split in enumerate(SPLITS[1:], 1):
     value = str(spec.get(split) or "")
     if not value:
@@ -131,8 +136,8 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
     elif not re.fullmatch(r"[\d.]+%?", value):  # a path; "0.1", "10%" or "500" is a share of train
       corpus.splits[split] = read_file(corpus, config, resolve(root, value))
     else:
-      corpus.splits["train"], corpus.splits[split] = split_off(corpus.splits["train"], value, seed + i,
-                                                               f"{where}.{split}")
+      count = validation_count(value, num_texts, f"{where}.{split}")
+      corpus.splits["train"], corpus.splits[split] = split_off(corpus.splits["train"], count, seed + i)
   if (fraction := spec.get("downsample", 1.0)) < 1.0:
     for i, split in enumerate(SPLITS):
       if corpus.splits[split]:
@@ -142,21 +147,24 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
 
 def convert_scheme(corpus: Corpus, config) -> None:
   """Rewrites tags read in the file's scheme (`data.scheme`) into the task's scheme."""
-  source = corpus.spec.get("scheme")
   for t in corpus.tasks:
-    target = config.tasks[t].get("scheme")
+    source, target = config.tasks[t].data.get("scheme"), config.tasks[t].get("scheme")
     if corpus.kind == "words" and source and target and source != target:
       for records in corpus.splits.values():
         for _, labels in records:
           labels[t] = tuple(spans.convert_tags(labels[t], source, target))
 
 
-def label_set(corpus: Corpus, task: str) -> tuple[str, ...]:
-  """The labels of `task` in the training split (names of the words' tags, or the texts' classes), sorted."""
+def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
+  """The labels of `task` in the training split (the words' tags, or the texts' classes), sorted. For a span
+  scheme, every prefix of every span type seen: a B-ORG in dev is not unknown because train only had I-ORG."""
   found = set()
   for _, labels in corpus.splits["train"]:
     value = labels[task]
     found.update(value if corpus.kind == "words" else [value] if value is not None else [])
+  if scheme:
+    types = {spans.split_tag(tag, scheme)[1] for tag in found} - {""}
+    found = {"O"} | {f"{p}-{t}" for t in types for p in ("BIES" if scheme == "BIOES" else "BI")}
   return tuple(sorted(found))
 
 
@@ -199,7 +207,7 @@ def load(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded]
   for corpus in corpora:
     load_corpus(corpus, config, config.seed)
     convert_scheme(corpus, config)
-  found = {t: label_set(c, t) for c in corpora for t in c.tasks}
+  found = {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora for t in c.tasks}
   layout = Layout(tuple(task_from_config(t, config.tasks[t], found[t]) for t in config.tasks.keys()))
   encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
   for c, part in zip(corpora, encoded["train"]):

@@ -1,0 +1,37 @@
+"""Airline tweets: three attributes of the same text, from one CSV: sentiment, negative reason, airline.
+
+`negativereason` is empty for every non-negative tweet: a real missing label, which the reason task's loss and
+metrics skip. There is no official split; 10% validation and 10% test are split off (seeded), and tweets with the
+same text (the file repeats 155 of them) always land in the same split.
+  python -m mtl_jax.main --config=configs/airline.py --workdir=runs/airline
+"""
+
+import ml_collections
+
+from configs import pos_chunk
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = pos_chunk.get_config()  # corpus-per-task defaults (data root, buckets, eval per epoch)
+  tweets = dict(format="csv", text_columns=("text",), train="airline_tweets/Tweets.csv", validation="0.1",
+                test="0.1")
+  c.tasks = ml_collections.ConfigDict()
+  c.tasks.sentiment = dict(kind="classification", data=dict(tweets, label_column="airline_sentiment"))  # 3 classes
+  c.tasks.reason = dict(kind="classification", data=dict(tweets, label_column="negativereason"))  # 10, negatives only
+  c.tasks.airline = dict(kind="classification", data=dict(tweets, label_column="airline"))  # 6 airlines
+  c.train.epochs = 2.0
+  c.train.learning_rate = 1e-4
+
+  if arg == "smoke":
+    c.encoder.name = "random-tiny"
+    c.tasks.sentiment.data.downsample = 0.02
+    c.tasks.reason.data.downsample = 0.02
+    c.tasks.airline.data.downsample = 0.02
+    c.train.steps = 6
+    c.train.eval_every = 3
+    c.train.batch_size = 16
+    c.train.learning_rate = 1e-3
+    c.data.length_buckets = (32, 64)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
+  return c

@@ -1,0 +1,35 @@
+"""Flair tutorial example 2: AG News topic classification + CoNLL-2003 NER on one shared encoder.
+
+Only AG News `test.csv` exists in ../shared/data, so it is split (seeded) into train / validation / test. CoNLL-2003's
+original files are IOB1; they are read as IOB1 and trained and scored as IOB2.
+  python -m mtl_jax.main --config=configs/news_topic_ner.py --workdir=runs/news_topic_ner
+"""
+
+import ml_collections
+
+from configs import pos_chunk
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = pos_chunk.get_config()  # corpus-per-task defaults (data root, buckets, one epoch, eval per epoch)
+  c.tasks = ml_collections.ConfigDict()
+  c.tasks.topic = dict(kind="classification", data=dict(  # 4 classes, 1,900 rows each
+      format="csv", header=False, text_columns=(1, 2), label_column=0, label_names="ag_news/classes.txt",
+      backslash_escapes=True,  # the file writes line breaks as backslashes and $ as \$
+      train="ag_news/test.csv", validation="0.1", test="0.1"))
+  c.tasks.ner = dict(kind="tagging", scheme="IOB2", data=dict(  # PER / LOC / ORG / MISC spans
+      format="conll", columns=dict(pos=1, chunk=2, ner=3), tag="ner", scheme="IOB1",
+      train="conll2003/eng.train", validation="conll2003/eng.testa", test="conll2003/eng.testb"))
+
+  if arg == "smoke":
+    c.encoder.name = "random-tiny"
+    c.tasks.topic.data.downsample = 0.02
+    c.tasks.ner.data.downsample = 0.01
+    c.train.steps = 6
+    c.train.eval_every = 3
+    c.train.batch_size = 16
+    c.train.learning_rate = 1e-3
+    c.data.length_buckets = (32, 64)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
+  return c

@@ -1,0 +1,142 @@
+"""A corpus per task: shared corpora counted once, windows that score every word, tag vocabularies, configs."""
+
+import importlib.util
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import REPO
+from mtl_jax import corpora
+from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
+from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import encode_words
+from mtl_jax.predict import Predictor
+from mtl_jax.train import train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))
+
+
+def load_config(name, arg="smoke"):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_long_sentences_are_windowed_and_every_word_scored(tokenizer):
+  words = tuple(f"word{i} extraordinarily" for i in range(30))  # several sub-tokens per word
+  words = tuple(w for pair in words for w in pair.split())
+  tags = np.arange(len(words), dtype=np.int32)[:, None] % 5
+  data = encode_words([words, ("short",)], [tags, np.array([[3]], np.int32)], np.full((2, 1), -1, np.int32),
+                      np.ones((2, 1), np.float32), tokenizer, max_length=16)
+  windows = np.flatnonzero(data.sentence == 0)
+  assert len(windows) > 3 and all(len(data.ids[i]) <= 16 for i in range(len(data)))
+  scored = np.concatenate([data.tags[i][data.starts[i], 0] for i in windows])
+  np.testing.assert_array_equal(scored, tags[:, 0])  # every word once, in order
+  for i in windows:  # each window: [CLS] pieces [SEP], labels only on first sub-tokens
+    assert data.ids[i][0] == tokenizer.cls_token_id and data.ids[i][-1] == tokenizer.sep_token_id
+    assert (data.tags[i][:, 0] >= 0).sum() == len(data.starts[i])
+
+
+def conll_config(root, **extra_ner):
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = ml_collections.ConfigDict({"root": root})
+  c.tasks = ml_collections.ConfigDict()
+  spec = dict(format="conll", columns=dict(pos=1, chunk=2, ner=3), train="conll2003/eng.testa",
+              validation="conll2003/eng.testb")
+  c.tasks.pos = dict(kind="tagging", data=dict(spec, tag="pos"))
+  c.tasks.ner = dict(kind="tagging", scheme="IOB2", data=dict(spec, tag="ner", **extra_ner))
+  return c
+
+
+def test_tasks_on_one_file_share_examples(shared_data, tokenizer):
+  config = conll_config(shared_data)
+  assert len(corpora.group_tasks(config)) == 1
+  layout, train, validation, test = corpora.load(config, tokenizer, 128)
+  assert list(train) == ["ner+pos"] and test is None
+  data = train["ner+pos"]
+  assert len(np.unique(data.sentence)) == 3250  # eng.testa's sentences, once each, labelled for both tasks
+  both = [(data.tags[i][data.starts[i]] >= 0).all() for i in range(len(data))]
+  assert all(both)
+  ner = layout.tasks[layout.names.index("ner")]
+  assert ner.labels == ("B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O")
+
+
+def first_tags(data, task, n=40):
+  return [t for i in range(n) for t in data.tags[i][data.starts[i], task]]
+
+
+def test_iob1_file_converted_to_the_task_scheme(shared_data, tokenizer):
+  as_is = corpora.load(conll_config(shared_data), tokenizer, 128)
+  converted = corpora.load(conll_config(shared_data, scheme="IOB1"), tokenizer, 128)
+  labels = converted[0].tasks[0].labels
+  raw, new = (np.array(first_tags(run[1]["ner+pos"], 0)) for run in (as_is, converted))
+  begins = [labels.index(f"B-{t}") for t in ("LOC", "MISC", "ORG", "PER")]
+  assert np.isin(raw, begins).sum() < np.isin(new, begins).sum()  # IOB2 begins every span with B-
+
+
+def test_unknown_tag_in_validation_is_named(shared_data, tokenizer, tmp_path):
+  (tmp_path / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n")
+  (tmp_path / "dev.txt").write_text("Peter NNP B-NP B-PER\n\n")
+  config = conll_config(shared_data)
+  for task in ("pos", "ner"):
+    config.tasks[task].data.train = str(tmp_path / "train.txt")
+    config.tasks[task].data.validation = str(tmp_path / "dev.txt")
+  with pytest.raises(UserError, match=r"dev.txt \(validation\) sentence 1: label 'B-PER' of task 'ner' does not "
+                                      r"occur in the training data"):
+    corpora.load(config, tokenizer, 128)
+
+
+def test_fraction_splits_keep_duplicate_texts_together():
+  records = [(f"text {i % 40}", {"t": str(i % 3)}) for i in range(100)]  # 40 distinct texts, most repeated
+  train, held = corpora.split_off(records, 10, seed=0)
+  assert len({r[0] for r in held}) == 10 and not {r[0] for r in train} & {r[0] for r in held}
+  assert len(train) + len(held) == 100
+
+
+def test_pos_chunk_smoke_trains_evaluates_tests_and_predicts(shared_data, tmp_path):
+  config = load_config("pos_chunk")
+  config.data.root = shared_data
+  final = train_and_evaluate(config, str(tmp_path))
+  for split in ("eval", "test"):
+    assert {f"{split}/pos/accuracy", f"{split}/chunk/f1", f"{split}/chunk/f1/NP", f"{split}/mean/main"} <= set(final)
+  result = Predictor.load(str(tmp_path)).predict(["Mr. Smith bought three new cars in New York ."])[0]
+  assert set(result) == {"pos", "chunk"}
+  assert result["pos"]["words"] == ["Mr", ".", "Smith", "bought", "three", "new", "cars", "in", "New", "York", "."]
+  assert len(result["pos"]["tags"]) == 11 and "spans" not in result["pos"]
+  for span in result["chunk"]["spans"]:
+    assert span["text"] == " ".join(result["chunk"]["words"][span["start"]:span["end"]])
+
+
+def test_airline_three_tasks_one_corpus_reason_missing_for_non_negative(shared_data, tokenizer):
+  config = load_config("airline", "")
+  config.data.root = shared_data
+  layout, train, validation, test = corpora.load(config, tokenizer, 128)
+  assert list(train) == ["airline+reason+sentiment"]  # one corpus: each tweet once, labelled for all three
+  total = len(train["airline+reason+sentiment"]) + len(validation) + len(test)
+  assert total == 14640 and 1300 < len(test) < 1600
+  assert layout.tasks[layout.names.index("airline")].num_classes == 6
+  labels = np.concatenate([train["airline+reason+sentiment"].labels, validation.labels, test.labels])
+  sentiment = layout.tasks[layout.names.index("sentiment")]
+  negative = labels[:, layout.names.index("sentiment")] == sentiment.labels.index("negative")
+  has_reason = labels[:, layout.names.index("reason")] >= 0
+  assert negative.sum() == 9178 and np.array_equal(has_reason, negative)
+
+
+def test_news_topic_ner_reads_ag_news_split_and_conll(shared_data, tokenizer):
+  config = load_config("news_topic_ner", "")
+  config.data.root = shared_data
+  config.tasks.ner.data.train = "conll2003/eng.testa"  # the small split stands in for train here, for speed
+  layout, train, validation, test = corpora.load(config, tokenizer, 128)
+  assert set(train) == {"topic", "ner"}
+  assert layout.tasks[layout.names.index("topic")].labels == ("Business", "Sci/Tech", "Sports", "World")
+  assert len(train["topic"]) == 7600 - 2 * 760
+  topic = layout.names.index("topic")
+  assert (validation.labels[:, topic] >= 0).sum() == 760 and (test.labels[:, topic] >= 0).sum() == 760
