@@ -8,7 +8,7 @@ same text (the file repeats 155 of them) always land in the same split.
 
 import ml_collections
 
-from configs import pos_chunk
+from configs import pos_chunk, three_task
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -22,16 +22,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.epochs = 2.0
   c.train.learning_rate = 1e-4
 
-  if arg == "smoke":
-    c.encoder.name = "random-tiny"
-    c.tasks.sentiment.data.downsample = 0.02
-    c.tasks.reason.data.downsample = 0.02
-    c.tasks.airline.data.downsample = 0.02
-    c.train.steps = 6
-    c.train.eval_every = 3
-    c.train.batch_size = 16
-    c.train.learning_rate = 1e-3
-    c.data.length_buckets = (32, 64)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
-  return c
+  return three_task.smoke(c, steps=6, sentiment=0.02, reason=0.02, airline=0.02) if three_task.check_arg(arg) else c

@@ -7,7 +7,7 @@ original files are IOB1; they are read as IOB1 and trained and scored as IOB2.
 
 import ml_collections
 
-from configs import pos_chunk
+from configs import pos_chunk, three_task
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -21,15 +21,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       format="conll", columns=dict(pos=1, chunk=2, ner=3), tag="ner", scheme="IOB1",
       train="conll2003/eng.train", validation="conll2003/eng.testa", test="conll2003/eng.testb"))
 
-  if arg == "smoke":
-    c.encoder.name = "random-tiny"
-    c.tasks.topic.data.downsample = 0.02
-    c.tasks.ner.data.downsample = 0.01
-    c.train.steps = 6
-    c.train.eval_every = 3
-    c.train.batch_size = 16
-    c.train.learning_rate = 1e-3
-    c.data.length_buckets = (32, 64)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
-  return c
+  return three_task.smoke(c, steps=6, topic=0.02, ner=0.01) if three_task.check_arg(arg) else c

@@ -34,15 +34,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.warmup_steps = 20
   c.train.best_metric = "eval/mean/main"
 
-  if arg == "smoke":
-    c.encoder.name = "random-tiny"
-    c.tasks.pos.data.downsample = 0.01
-    c.tasks.chunk.data.downsample = 0.02
-    c.train.steps = 6
-    c.train.eval_every = 3
-    c.train.batch_size = 16
-    c.train.learning_rate = 1e-3
-    c.data.length_buckets = (32, 64)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
-  return c
+  return three_task.smoke(c, steps=6, pos=0.01, chunk=0.02) if three_task.check_arg(arg) else c

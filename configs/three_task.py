@@ -64,16 +64,22 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.best_mode = "max"  # "max" or "min" (e.g. for a loss)
   c.train.patience = 0  # stop after this many evaluations without improvement; 0 = never stop early
 
-  if arg == "smoke":
-    c.encoder.name = "random-tiny"
-    c.train.batch_size = 16
-    c.train.eval_batch_size = 64
-    c.train.steps = 12
-    c.train.warmup_steps = 2
-    c.train.log_every = 4
-    c.train.eval_every = 6
-    c.train.learning_rate = 1e-3
-    c.data.length_buckets = (32, 64)
-  elif arg:
+  return smoke(c, steps=12) if check_arg(arg) else c
+
+
+def check_arg(arg: str) -> bool:
+  """True for `:smoke`; the empty argument is the full run; anything else is a mistake."""
+  if arg not in ("", "smoke"):
     raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
+  return arg == "smoke"
+
+
+def smoke(c: ml_collections.ConfigDict, steps: int, **downsample: float) -> ml_collections.ConfigDict:
+  """The same code path in seconds: a tiny random encoder, a few steps, short buckets, downsampled corpora."""
+  c.encoder.name = "random-tiny"
+  c.train.update(dict(batch_size=16, eval_batch_size=64, steps=steps, warmup_steps=2, log_every=2,
+                      eval_every=steps // 2, learning_rate=1e-3))
+  c.data.length_buckets = (32, 64)
+  for task, fraction in downsample.items():
+    c.tasks[task].data.downsample = fraction
   return c

@@ -17,7 +17,6 @@ rejects.
 
 import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from mtl_jax.errors import UserError, location
+from mtl_jax.readers import csv_rows
 from mtl_jax.tasks import Layout, Task
 
 csv.field_size_limit(2**31 - 1)
@@ -142,36 +142,17 @@ def _json_cell(value: str, where: str, field: str):
 
 
 def _csv_rows(path: str, layout: Layout) -> Iterator[tuple]:
-  with open(path, "rb") as f:
-    text = _decode(f.read(), path)
-  delimiter = "\t" if path.endswith(".tsv") else ","
-  reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-  try:
-    header = next(reader)
-  except StopIteration:
+  header, rows = csv_rows(path, header=True)
+  if not header:
     return
-  except csv.Error as e:
-    raise UserError(f"{location(path, 1)}: header: malformed CSV: {e}") from None
-  columns = {name.strip(): i for i, name in enumerate(header)}
+  columns = {name: i for i, name in enumerate(header)}
   if "text" not in columns:
     raise UserError(f"{location(path, 1)}: header: no 'text' column (found columns: {list(columns)})")
   per_task = "labels" not in columns
   if per_task and (missing := [n for n in layout.names if n not in columns]):
     raise UserError(f"{location(path, 1)}: header: expected a 'labels' column or one column per task; "
                     f"missing {missing} (found columns: {list(columns)})")
-  row_no, start = 0, reader.line_num + 1
-  while True:
-    try:
-      cells = next(reader)
-    except StopIteration:
-      return
-    except csv.Error as e:
-      raise UserError(f"{location(path, start, row_no + 1)}: malformed CSV ({e}); "
-                      "is a quote left unclosed?") from None
-    row_no += 1
-    where, start = location(path, start, row_no), reader.line_num + 1
-    if not cells:
-      continue
+  for where, cells in rows:
     if len(cells) != len(header):
       raise UserError(f"{where}: expected {len(header)} fields ({', '.join(header)}), found {len(cells)}")
     cell = lambda name: cells[columns[name]] if name in columns else None

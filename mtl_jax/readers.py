@@ -220,31 +220,43 @@ def _column_index(column: str | int, header: list[str] | None, where: str) -> in
   return header.index(column)
 
 
-def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> Iterator[tuple]:
-  """(where, text cells, label cell) per CSV row."""
+def csv_rows(path: str, header: bool) -> tuple[list[str] | None, Iterator[tuple[str, list[str]]]]:
+  """(header names or None, an iterator of (where, cells)) for a CSV (TSV by its name), with strict quoting and
+  errors naming the row and the line it starts on; blank rows are skipped."""
   delimiter = "\t" if re.search(r"\.tsv(\.gz)?$", path.lower()) else ","
   reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
-  names, width, indices, row_no, start = None, None, None, 0, 1
+  names = None
   if header:
     try:
-      names = [name.strip() for name in next(reader)]
-    except StopIteration:
-      return
+      names = [name.strip() for name in next(reader, [])]
     except csv.Error as e:
       raise UserError(f"{location(path, 1)}: header: malformed CSV: {e}") from None
-    width, start = len(names), reader.line_num + 1
-    indices = [_column_index(c, names, location(path, 1)) for c in (*text_columns, label_column)]
-  while True:
-    try:
-      cells = next(reader)
-    except StopIteration:
-      return
-    except csv.Error as e:
-      raise UserError(f"{location(path, start, row_no + 1)}: malformed CSV ({e}); is a quote left unclosed?") from None
-    row_no += 1
-    where, start = location(path, start, row_no), reader.line_num + 1
-    if not cells:
-      continue
+
+  def rows() -> Iterator[tuple[str, list[str]]]:
+    row_no, start = 0, reader.line_num + 1
+    while True:
+      try:
+        cells = next(reader)
+      except StopIteration:
+        return
+      except csv.Error as e:
+        raise UserError(f"{location(path, start, row_no + 1)}: malformed CSV ({e}); is a quote left unclosed?") from None
+      row_no += 1
+      where, start = location(path, start, row_no), reader.line_num + 1
+      if cells:
+        yield where, cells
+
+  return names, rows()
+
+
+def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> Iterator[tuple]:
+  """(where, text cells, label cell) per CSV row."""
+  names, rows = csv_rows(path, header)
+  if header and not names:
+    return
+  width = len(names) if names else None
+  indices = [_column_index(c, names, location(path, 1)) for c in (*text_columns, label_column)] if names else None
+  for where, cells in rows:
     if indices is None:
       indices = [_column_index(c, None, where) for c in (*text_columns, label_column)]
       width = len(cells)

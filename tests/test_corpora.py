@@ -6,9 +6,9 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+from conftest import REPO
 from transformers import AutoTokenizer
 
-from conftest import REPO
 from mtl_jax import corpora
 from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
 from mtl_jax.errors import UserError
