@@ -51,7 +51,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32  # global batch, over all devices
   c.train.eval_batch_size = 128
-  c.train.epochs = 2.0  # training length in passes over the training table (used when steps <= 0)
+  c.train.epochs = 1.5  # training length in passes over the training table (used when steps <= 0)
   c.train.steps = 0  # training length in steps; > 0 overrides epochs
   c.train.learning_rate = 1e-4  # peak learning rate of AdamW
   c.train.warmup_steps = 20  # linear warmup from 0 to the peak
