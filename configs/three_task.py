@@ -60,6 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.grad_clip = 1.0  # clip the global gradient norm; 0 = off
   c.train.log_every = 20  # steps between train-loss log events
   c.train.eval_every = 100  # steps between evaluations (also at the end); 0 = once per epoch
+  c.train.checkpoint_every = 0  # steps between extra checkpoints of the full state; 0 = at evaluations only
   c.train.best_metric = "eval/mean/accuracy"  # metric that picks the best checkpoint and drives early stopping
   c.train.best_mode = "max"  # "max" or "min" (e.g. for a loss)
   c.train.patience = 0  # stop after this many evaluations without improvement; 0 = never stop early

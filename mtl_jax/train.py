@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import json
 import os
+import signal
 import time
 
 import jax
@@ -85,6 +86,7 @@ def check_config(config) -> None:
       ("train.eval_batch_size", tc.eval_batch_size > 0, "a number > 0"),
       ("train.log_every", tc.log_every > 0, "a number > 0"),
       ("train.eval_every", tc.eval_every >= 0, "a number >= 0 (0 = once per epoch)"),
+      ("train.checkpoint_every", tc.checkpoint_every >= 0, "a number >= 0 (0 = at evaluations only)"),
       ("train.best_mode", tc.best_mode in ("max", "min"), "'max' or 'min'"),
   ]
   for field, ok, expected in checks:
@@ -249,9 +251,19 @@ def update_tracker(tracker: dict, flat: dict[str, float], tc) -> bool:
 class TrainWindow:
   """Training losses accumulated on device between two log events (no host sync per step)."""
 
-  def __init__(self):
+  def __init__(self, state: dict | None = None):
     self.sums, self.counts, self.loss, self.steps, self.examples = 0.0, 0.0, 0.0, 0, 0
+    if state:  # a window interrupted by a checkpoint between two log events, so the resumed log is the same
+      self.sums, self.counts = (np.asarray(state[k], np.float32) for k in ("sums", "counts"))
+      self.loss, self.steps, self.examples = np.float32(state["loss"]), state["steps"], state["examples"]
     self.start = time.perf_counter()
+
+  def state(self) -> dict | None:
+    """The accumulated values as JSON (None when empty), to travel with a checkpoint."""
+    if not self.steps:
+      return None
+    return {"sums": np.asarray(self.sums).tolist(), "counts": np.asarray(self.counts).tolist(),
+            "loss": float(self.loss), "steps": self.steps, "examples": self.examples}
 
   def add(self, out: dict, examples: int) -> None:
     self.sums, self.counts, self.loss = self.sums + out["sums"], self.counts + out["counts"], self.loss + out["loss"]
@@ -265,6 +277,20 @@ class TrainWindow:
       raise FloatingPointError(f"non-finite training loss at step {step}; task losses {task_loss}")
     return {"train/loss": loss, "train/examples_per_sec": self.examples / (time.perf_counter() - self.start),
             **{f"train/{name}/loss": v for name, v in task_loss.items()}}
+
+
+class Preemption:
+  """SIGTERM (a preemptible VM going away) asks the loop to checkpoint at the next step boundary and return."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._request)
+
+  def _request(self, signum, frame) -> None:
+    self.requested = True
+
+  def close(self) -> None:
+    signal.signal(signal.SIGTERM, self._previous)
 
 
 def log(message: str) -> None:
@@ -328,8 +354,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if tc[field] % batch_divisor(mesh):
       raise UserError(f"config.train.{field}: {tc[field]} is not a multiple of the {batch_divisor(mesh)} "
                       "batch shards (mesh data x fsdp)")
-  if len(train_data) < tc.batch_size:
-    raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {len(train_data)} training rows")
   order = mixture_order(config, layout, train_parts, train_data.lengths)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
@@ -404,39 +428,50 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   # --- Train loop ---------------------------------------------------------------------------------------------------
   bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   disable=jax.process_index() != 0)
-  window = TrainWindow()
-  for step in range(start + 1, total_steps + 1):
-    if tracker["stopped"]:
-      break
-    idx = order.indices(step - 1)
-    state, out = p_train_step(state, to_device(make_batch(train_data, idx, tc.batch_size,
-                                                          config.data.length_buckets, pad_id)))
-    window.add(out, len(idx))
-    bar.update(1)
-    is_eval = step % eval_every == 0 or step == total_steps
-    if step % tc.log_every == 0 or is_eval:  # the window also closes at evaluations, where a resume can start
-      values = window.close(step, layout)
-      history.write(step, {**values, "train/learning_rate": schedule(step - 1)})
-      bar.set_postfix(loss=f"{values['train/loss']:.4f}", ex_per_s=f"{values['train/examples_per_sec']:.0f}")
-      window = TrainWindow()
+  window = TrainWindow(tracker.pop("window", None))
+  preemption = Preemption()
+  try:
+    for step in range(start + 1, total_steps + 1):
+      if tracker["stopped"]:
+        break
+      idx = order.indices(step - 1)
+      state, out = p_train_step(state, to_device(make_batch(train_data, idx, tc.batch_size,
+                                                            config.data.length_buckets, pad_id)))
+      window.add(out, len(idx))
+      bar.update(1)
+      is_eval = step % eval_every == 0 or step == total_steps
+      if step % tc.log_every == 0 or is_eval:
+        values = window.close(step, layout)
+        history.write(step, {**values, "train/learning_rate": schedule(step - 1)})
+        bar.set_postfix(loss=f"{values['train/loss']:.4f}", ex_per_s=f"{values['train/examples_per_sec']:.0f}")
+        window = TrainWindow()
 
-    if is_eval:
-      per_task, flat = evaluate(state["params"], val_data)
-      history.write(step, flat)
-      for line in format_eval_lines(step, per_task, flat):
-        log(line)
-      improved = update_tracker(tracker, flat, tc)
-      if improved:  # best before latest: after a crash between the two, the resumed run redoes this evaluation
-        checkpoint.save(best, step, {"params": state["params"]}, save_meta(step), tok_files)
-      if test_data is not None and (step == total_steps or tracker["stopped"]):  # the best model on the test split
-        best_params = checkpoint.restore_arrays(best, best.latest_step(), {
-            "params": checkpoint.abstract(state["params"], param_sh)})["params"]
-        test_tasks, test_flat = evaluate(best_params, test_data, split="test")
-        history.write(step, test_flat)
-        for line in format_eval_lines(step, test_tasks, test_flat, split="test"):
+      if is_eval:
+        per_task, flat = evaluate(state["params"], val_data)
+        history.write(step, flat)
+        for line in format_eval_lines(step, per_task, flat):
           log(line)
-        tracker["test"] = test_flat
-      checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]}, save_meta(step),
-                      tok_files)
+        improved = update_tracker(tracker, flat, tc)
+        if improved:  # best before latest: after a crash between the two, the resumed run redoes this evaluation
+          checkpoint.save(best, step, {"params": state["params"]}, save_meta(step), tok_files)
+        if test_data is not None and (step == total_steps or tracker["stopped"]):  # the best model on test
+          best_params = checkpoint.restore_arrays(best, best.latest_step(), {
+              "params": checkpoint.abstract(state["params"], param_sh)})["params"]
+          test_tasks, test_flat = evaluate(best_params, test_data, split="test")
+          history.write(step, test_flat)
+          for line in format_eval_lines(step, test_tasks, test_flat, split="test"):
+            log(line)
+          tracker["test"] = test_flat
+
+      if is_eval or preemption.requested or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+        tracker["window"] = window.state()
+        checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]},
+                        save_meta(step), tok_files)
+        tracker.pop("window")
+      if preemption.requested:
+        log(f"SIGTERM: saved step {step} to {latest.directory}; the same command resumes from there")
+        break
+  finally:
+    preemption.close()
   bar.close()
   return {**tracker["metrics"], **tracker.get("test", {})}

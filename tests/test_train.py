@@ -3,8 +3,10 @@
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -213,3 +215,54 @@ def test_cli_predict_jsonl(table, tmp_path):
   stdin = subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}"], input="app login\n",
                          capture_output=True, text=True, cwd=REPO)
   assert stdin.returncode == 0 and "sentiment=" in stdin.stdout and "topic=" in stdin.stdout
+
+
+PREEMPT_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import smoke
+from mtl_jax.train import train_and_evaluate
+train_and_evaluate(smoke({table!r}, **{overrides!r}), {workdir!r})
+"""
+
+
+def test_sigterm_saves_at_a_step_boundary_and_resume_is_exact(table, tmp_path):
+  overrides = {"train.steps": 300, "train.eval_every": 150, "train.log_every": 7}
+  full, split = str(tmp_path / "full"), str(tmp_path / "split")
+  train_and_evaluate(smoke(table, **overrides), full)
+  script = PREEMPT_SCRIPT.format(tests=os.path.dirname(__file__), table=table, overrides=overrides, workdir=split)
+  proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  metrics, deadline = os.path.join(split, "metrics.jsonl"), time.time() + 120
+  while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
+    time.sleep(0.05)  # training is under way once the first train-loss event is written
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-2000:]
+  stopped = checkpoint.manager(os.path.join(split, checkpoint.LATEST)).latest_step()
+  assert 7 <= stopped < 300 and f"SIGTERM: saved step {stopped}" in out
+  train_and_evaluate(smoke(table, **overrides), split)  # the same command again resumes and finishes
+  assert read_history(split, timings=False) == read_history(full, timings=False)
+  jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
+
+
+def test_resume_from_a_checkpoint_between_log_events_is_exact(table, tmp_path, monkeypatch):
+  """checkpoint_every=10 with log_every=7: the step-10 checkpoint carries the half-full train-loss window."""
+  overrides = {"train.steps": 16, "train.eval_every": 16, "train.log_every": 7, "train.checkpoint_every": 10}
+  full, split = str(tmp_path / "full"), str(tmp_path / "split")
+  train_and_evaluate(smoke(table, **overrides), full)
+  real_indices = MixtureOrder.indices
+
+  def crash_at_step_13(self, step):
+    if step == 12:
+      raise KeyboardInterrupt("simulated crash")
+    return real_indices(self, step)
+
+  monkeypatch.setattr(MixtureOrder, "indices", crash_at_step_13)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(smoke(table, **overrides), split)
+  monkeypatch.undo()
+  assert checkpoint.manager(os.path.join(split, checkpoint.LATEST)).latest_step() == 10
+  train_and_evaluate(smoke(table, **overrides), split)
+  assert read_history(split, timings=False) == read_history(full, timings=False)
+  jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
