@@ -19,7 +19,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.tasks.sentiment = dict(kind="classification", data=dict(tweets, label_column="airline_sentiment"))  # 3 classes
   c.tasks.reason = dict(kind="classification", data=dict(tweets, label_column="negativereason"))  # 10, negatives only
   c.tasks.airline = dict(kind="classification", data=dict(tweets, label_column="airline"))  # 6 airlines
-  c.train.epochs = 2.0
+  c.train.epochs = 1.0
+  c.train.batch_size = 32  # tweets are short: larger batches than pos_chunk's
+  c.train.eval_batch_size = 128
   c.train.learning_rate = 1e-4
 
   return three_task.smoke(c, steps=6, sentiment=0.02, reason=0.02, airline=0.02) if three_task.check_arg(arg) else c
