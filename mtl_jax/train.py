@@ -269,12 +269,20 @@ class TrainWindow:
     self.sums, self.counts, self.loss = self.sums + out["sums"], self.counts + out["counts"], self.loss + out["loss"]
     self.steps, self.examples = self.steps + 1, self.examples + examples
 
+  def task_losses(self, layout: Layout) -> dict[str, float]:
+    return dict(zip(layout.names, np.asarray(task_means(self.sums, self.counts)).tolist()))
+
+  def check(self, step: int, layout: Layout) -> None:
+    """Raises when a loss since the last log event was NaN/inf (a NaN stays in the sums), before anything is saved."""
+    if self.steps and not np.isfinite(float(self.loss)):
+      raise UserError(f"non-finite training loss by step {step} (task losses over the last {self.steps} steps: "
+                      f"{self.task_losses(layout)}); nothing from these steps was saved. Lower "
+                      "config.train.learning_rate, or look for extreme weights in the data")
+
   def close(self, step: int, layout: Layout) -> dict[str, float]:
     """The window's mean objective, per-task losses (sums over counts) and throughput; raises on NaN/inf."""
-    loss = float(self.loss) / self.steps
-    task_loss = dict(zip(layout.names, np.asarray(task_means(self.sums, self.counts)).tolist()))
-    if not np.isfinite(loss):
-      raise FloatingPointError(f"non-finite training loss at step {step}; task losses {task_loss}")
+    self.check(step, layout)
+    loss, task_loss = float(self.loss) / self.steps, self.task_losses(layout)
     return {"train/loss": loss, "train/examples_per_sec": self.examples / (time.perf_counter() - self.start),
             **{f"train/{name}/loss": v for name, v in task_loss.items()}}
 
@@ -464,6 +472,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
           tracker["test"] = test_flat
 
       if is_eval or preemption.requested or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+        window.check(step, layout)
         tracker["window"] = window.state()
         checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]},
                         save_meta(step), tok_files)

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from conftest import REPO
 
 from mtl_jax import checkpoint
+from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.sampling import MixtureOrder
 from mtl_jax.train import train_and_evaluate
@@ -266,3 +268,16 @@ def test_resume_from_a_checkpoint_between_log_events_is_exact(table, tmp_path, m
   train_and_evaluate(smoke(table, **overrides), split)
   assert read_history(split, timings=False) == read_history(full, timings=False)
   jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
+
+
+def test_non_finite_loss_stops_with_the_step_and_saves_nothing_after_it(table, tmp_path):
+  overrides = {"train.steps": 12, "train.eval_every": 100, "train.log_every": 5, "train.checkpoint_every": 1,
+               "train.learning_rate": 1e30, "train.grad_clip": 0.0, "train.warmup_steps": 0}
+  with pytest.raises(UserError, match=r"non-finite training loss by step (\d+) \(task losses") as info:
+    train_and_evaluate(smoke(table, **overrides), str(tmp_path))
+  failed = int(re.search(r"by step (\d+)", str(info.value)).group(1))
+  saved = checkpoint.manager(os.path.join(str(tmp_path), checkpoint.LATEST)).latest_step()
+  assert saved is None or saved < failed
+  if saved is not None:  # what was saved is finite
+    params = latest_params(str(tmp_path))
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
