@@ -73,28 +73,38 @@ def latest_params(workdir):
   return checkpoint.restore_arrays(mngr, mngr.latest_step(), {"params": None})["params"]
 
 
+def crash_in_step(step, config, workdir, monkeypatch):
+  """Runs `config` until the batch of `step` (1-based) is drawn, then fails as a killed process would."""
+  real_indices = MixtureOrder.indices
+
+  def crash(self, index):
+    if index == step - 1:
+      raise KeyboardInterrupt("simulated crash")
+    return real_indices(self, index)
+
+  monkeypatch.setattr(MixtureOrder, "indices", crash)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(config, workdir)
+  monkeypatch.undo()
+
+
+def assert_same_run(resumed, uninterrupted):
+  """Same metrics history (wall-clock throughput aside) and bitwise-equal final params."""
+  assert read_history(resumed, timings=False) == read_history(uninterrupted, timings=False)
+  jax.tree.map(np.testing.assert_array_equal, latest_params(resumed), latest_params(uninterrupted))
+
+
 def test_train_crash_resume_and_predict(table, tmp_path, monkeypatch):
   # An uninterrupted run of 8 steps ...
   full = str(tmp_path / "full")
   final = train_and_evaluate(smoke(table), full)
   # ... equals the same run crashing in step 6 (after the step-4 checkpoint) and restarted with the same command.
   split = str(tmp_path / "split")
-  real_indices = MixtureOrder.indices
-
-  def crash_at_step_6(self, step):
-    if step == 5:
-      raise KeyboardInterrupt("simulated crash")
-    return real_indices(self, step)
-
-  monkeypatch.setattr(MixtureOrder, "indices", crash_at_step_6)
-  with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(smoke(table), split)
-  monkeypatch.undo()
+  crash_in_step(6, smoke(table), split, monkeypatch)
   assert checkpoint.manager(os.path.join(split, checkpoint.LATEST)).latest_step() == 4
   resumed = train_and_evaluate(smoke(table), split)
   assert resumed == final
-  assert read_history(split, timings=False) == read_history(full, timings=False)
-  jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
+  assert_same_run(split, full)
 
   history = read_history(full)
   assert [h["step"] for h in history if "eval/mean/accuracy" in h] == [4, 8]
@@ -244,8 +254,7 @@ def test_sigterm_saves_at_a_step_boundary_and_resume_is_exact(table, tmp_path):
   stopped = checkpoint.manager(os.path.join(split, checkpoint.LATEST)).latest_step()
   assert 7 <= stopped < 300 and f"SIGTERM: saved step {stopped}" in out
   train_and_evaluate(smoke(table, **overrides), split)  # the same command again resumes and finishes
-  assert read_history(split, timings=False) == read_history(full, timings=False)
-  jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
+  assert_same_run(split, full)
 
 
 def test_resume_from_a_checkpoint_between_log_events_is_exact(table, tmp_path, monkeypatch):
@@ -253,21 +262,10 @@ def test_resume_from_a_checkpoint_between_log_events_is_exact(table, tmp_path, m
   overrides = {"train.steps": 16, "train.eval_every": 16, "train.log_every": 7, "train.checkpoint_every": 10}
   full, split = str(tmp_path / "full"), str(tmp_path / "split")
   train_and_evaluate(smoke(table, **overrides), full)
-  real_indices = MixtureOrder.indices
-
-  def crash_at_step_13(self, step):
-    if step == 12:
-      raise KeyboardInterrupt("simulated crash")
-    return real_indices(self, step)
-
-  monkeypatch.setattr(MixtureOrder, "indices", crash_at_step_13)
-  with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(smoke(table, **overrides), split)
-  monkeypatch.undo()
+  crash_in_step(13, smoke(table, **overrides), split, monkeypatch)
   assert checkpoint.manager(os.path.join(split, checkpoint.LATEST)).latest_step() == 10
   train_and_evaluate(smoke(table, **overrides), split)
-  assert read_history(split, timings=False) == read_history(full, timings=False)
-  jax.tree.map(np.testing.assert_array_equal, latest_params(split), latest_params(full))
+  assert_same_run(split, full)
 
 
 def test_non_finite_loss_stops_with_the_step_and_saves_nothing_after_it(table, tmp_path):
