@@ -4,8 +4,10 @@
   format       "conll" (columns: {name: index}, tag: the column of this task, separator), "conllu" (column: upos or
                xpos), "csv" / "jsonl" (text_columns, label_column, header, label_names: a classes.txt, or
                backslash_escapes), or "tweeteval" (train: the task's folder, with {split}_text.txt,
-               {split}_labels.txt and mapping.txt).
-  train        a path under `config.data.root` (or absolute).
+               {split}_labels.txt and mapping.txt), or "tfds": a TensorFlow Datasets dataset prepared on disk (dataset:
+               "name/config:version", data_dir, text_columns + label_column features, or words + tag features for
+               tagging; train / validation / test are TFDS splits; see `tfds_source`, the optional extra `tfds`).
+  train        a path under `config.data.root` (or absolute); for tfds a split name ("train", "train[:90%]").
   validation   a path, or a fraction of train ("0.1") split off with a seed; identical texts stay in one split.
   test         likewise; empty for none.
   downsample   keep this fraction of every split (seeded), as Flair's `corpus.downsample`.
@@ -22,28 +24,31 @@ import re
 
 import numpy as np
 
-from mtl_jax import readers, sampling, spans
+from mtl_jax import readers, sampling, spans, tfds_source
 from mtl_jax.data import validation_count
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, concat, encode_words, tokenize
+from mtl_jax.input_pipeline import Encoded, concat, encode_words, tokenize, with_tags
 from mtl_jax.tasks import Layout, task_from_config
 
 SPLITS = ("train", "validation", "test")
-SELECTOR = {"conll": "tag", "conllu": "column", "csv": "label_column", "jsonl": "label_column", "tweeteval": None}
+SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
+            "tweeteval": (), "tfds": ("label_column", "tag")}
 SPEC_FIELDS = ("format", *SPLITS, "downsample", "scheme", "columns", "tag", "separator", "word_column", "column",
-               "text_columns", "label_column", "header", "label_names", "backslash_escapes", "skip_empty")
+               "text_columns", "label_column", "header", "label_names", "backslash_escapes", "skip_empty", "dataset",
+               "data_dir", "words")
 
 
 @dataclasses.dataclass
 class Corpus:
-  """One data source and the tasks it labels; `splits[s]` is a list of (words or text, {task: label(s)})."""
+  """One data source and the tasks it labels; `splits[s]` is a list of (words or text, {task: label(s)}, where)."""
   tasks: list[str]
   spec: dict
   splits: dict[str, list]
 
   @property
   def kind(self) -> str:
-    return "words" if self.spec["format"] in ("conll", "conllu") else "text"
+    fmt = self.spec["format"]
+    return "words" if fmt in ("conll", "conllu") or (fmt == "tfds" and self.spec.get("words")) else "text"
 
 
 def plain(value):
@@ -65,6 +70,9 @@ def task_spec(name: str, task_cfg) -> dict:
       raise UserError(f"{where}.{key}: no such data field; expected one of {SPEC_FIELDS}")
   if not spec.get("train"):
     raise UserError(f"{where}.train: a path is required")
+  if spec["format"] == "tfds" and not spec.get("dataset"):
+    raise UserError(f"{where}.dataset: a TFDS dataset is required (\"name\", \"name/config\" or "
+                    "\"name/config:version\")")
   return spec
 
 
@@ -73,7 +81,7 @@ def group_tasks(config) -> list[Corpus]:
   corpora: dict[str, Corpus] = {}
   for name in config.tasks.keys():
     spec = task_spec(name, config.tasks[name])
-    key = json.dumps({k: v for k, v in spec.items() if k not in (SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
+    key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
     corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
   return list(corpora.values())
 
@@ -82,24 +90,49 @@ def resolve(root: str, path: str) -> str:
   return path if os.path.isabs(path) else os.path.join(root, path)
 
 
+def source(spec: dict, root: str, value: str) -> str:
+  """A split's file path under the data root; a tfds split name stays as it is."""
+  return value if spec["format"] == "tfds" else resolve(root, value)
+
+
+def selected(config, tasks: list[str], field: str) -> dict[str, str]:
+  """{task: its data.<field>} (the feature or column each task reads its labels from), all required."""
+  missing = [t for t in tasks if config.tasks[t].data.get(field) is None]
+  if missing:
+    raise UserError(f"config.tasks.{missing[0]}.data.{field}: required for this format")
+  return {t: config.tasks[t].data[field] for t in tasks}
+
+
+def read_tfds(corpus: Corpus, config, split: str) -> list:
+  """(item, {task: label}, where) records of one TFDS split: texts with classes, or words with tags."""
+  spec, where = corpus.spec, tfds_source.data_dir(corpus.spec, config.data.root)
+  if corpus.kind == "words":
+    return tfds_source.read_words(spec["dataset"], where, split, spec["words"], selected(config, corpus.tasks, "tag"))
+  return tfds_source.read_texts(spec["dataset"], where, split, tuple(spec.get("text_columns", ("text",))),
+                                selected(config, corpus.tasks, "label_column"))
+
+
 def read_file(corpus: Corpus, config, path: str) -> list:
-  """(item, {task: label}) records of one file, for every task of the corpus."""
+  """(item, {task: label}, "file:line") records of one file, for every task of the corpus."""
   spec, tasks = corpus.spec, corpus.tasks
   fmt = spec["format"]
+  if fmt == "tfds":
+    return read_tfds(corpus, config, path)
   if fmt == "conll":
     sentences = readers.read_conll(path, spec["columns"], spec.get("word_column", 0), spec.get("separator"))
     picked = {t: config.tasks[t].data.tag for t in tasks}
-    return [(s.words, {t: s.tags[c] for t, c in picked.items()}) for s in sentences]
+    return [(s.words, {t: s.tags[c] for t, c in picked.items()}, s.where) for s in sentences]
   if fmt == "conllu":
     per_column = {t: readers.read_conllu(path, config.tasks[t].data.get("column", "upos")) for t in tasks}
     first = per_column[tasks[0]]
-    return [(s.words, {t: next(iter(per_column[t][i].tags.values())) for t in tasks}) for i, s in enumerate(first)]
+    return [(s.words, {t: next(iter(per_column[t][i].tags.values())) for t in tasks}, s.where)
+            for i, s in enumerate(first)]
   if fmt == "tweeteval":
     folder, split = os.path.dirname(path), os.path.basename(path)
     mapping = readers.read_mapping(os.path.join(folder, "mapping.txt"))
     rows = readers.read_paired_text_labels(os.path.join(folder, f"{split}_text.txt"),
                                            os.path.join(folder, f"{split}_labels.txt"), mapping, skip_empty=True)
-    return [(r.text, {tasks[0]: r.label}) for r in rows]
+    return [(r.text, {tasks[0]: r.label}, r.where) for r in rows]
   names = None
   if spec.get("label_names"):
     names = {str(i + 1): n for i, n in enumerate(readers.read_label_list(resolve(config.data.root,
@@ -109,7 +142,7 @@ def read_file(corpus: Corpus, config, path: str) -> list:
       names, backslash_escapes=spec.get("backslash_escapes", False), skip_empty=spec.get("skip_empty", False))
       for t in tasks}
   first = per_task[tasks[0]]
-  return [(r.text, {t: per_task[t][i].label for t in tasks}) for i, r in enumerate(first)]
+  return [(r.text, {t: per_task[t][i].label for t in tasks}, r.where) for i, r in enumerate(first)]
 
 
 def distinct_texts(records: list) -> list[str]:
@@ -127,14 +160,14 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
   """Fills corpus.splits from its files: reads, splits off missing dev/test, downsamples."""
   spec, root = corpus.spec, config.data.root
   where = f"config.tasks.{corpus.tasks[0]}.data"
-  corpus.splits["train"] = read_file(corpus, config, resolve(root, spec["train"]))
+  corpus.splits["train"] = read_file(corpus, config, source(spec, root, spec["train"]))
   num_texts = len(distinct_texts(corpus.splits["train"]))  # fractions are of the whole file
   for i, split in enumerate(SPLITS[1:], 1):
     value = str(spec.get(split) or "")
     if not value:
       corpus.splits[split] = []
     elif not re.fullmatch(r"[\d.]+%?", value):  # a path; "0.1", "10%" or "500" is a share of train
-      corpus.splits[split] = read_file(corpus, config, resolve(root, value))
+      corpus.splits[split] = read_file(corpus, config, source(spec, root, value))
     else:
       count = validation_count(value, num_texts, f"{where}.{split}")
       corpus.splits["train"], corpus.splits[split] = split_off(corpus.splits["train"], count, seed + i)
@@ -151,7 +184,7 @@ def convert_scheme(corpus: Corpus, config) -> None:
     source, target = config.tasks[t].data.get("scheme"), config.tasks[t].get("scheme")
     if corpus.kind == "words" and source and target and source != target:
       for records in corpus.splits.values():
-        for _, labels in records:
+        for _, labels, _ in records:
           labels[t] = tuple(spans.convert_tags(labels[t], source, target))
 
 
@@ -159,7 +192,7 @@ def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
   """The labels of `task` in the training split (the words' tags, or the texts' classes), sorted. For a span
   scheme, every prefix of every span type seen: a B-ORG in dev is not unknown because train only had I-ORG."""
   found = set()
-  for _, labels in corpus.splits["train"]:
+  for _, labels, _ in corpus.splits["train"]:
     value = labels[task]
     found.update(value if corpus.kind == "words" else [value] if value is not None else [])
   if scheme:
@@ -168,13 +201,15 @@ def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
   return tuple(sorted(found))
 
 
-def label_ids(values, task, where: str) -> list[int]:
+def label_ids(values, task, where: str, words=None) -> list[int]:
+  """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word)."""
   ids = []
-  for v in values:
+  for i, v in enumerate(values):
     if v is None:
       ids.append(-1)
     elif v not in task.labels:
-      raise UserError(f"{where}: label {v!r} of task '{task.name}' does not occur in the training data "
+      word = f" word {i + 1} {words[i]!r}:" if words is not None else ""
+      raise UserError(f"{where}:{word} label {v!r} of task '{task.name}' does not occur in the training data "
                       f"(known: {list(task.labels)[:20]})")
     else:
       ids.append(task.labels.index(v))
@@ -184,20 +219,20 @@ def label_ids(values, task, where: str) -> list[int]:
 def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded:
   """One corpus split -> examples with a slot for every task of the layout (-1 for tasks of other corpora)."""
   records, num_tasks = corpus.splits[split], len(layout.tasks)
-  where = f"{corpus.spec.get(split) or corpus.spec['train']} ({split})"
   labels = np.full((len(records), num_tasks), -1, np.int32)
   weights = np.ones((len(records), num_tasks), np.float32)
   if corpus.kind == "text":
     for t in corpus.tasks:
       pos = layout.names.index(t)
-      labels[:, pos] = label_ids([r[1][t] for r in records], layout.tasks[pos], where)
+      for i, (_, values, where) in enumerate(records):
+        labels[i, pos] = label_ids([values[t]], layout.tasks[pos], where)[0]
     ids, truncated = tokenize([r[0] for r in records], tokenizer, max_length)
     return Encoded(ids, labels, weights, truncated)
   tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]
   for t in corpus.tasks:
     pos = layout.names.index(t)
-    for i, (_, tags) in enumerate(records):
-      tag_ids[i][:, pos] = label_ids(tags[t], layout.tasks[pos], f"{where} sentence {i + 1}")
+    for i, (words, tags, where) in enumerate(records):
+      tag_ids[i][:, pos] = label_ids(tags[t], layout.tasks[pos], where, words)
   return encode_words([r[0] for r in records], tag_ids, labels, weights, tokenizer, max_length)
 
 
@@ -213,8 +248,9 @@ def load(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded]
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):
       raise UserError(f"config.tasks.{c.tasks[0]}.data.train: no training examples")
-  evaluate = [concat([p for p in encoded[s] if len(p)]) if any(len(p) for p in encoded[s]) else None
-              for s in SPLITS[1:]]
+  tagged = bool(layout.of_kind("tagging"))  # a pool of text corpora only still needs (empty) tags for tagging heads
+  pools = [[with_tags(p) if tagged else p for p in encoded[s] if len(p)] for s in SPLITS[1:]]
+  evaluate = [concat(parts) if parts else None for parts in pools]
   if evaluate[0] is None:
     raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
   train = {"+".join(c.tasks): part for c, part in zip(corpora, encoded["train"])}

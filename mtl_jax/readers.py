@@ -31,16 +31,18 @@ TABLE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "json
 
 @dataclasses.dataclass(frozen=True)
 class Sentence:
-  """One sentence: its words and, per tag column name, one tag per word."""
+  """One sentence: its words, per tag column name one tag per word, and where it starts ("file:line")."""
   words: tuple[str, ...]
   tags: dict[str, tuple[str, ...]]
+  where: str = dataclasses.field(default="", compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelledText:
-  """One text and its label name (None = no label)."""
+  """One text, its label name (None = no label), and where it is ("file:line", "file row N (line L)")."""
   text: str
   label: str | None
+  where: str = dataclasses.field(default="", compare=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,7 +145,8 @@ def read_conll(path, columns: dict[str, int], word_column: int = 0, separator: s
       if empty := [name for i, name in used.items() if not fields[i]]:
         raise UserError(f"{location(path, line_no)}: field '{empty[0]}' is empty")
     sentences.append(Sentence(tuple(fields[word_column] for _, fields in block),
-                              {name: tuple(fields[i] for _, fields in block) for name, i in columns.items()}))
+                              {name: tuple(fields[i] for _, fields in block) for name, i in columns.items()},
+                              location(path, block[0][0])))
   if not sentences:
     raise UserError(f"{path}: no sentences (expected one token per line with "
                     f"{', '.join(_column_labels(columns, word_column, needed))}, and a blank line between sentences)")
@@ -172,15 +175,16 @@ def read_conllu(path, column: str = "upos") -> list[Sentence]:
   if column not in CONLLU_TAG_INDEX:
     raise UserError(f"read_conllu: column: expected one of {sorted(CONLLU_TAG_INDEX)}, found {column!r}")
   path, index = str(path), CONLLU_TAG_INDEX[column]
-  sentences, words, tags = [], [], []
+  sentences, words, tags, first = [], [], [], 0
   for line_no, line in enumerate(split_lines(read_text(path)) + [""], 1):
     if line.startswith("#"):
       continue
     if not line.strip():
       if words:
-        sentences.append(Sentence(tuple(words), {column: tuple(tags)}))
-      words, tags = [], []
+        sentences.append(Sentence(tuple(words), {column: tuple(tags)}, location(path, first)))
+      words, tags, first = [], [], 0
       continue
+    first = first or line_no
     where, fields = location(path, line_no), line.split("\t")
     if len(fields) != len(CONLLU_FIELDS):
       raise UserError(f"{where}: expected {len(CONLLU_FIELDS)} tab-separated columns "
@@ -346,7 +350,7 @@ def read_text_classification(path, text_columns: tuple[str | int, ...], label_co
       if skip_empty:
         continue
       raise UserError(f"{where}: text columns {list(text_columns)}: expected non-empty text, found {parts!r}")
-    examples.append(LabelledText(text, _label_name(label, label_names, where, label_column)))
+    examples.append(LabelledText(text, _label_name(label, label_names, where, label_column), where))
   if not examples:
     raise UserError(f"{path}: no rows (expected rows with text columns {list(text_columns)} "
                     f"and label column {label_column!r})")
@@ -418,7 +422,8 @@ def read_paired_text_labels(text_path, labels_path, mapping: dict[str, str] | No
         continue
       raise UserError(f"{location(text_path, line_no)}: expected non-empty text, found an empty line "
                       "(skip_empty=True drops such lines)")
-    examples.append(LabelledText(text, mapping[label] if mapping is not None else label))
+    examples.append(LabelledText(text, mapping[label] if mapping is not None else label,
+                                 location(text_path, line_no)))
   if not examples:
     raise UserError(f"{text_path}: no non-empty texts")
   return examples

@@ -89,13 +89,14 @@ def test_unknown_tag_in_validation_is_named(shared_data, tokenizer, tmp_path):
   for task in ("pos", "ner"):
     config.tasks[task].data.train = str(tmp_path / "train.txt")
     config.tasks[task].data.validation = str(tmp_path / "dev.txt")
-  with pytest.raises(UserError, match=r"dev.txt \(validation\) sentence 1: label 'B-PER' of task 'ner' does not "
+  with pytest.raises(UserError, match=r"dev.txt:1: word 1 'Peter': label 'B-PER' of task 'ner' does not "
                                       r"occur in the training data"):
     corpora.load(config, tokenizer, 128)
 
 
 def test_fraction_splits_keep_duplicate_texts_together():
-  records = [(f"text {i % 40}", {"t": str(i % 3)}) for i in range(100)]  # 40 distinct texts, most repeated
+  # 40 distinct texts, most repeated
+  records = [(f"text {i % 40}", {"t": str(i % 3)}, f"f.txt:{i + 1}") for i in range(100)]
   train, held = corpora.split_off(records, 10, seed=0)
   assert len({r[0] for r in held}) == 10 and not {r[0] for r in train} & {r[0] for r in held}
   assert len(train) + len(held) == 100
