@@ -46,11 +46,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.mesh.data = -1  # data-parallel axis; -1: all devices not used by the other axes
   c.mesh.fsdp = 1  # parameter-sharding axis (the batch is split over data x fsdp)
   c.mesh.model = 1  # tensor-parallel axis
-  c.mesh.rules = ()  # (regex, PartitionSpec tuple) pairs for parameters; unmatched parameters are replicated
+  c.mesh.rules = ()  # (regex, PartitionSpec tuple) pairs for parameter paths, first match wins, unmatched are
+  #                    replicated; empty: sharding.DEFAULT_RULES (fsdp shards every matrix, model splits heads/FFN)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32  # global batch, over all devices
   c.train.eval_batch_size = 128
+  c.train.grad_accumulation = 1  # micro-batches per step: batch_size examples in passes of batch_size / this
   c.train.epochs = 1.5  # training length in passes over the training table (used when steps <= 0)
   c.train.steps = 0  # training length in steps; > 0 overrides epochs
   c.train.learning_rate = 1e-4  # peak learning rate of AdamW
@@ -61,6 +63,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.log_every = 20  # steps between train-loss log events
   c.train.eval_every = 100  # steps between evaluations (also at the end); 0 = once per epoch
   c.train.checkpoint_every = 0  # steps between extra checkpoints of the full state; 0 = at evaluations only
+  c.train.memory_limit_gb = 0.0  # per-device memory the step's estimated need is checked against; 0: the device's
   c.train.best_metric = "eval/mean/accuracy"  # metric that picks the best checkpoint and drives early stopping
   c.train.best_mode = "max"  # "max" or "min" (e.g. for a loss)
   c.train.patience = 0  # stop after this many evaluations without improvement; 0 = never stop early

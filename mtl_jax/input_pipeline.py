@@ -126,9 +126,14 @@ def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
   return next((b for b in sorted(buckets) if b >= longest), max(buckets))
 
 
-def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[int, ...], pad_id: int) -> dict:
-  """Rows `idx` as padded numpy arrays; missing rows (a short last batch) get weight 0 and no labels."""
+def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[int, ...], pad_id: int,
+               rows: slice = slice(None)) -> dict:
+  """Rows `idx` as padded numpy arrays; missing rows (a short last batch) get weight 0 and no labels. `rows` picks
+  the part of the global batch to build (a process's share); the length is the whole batch's bucket, so every
+  process pads to the same shape."""
   length = bucket_length(max(len(data.ids[i]) for i in idx), buckets)
+  start, stop, _ = rows.indices(batch_size)
+  idx, batch_size = idx[start:stop], stop - start
   input_ids = np.full((batch_size, length), pad_id, np.int32)
   mask = np.zeros((batch_size, length), np.int32)
   for row, i in enumerate(idx):

@@ -38,6 +38,19 @@ def grouped_cross_entropy(logits: dict[str, jax.Array], batch: dict, layout: Lay
   return jnp.stack(sums), jnp.stack(counts)
 
 
+def label_counts(batch: dict, layout: Layout) -> jax.Array:
+  """Per-task weight sums of the scored items (the denominators of the task losses), from the batch alone: known
+  before any forward pass, so micro-batches of an accumulated step can all divide by the whole batch's counts."""
+  counts = []
+  for t, task in enumerate(layout.tasks):
+    if task.kind == "classification":
+      labels, weights = batch["labels"][:, t], batch["weights"][:, t]
+    else:
+      labels, weights = batch["tags"][:, :, t], batch["weights"][:, t, None]
+    counts.append(jnp.sum(jnp.where(labels >= 0, weights, 0.0)))
+  return jnp.stack(counts)
+
+
 def task_means(sums: jax.Array, counts: jax.Array) -> jax.Array:
   """Per-task mean losses; 0 for a task without labelled examples."""
   return jnp.where(counts > 0, sums / jnp.where(counts > 0, counts, 1.0), 0.0)

@@ -12,6 +12,11 @@ from mtl_jax.errors import UserError
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (`file.py` or `file.py:smoke`).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.jsonl; a rerun resumes.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process run: host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run: the number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process's id, 0..num_processes-1.")
+_MULTIPROCESS = flags.DEFINE_bool("multiprocess", False, "Multi-process run with the settings JAX detects itself "
+                                  "(TPU pod, SLURM); not needed with --coordinator_address.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -43,8 +48,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-  from mtl_jax import train  # imported late so `--help` stays fast
+  from mtl_jax import distributed, train  # imported late so `--help` stays fast
   try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIPROCESS.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

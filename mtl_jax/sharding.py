@@ -3,7 +3,13 @@
 The mesh has axes `data`, `fsdp` and `model`; the batch is split over `data` x `fsdp`. Parameters are placed by
 partition rules, (regex, PartitionSpec) pairs matched in order against each parameter's path ("encoder/layer_0/
 query/kernel"); the first match wins and unmatched parameters are replicated. Rules are applied to `jax.eval_shape`
-output, so params and optimizer state are created already sharded.
+output, so params and optimizer state (whose paths end in the parameter's) are created already sharded.
+
+`DEFAULT_RULES` give, on whatever mesh: data parallelism (`data`), ZeRO-3 style sharding of every matrix over
+`fsdp`, and Megatron-style tensor parallelism on `model` (query/key/value and the first feed-forward matrix split by
+output features = heads, the attention output and second feed-forward matrix by input features, so each layer
+needs one reduction per block). An axis of size 1 changes nothing; a dimension an axis does not divide is left
+whole (e.g. a vocabulary of 30522 over 8 devices).
 """
 
 import re
@@ -17,6 +23,14 @@ from mtl_jax.errors import UserError
 
 AXES = ("data", "fsdp", "model")
 BATCH_AXES = ("data", "fsdp")
+DEFAULT_RULES = (
+    (r"embeddings/word/embedding$", ("model", "fsdp")),  # [vocab, hidden]
+    (r"embeddings/position/embedding$", (None, "fsdp")),
+    (r"(query|key|value|intermediate)/kernel$", ("fsdp", "model")),  # [hidden, heads x head_dim | ffn]: columns
+    (r"(query|key|value|intermediate)/bias$", ("model",)),
+    (r"output/kernel$", ("model", "fsdp")),  # attention_output [heads x head_dim, hidden], output [ffn, hidden]: rows
+    (r"heads/.*/kernel$", ("fsdp", None)),
+)
 
 
 def make_mesh(mesh_cfg, devices=None) -> Mesh:
@@ -54,7 +68,27 @@ def spec_for(name: str, rules) -> P:
   return P()
 
 
-def tree_shardings(abstract_tree, mesh: Mesh, rules=()) -> object:
+def fit_spec(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
+  """`spec` with each axis kept only where it divides its dimension (and only for dimensions the array has)."""
+  axes = []
+  for dim, axis in zip(shape, tuple(spec)[:len(shape)]):
+    size = int(np.prod([mesh.shape[a] for a in (axis if isinstance(axis, tuple) else (axis,)) if a]))
+    axes.append(axis if axis and dim % size == 0 else None)
+  return P(*axes)
+
+
+def tree_shardings(abstract_tree, mesh: Mesh, rules=DEFAULT_RULES) -> object:
   """NamedSharding per leaf of an (abstract) pytree, by the partition rules."""
-  return jax.tree_util.tree_map_with_path(lambda path, _: NamedSharding(mesh, spec_for(path_name(path), rules)),
-                                          abstract_tree)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: NamedSharding(mesh, fit_spec(spec_for(path_name(path), rules), x.shape, mesh)), abstract_tree)
+
+
+def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
+  """The rows of a global batch this process holds under `sharding` (a contiguous block: the mesh orders devices
+  by process), which is all it builds and transfers."""
+  blocks = sorted({index[0].indices(batch_size)[:2] for index in
+                   sharding.addressable_devices_indices_map((batch_size,)).values()})
+  if any(stop != start for (_, stop), (start, _) in zip(blocks, blocks[1:])):
+    raise ValueError(f"process {jax.process_index()} holds batch rows {blocks}, not one block; order the mesh's "
+                     "devices by process")
+  return slice(blocks[0][0], blocks[-1][1])

@@ -1,8 +1,8 @@
 """Training and evaluation: `train_and_evaluate(config, workdir)`.
 
-The function is one orchestrator in sections (tasks and data -> encoder -> mesh -> model and optimizer -> shard and
-transfer -> update step -> resume -> evaluation -> loop); the pieces it calls are small functions in this module and
-its neighbours.
+The function is one orchestrator in sections (encoder, mesh, memory check, tasks and data -> model and optimizer ->
+shard and transfer -> update step -> resume -> evaluation -> loop); the pieces it calls are small functions in this
+module and its neighbours.
 """
 
 import dataclasses
@@ -34,10 +34,11 @@ from mtl_jax.encoder import (
 from mtl_jax.errors import UserError
 from mtl_jax.heads import POOLINGS, split_groups
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, eval_indices, make_batch
-from mtl_jax.losses import grouped_cross_entropy, task_means, total_loss
+from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means, total_loss
 from mtl_jax.model import Model
+from mtl_jax.resources import check_memory
 from mtl_jax.sampling import MixtureOrder, corpus_probabilities, epoch_examples_for
-from mtl_jax.sharding import batch_divisor, batch_sharding, make_mesh, tree_shardings
+from mtl_jax.sharding import DEFAULT_RULES, batch_divisor, batch_sharding, make_mesh, process_rows, tree_shardings
 from mtl_jax.tasks import Layout, layout_from_config
 
 METRIC_NAMES = ("main", "loss", *metrics_lib.METRIC_NAMES, *evaluation.TAGGING_METRICS)
@@ -48,12 +49,12 @@ METRIC_NAMES = ("main", "loss", *metrics_lib.METRIC_NAMES, *evaluation.TAGGING_M
 
 def build_encoder(enc_cfg) -> tuple[EncoderConfig, dict | None, object]:
   """(architecture, pretrained params or None, tokenizer) for `config.encoder`."""
+  random = enc_cfg.name in RANDOM_PRESETS  # weights first: a directory without them is named before its tokenizer
+  config, params = (None, None) if random else load_pretrained(resolve_encoder_dir(enc_cfg.name))
   tokenizer = load_tokenizer(resolve_encoder_dir(
-      enc_cfg.tokenizer or (DEFAULT_PRETRAINED if enc_cfg.name in RANDOM_PRESETS else enc_cfg.name)))
-  if enc_cfg.name in RANDOM_PRESETS:
-    config, params = EncoderConfig(vocab_size=len(tokenizer), **RANDOM_PRESETS[enc_cfg.name]), None
-  else:
-    config, params = load_pretrained(resolve_encoder_dir(enc_cfg.name))
+      enc_cfg.tokenizer or (DEFAULT_PRETRAINED if random else enc_cfg.name)))
+  if random:
+    config = EncoderConfig(vocab_size=len(tokenizer), **RANDOM_PRESETS[enc_cfg.name])
   if len(tokenizer) > config.vocab_size:
     raise UserError(f"config.encoder.tokenizer: the tokenizer has {len(tokenizer)} tokens but the encoder embeds "
                     f"only {config.vocab_size}")
@@ -83,10 +84,12 @@ def check_config(config) -> None:
       ("data.length_buckets", len(buckets) > 0 and all(isinstance(b, int) and b > 2 for b in buckets),
        "a non-empty list of lengths > 2"),
       ("train.batch_size", tc.batch_size > 0, "a number > 0"),
+      ("train.grad_accumulation", tc.grad_accumulation > 0, "a number > 0 (1 = no accumulation)"),
       ("train.eval_batch_size", tc.eval_batch_size > 0, "a number > 0"),
       ("train.log_every", tc.log_every > 0, "a number > 0"),
       ("train.eval_every", tc.eval_every >= 0, "a number >= 0 (0 = once per epoch)"),
       ("train.checkpoint_every", tc.checkpoint_every >= 0, "a number >= 0 (0 = at evaluations only)"),
+      ("train.memory_limit_gb", tc.memory_limit_gb >= 0, "a number >= 0 (0 = the device's memory)"),
       ("train.best_mode", tc.best_mode in ("max", "min"), "'max' or 'min'"),
   ]
   for field, ok, expected in checks:
@@ -117,15 +120,34 @@ def make_optimizer(train_cfg, schedule: optax.Schedule) -> optax.GradientTransfo
 # ---------------------------------------------------------------------------------------------------------------
 # Steps (jitted in train_and_evaluate with explicit shardings).
 
-def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTransformation, dropout_key: jax.Array):
-  """One AdamW step on the grouped loss; returns the new state and the global per-task (sums, counts)."""
+def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTransformation, dropout_key: jax.Array,
+               accumulation: int = 1):
+  """One AdamW step on the grouped loss; returns the new state and the global per-task (sums, counts).
+
+  With `accumulation` k the batch is processed as k micro-batches (row i goes to micro-batch i mod k, so each
+  device keeps its share of every one) whose gradients are summed before the update. Every micro-batch divides by the
+  whole batch's label counts, so the summed loss and gradient are those of the full batch (up to float rounding).
+  """
   rng = jax.random.fold_in(dropout_key, state["step"])
+  counts = label_counts(batch, model.layout)
 
-  def loss_fn(params):
-    sums, counts = grouped_cross_entropy(model.logits(params, batch, rng), batch, model.layout)
-    return total_loss(sums, counts, model.layout), (sums, counts)
+  def loss_fn(params, micro, micro_rng):
+    sums, _ = grouped_cross_entropy(model.logits(params, micro, micro_rng), micro, model.layout)
+    return total_loss(sums, counts, model.layout), sums
 
-  (loss, (sums, counts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if accumulation == 1:
+    (loss, sums), grads = grad_fn(state["params"], batch, rng)
+  else:
+    micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // accumulation, accumulation, *x.shape[1:]),
+                                                0, 1), batch)
+
+    def add(carry, xs):
+      (loss, sums), grads = grad_fn(state["params"], xs[0], jax.random.fold_in(rng, xs[1]))
+      return jax.tree.map(jnp.add, carry, (loss, sums, grads)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, (jnp.float32(0), counts, state["params"]))
+    (loss, sums, grads), _ = jax.lax.scan(add, zeros, (micro, jnp.arange(accumulation)))
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   new_state = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
                "step": state["step"] + 1}
@@ -288,14 +310,25 @@ class TrainWindow:
 
 
 class Preemption:
-  """SIGTERM (a preemptible VM going away) asks the loop to checkpoint at the next step boundary and return."""
+  """SIGTERM (a preemptible VM going away) asks the loop to checkpoint at the next step boundary and return.
+
+  With several processes, the processes agree at log steps (`sync`: one small all-gather there, no host sync in
+  between): all of them stop at the first log step after any got the signal, and save that step together."""
 
   def __init__(self):
-    self.requested = False
+    self.signalled = False
     self._previous = signal.signal(signal.SIGTERM, self._request)
 
   def _request(self, signum, frame) -> None:
-    self.requested = True
+    self.signalled = True
+
+  def requested(self, sync: bool) -> bool:
+    if jax.process_count() == 1:
+      return self.signalled
+    if not sync:
+      return False
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.signalled))))
 
   def close(self) -> None:
     signal.signal(signal.SIGTERM, self._previous)
@@ -342,26 +375,27 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   tc = config.train
 
-  # --- Tasks and data --------------------------------------------------------------------------------------------
+  # --- Encoder, mesh, memory, tasks and data --------------------------------------------------------------------
   check_config(config)
   enc_config, pretrained, tokenizer = build_encoder(config.encoder)
   max_length = max(config.data.length_buckets)
   if max_length > enc_config.max_position_embeddings:
     raise UserError(f"config.data.length_buckets: {max_length} exceeds the encoder's "
                     f"{enc_config.max_position_embeddings} positions")
+  mesh = make_mesh(config.mesh)
+  for field, multiple in (("batch_size", tc.grad_accumulation), ("eval_batch_size", 1)):
+    if tc[field] % (multiple * batch_divisor(mesh)):
+      micro = f" x {multiple} micro-batches (train.grad_accumulation)" if multiple > 1 else ""
+      raise UserError(f"config.train.{field}: {tc[field]} is not a multiple of the {batch_divisor(mesh)} batch "
+                      f"shards (mesh data x fsdp){micro}")
+  # The memory estimate before minutes of data loading:
+  log(check_memory(config, enc_config, batch_divisor(mesh), mesh.shape["fsdp"] * mesh.shape["model"]))
   layout, train_parts, val_data, test_data = load_data(config, tokenizer, max_length)
   check_metric_name(tc.best_metric, layout)
   train_data = concat(list(train_parts.values()))
   log(f"data: {len(train_data)} training examples ({train_data.truncated} cut to {max_length} tokens), "
       f"{len(val_data)} validation, {len(test_data) if test_data else 0} test; "
       f"tasks {dict(zip(layout.names, layout.group_sizes))}")
-
-  # --- Mesh ----------------------------------------------------------------------------------------------------------
-  mesh = make_mesh(config.mesh)
-  for field in ("batch_size", "eval_batch_size"):
-    if tc[field] % batch_divisor(mesh):
-      raise UserError(f"config.train.{field}: {tc[field]} is not a multiple of the {batch_divisor(mesh)} "
-                      "batch shards (mesh data x fsdp)")
   order = mixture_order(config, layout, train_parts, train_data.lengths)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
@@ -374,7 +408,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
 
   # --- Shard and transfer: params and optimizer state are created in place, already sharded -----------------------
-  rules = tuple(tuple(r) for r in config.mesh.rules)
+  rules = tuple(tuple(r) for r in config.mesh.rules) or DEFAULT_RULES
   abstract_params = jax.eval_shape(model.init, init_key)
   param_sh = tree_shardings(abstract_params, mesh, rules)
   opt_sh = tree_shardings(jax.eval_shape(tx.init, abstract_params), mesh, rules)
@@ -387,21 +421,24 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
            "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated)}
 
   # --- Update and eval steps ------------------------------------------------------------------------------------------
-  data_sh = batch_sharding(mesh)
-  p_train_step = jax.jit(lambda s, b: train_step(s, b, model=model, tx=tx, dropout_key=dropout_key),
+  data_sh, pad_id = batch_sharding(mesh), tokenizer.pad_token_id or 0
+  p_train_step = jax.jit(lambda s, b: train_step(s, b, model=model, tx=tx, dropout_key=dropout_key,
+                                                 accumulation=tc.grad_accumulation),
                          in_shardings=(state_sh, data_sh), out_shardings=(state_sh, replicated), donate_argnums=0)
   p_eval_step = jax.jit(lambda p, b: eval_step(p, b, model=model), in_shardings=(param_sh, data_sh),
                         out_shardings=replicated)
-  to_device = lambda batch: {k: jax.make_array_from_process_local_data(data_sh, v) for k, v in batch.items()}
-  pad_id = tokenizer.pad_token_id or 0
+
+  def global_batch(data: Encoded, idx: np.ndarray, size: int) -> dict:
+    """The batch of rows `idx` as global arrays; this process builds and transfers only its own rows."""
+    local = make_batch(data, idx, size, config.data.length_buckets, pad_id, process_rows(data_sh, size))
+    return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 
   def evaluate(params, data: Encoded, split: str = "eval") -> tuple[dict, dict]:
     outputs = {"classification": np.zeros((len(data), layout.total("classification")), np.float32),
                "tagging": [None] * len(data)}
     sums, counts = 0.0, 0.0
     for idx in eval_indices(data.lengths, tc.eval_batch_size):
-      out, s, c = p_eval_step(params, to_device(make_batch(data, idx, tc.eval_batch_size,
-                                                           config.data.length_buckets, pad_id)))
+      out, s, c = p_eval_step(params, global_batch(data, idx, tc.eval_batch_size))
       if "classification" in out:
         outputs["classification"][idx] = np.asarray(out["classification"])[:len(idx)]
       if "tagging" in out:
@@ -443,8 +480,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       if tracker["stopped"]:
         break
       idx = order.indices(step - 1)
-      state, out = p_train_step(state, to_device(make_batch(train_data, idx, tc.batch_size,
-                                                            config.data.length_buckets, pad_id)))
+      state, out = p_train_step(state, global_batch(train_data, idx, tc.batch_size))
       window.add(out, len(idx))
       bar.update(1)
       is_eval = step % eval_every == 0 or step == total_steps
@@ -471,13 +507,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             log(line)
           tracker["test"] = test_flat
 
-      if is_eval or preemption.requested or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+      preempted = preemption.requested(sync=step % tc.log_every == 0 or is_eval)
+      if is_eval or preempted or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
         window.check(step, layout)
         tracker["window"] = window.state()
         checkpoint.save(latest, step, {"params": state["params"], "opt_state": state["opt_state"]},
                         save_meta(step), tok_files)
         tracker.pop("window")
-      if preemption.requested:
+      if preempted:
         log(f"SIGTERM: saved step {step} to {latest.directory}; the same command resumes from there")
         break
   finally:

@@ -1,15 +1,25 @@
-"""Shared fixtures: a small three-task layout, the packaged MiniLM directory, and a writable table helper."""
+"""Shared fixtures: a small three-task layout, a learnable table, a JSONL writer, and the shared real corpora."""
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# One persistent XLA compilation cache for the session, this process and the subprocesses it starts: the many smoke
+# runs compile the same steps, and a cached executable computes exactly what a fresh compile does.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mtl_jax_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+from runs import REPO, make_table  # noqa: E402
 
 from mtl_jax.tasks import Layout, Task  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -39,3 +49,9 @@ def shared_data() -> str:
       pytest.fail(f"{DATA_ROOT} is missing; CI must run with ../shared/data beside the repo")
     pytest.skip(f"{DATA_ROOT} not present (set MTL_JAX_DATA)")
   return DATA_ROOT
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+  """A learnable three-task table of 160 rows (`runs.make_table`)."""
+  return make_table(tmp_path_factory.mktemp("data") / "train.jsonl", 160)

@@ -21,6 +21,18 @@ def test_make_batch_pads_rows_and_tokens():
   np.testing.assert_array_equal(batch["weights"][:, 0], [2, 1, 0, 0])
 
 
+def test_a_process_builds_its_rows_of_the_global_batch_at_the_global_length():
+  data = Encoded([np.arange(n) for n in (3, 9, 2, 4)], np.arange(8, dtype=np.int32).reshape(4, 2),
+                 np.ones((4, 2), np.float32), 0)
+  whole = make_batch(data, np.array([2, 0, 3]), batch_size=4, buckets=(4, 16), pad_id=0)  # longest row elsewhere
+  for rows in (slice(0, 2), slice(2, 4)):
+    part = make_batch(data, np.array([2, 0, 3]), batch_size=4, buckets=(4, 16), pad_id=0, rows=rows)
+    for key in whole:
+      np.testing.assert_array_equal(part[key], whole[key][rows])
+  longest = make_batch(data, np.array([1, 2]), batch_size=2, buckets=(4, 16), pad_id=0, rows=slice(1, 2))
+  assert longest["input_ids"].shape == (1, 16)  # the bucket of row 1's 9 tokens, though this process holds row 2
+
+
 def test_eval_indices_cover_every_row_once_shortest_first():
   lengths = np.random.default_rng(0).integers(1, 50, 23)
   batches = eval_indices(lengths, 8)

@@ -209,6 +209,7 @@ def test_conll_docstart_blanks_crlf_and_gzip(tmp_path):
   for name in ("a.conll", "a.conll.gz"):
     data = read_conll(write(tmp_path, name, text), {"ner": 2})
     assert data == [Sentence(("EU", "rejects"), {"ner": ("I-ORG", "O")}), Sentence(("Peter",), {"ner": ("I-PER",)})]
+    assert [s.where for s in data] == [f"{tmp_path / name}:3", f"{tmp_path / name}:9"]  # where each sentence starts
 
 
 def test_conllu_skips_comments_ranges_and_empty_nodes(tmp_path):
@@ -217,6 +218,7 @@ def test_conllu_skips_comments_ranges_and_empty_nodes(tmp_path):
           "3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\tSpaceAfter=No", ""]
   path = write(tmp_path, "a.conllu", "\n".join(rows))  # no blank line after the last sentence
   assert read_conllu(path) == [Sentence(("do", "n't", "go"), {"upos": ("AUX", "PART", "VERB")})]
+  assert read_conllu(path)[0].where == f"{path}:2"
   assert read_conllu(path, "xpos")[0].tags == {"xpos": ("VBP", "RB", "VB")}
 
 
@@ -224,6 +226,7 @@ def test_text_classification_jsonl_and_label_names(tmp_path):
   path = write(tmp_path, "a.jsonl", '{"title": "A", "body": "b", "y": 1}\n\n{"title": "C", "body": "", "y": null}\n')
   assert read_text_classification(path, ("title", "body"), "y", label_names={"1": "one"}) == [
       LabelledText("A b", "one"), LabelledText("C", None)]
+  assert [r.where for r in read_text_classification(path, ("title",), "y")] == [f"{path}:1", f"{path}:3"]
 
 
 def test_mapping_and_label_list_variants(tmp_path):
@@ -317,49 +320,3 @@ def test_corrupt_gzip(tmp_path):
   (tmp_path / "b.conllu.gz").write_bytes(gzip.compress(b"1\ta\n")[:-6])
   with pytest.raises(UserError, match=r"b\.conllu\.gz: not a valid gzip file"):
     read_conllu(str(tmp_path / "b.conllu.gz"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Fuzz: arbitrary bytes either read or raise UserError, nothing else.
-
-try:
-  import hypothesis
-  from hypothesis import strategies as st
-except ImportError:  # optional test dependency: only the fuzz test is skipped
-  hypothesis = None
-
-if hypothesis is None:
-  @pytest.mark.skip(reason="hypothesis is not installed")
-  def test_fuzz_only_user_errors():
-    pass
-else:
-  ALPHABET = ["a", "B-X", "O", " ", "\t", "\n", "\r", "#", "-", "1", "2", "1-2", "1.1", ".", "_", '"', ",", "{", "}",
-              ":", "[", "\\", "-DOCSTART-", '"text"', '"label"', "null", "text", "label", "\u2028", "\x00", "é"]
-  CONTENTS = st.one_of(st.binary(max_size=300),
-                       st.lists(st.sampled_from(ALPHABET), max_size=80).map(lambda parts: "".join(parts).encode()),
-                       st.binary(max_size=200).map(gzip.compress))
-
-  FUZZ_READERS = {
-      "a.conll": lambda p: read_conll(p, {"ner": 1}),
-      "t.conll": lambda p: read_conll(p, {"ner": 1}, separator="\t"),
-      "a.conllu": read_conllu,
-      "a.csv": lambda p: read_text_classification(p, ("text",), "label"),
-      "h.csv": lambda p: read_text_classification(p, (0, 2), 1, header=False, backslash_escapes=True),
-      "a.jsonl": lambda p: read_text_classification(p, ("text",), "label", label_names={"1": "one"}),
-      "m.txt": read_mapping,
-      "c.txt": read_label_list,
-  }
-
-  @pytest.mark.parametrize("name", sorted(FUZZ_READERS) + ["paired"])
-  @hypothesis.settings(max_examples=200, deadline=None)
-  @hypothesis.given(content=CONTENTS, labels=CONTENTS)
-  def test_fuzz_only_user_errors(tmp_path_factory, name, content, labels):
-    root = tmp_path_factory.getbasetemp() / "fuzz"  # one folder for all examples: files are overwritten
-    root.mkdir(exist_ok=True)
-    try:
-      if name == "paired":
-        read_paired_text_labels(write(root, "t.txt", content), write(root, "l.txt", labels), {"1": "one"})
-      else:
-        FUZZ_READERS[name](write(root, name, content))
-    except UserError:
-      pass

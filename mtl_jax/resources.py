@@ -1,0 +1,94 @@
+"""Memory of the train and eval steps, estimated from the settings before anything is loaded or compiled.
+
+A batch or length that cannot fit fails in seconds with the setting named, rather than minutes later inside XLA
+with an allocation error (or, on CPU, with the machine swapping). The estimate counts what a BERT-family encoder
+keeps for the backward pass (per layer: the projections, the attention scores and probabilities, the feed-forward
+activations) plus the float32 parameters, gradients and the two AdamW moments. It is an estimate: XLA fuses some of
+these away and adds workspace; `config.train.memory_limit_gb` overrides the device memory it is checked against.
+"""
+
+import os
+
+import jax
+
+from mtl_jax.encoder import EncoderConfig
+from mtl_jax.errors import UserError
+
+GIB = 1024**3
+
+
+def encoder_params(enc: EncoderConfig) -> int:
+  """Parameter count of the encoder (embeddings, layers), the bulk of the model."""
+  h, i = enc.hidden_size, enc.intermediate_size
+  embeddings = (enc.vocab_size + enc.max_position_embeddings + enc.type_vocab_size) * h + 2 * h
+  layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
+  return embeddings + enc.num_layers * layer
+
+
+def layer_activations(enc: EncoderConfig, length: int) -> int:
+  """Values one layer keeps per example for its backward pass: per token ~16 hidden-sized values (q, k, v, context,
+  projections, residuals, LayerNorm statistics, dropout masks) and 3 feed-forward-sized ones (around the GELU), and 5
+  attention maps per head (scores, softmax, dropout). Calibrated on XLA's memory analysis of our train step
+  (tests/reliability/test_resources.py)."""
+  return length * (16 * enc.hidden_size + 3 * enc.intermediate_size) + 5 * enc.num_heads * length * length
+
+
+def train_activation_bytes(enc: EncoderConfig, batch: int, length: int, itemsize: int, remat: bool) -> int:
+  """Activations of one training step; with remat only each layer's input is kept, and one layer is recomputed."""
+  per_layer = length * enc.hidden_size if remat else layer_activations(enc, length)
+  per_example = 3 * length * enc.hidden_size + enc.num_layers * per_layer
+  if remat:
+    per_example += layer_activations(enc, length)
+  return batch * per_example * itemsize
+
+
+def eval_activation_bytes(enc: EncoderConfig, batch: int, length: int, itemsize: int) -> int:
+  """Activations of one forward pass: only a layer's live tensors at a time."""
+  live = 4 * length * enc.hidden_size + 2 * max(length * enc.intermediate_size, enc.num_heads * length * length)
+  return batch * live * itemsize
+
+
+def device_memory_bytes() -> tuple[int, str]:
+  """(bytes per local device, what that is): the accelerator's limit, or the host's memory (cgroup limit included)
+  shared by the CPU devices."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]), f"{device.device_kind} memory"
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  try:
+    with open("/sys/fs/cgroup/memory.max") as f:
+      limit = f.read().strip()
+    total = min(total, int(limit)) if limit.isdigit() else total
+  except OSError:
+    pass
+  return total // jax.local_device_count(), f"host memory / {jax.local_device_count()} CPU devices"
+
+
+def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: int) -> str:
+  """Raises a UserError naming the setting when the estimated per-device need exceeds the memory; else returns a
+  one-line summary. `batch_shards` divide the batch, `param_shards` the parameters and optimizer state."""
+  tc, length = config.train, max(config.data.length_buckets)
+  itemsize = 2 if config.encoder.dtype == "bfloat16" else 4
+  state = 4 * 4 * encoder_params(enc) // param_shards  # float32 params, grads, AdamW mu and nu
+  micro = tc.batch_size // tc.grad_accumulation  # examples per forward/backward pass
+  train = train_activation_bytes(enc, -(-micro // batch_shards), length, itemsize, config.encoder.remat)
+  evaluation = eval_activation_bytes(enc, -(-tc.eval_batch_size // batch_shards), length, itemsize)
+  limit, what = device_memory_bytes()
+  if tc.memory_limit_gb > 0:
+    limit, what = int(tc.memory_limit_gb * GIB), "config.train.memory_limit_gb"
+  gib = lambda n: f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.0f} MiB"
+  fixes = "lower it or the longest of config.data.length_buckets"
+  for name, need, examples in (("batch_size", state + train, micro), ("eval_batch_size", state + evaluation,
+                                                                      tc.eval_batch_size)):
+    if need > limit:
+      more = (", raise config.train.grad_accumulation" + ("" if config.encoder.remat else
+                                                          ", or set config.encoder.remat=True")
+              if name == "batch_size" else "")
+      raise UserError(
+          f"config.train.{name}: {tc[name]} examples of up to {length} tokens need about {gib(need)} per device "
+          f"({gib(state)} parameters and optimizer state, {gib(need - state)} activations for "
+          f"{-(-examples // batch_shards)} examples per device and pass), more than the {gib(limit)} of {what}; "
+          f"{fixes}{more} (config.train.memory_limit_gb overrides the limit)")
+  return (f"memory: about {gib(state + max(train, evaluation))} per device estimated for batches of "
+          f"{tc.batch_size} x {length} tokens (limit {gib(limit)}, {what})")

@@ -1,0 +1,103 @@
+"""Helpers for the end-to-end tests: the smoke config on a small learnable table, run histories, crashes."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from mtl_jax import checkpoint
+from mtl_jax.predict import Predictor
+from mtl_jax.sampling import MixtureOrder
+from mtl_jax.train import train_and_evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+WORDS_LABELS = {"sentiment": ("negative", "neutral", "positive"), "urgency": ("low", "high"),
+                "topic": ("billing", "technical", "shipping", "account")}
+WORDS = {"sentiment": ["awful broken angry", "a question about", "thanks great love"],
+         "urgency": ["whenever you can", "urgent asap today"],
+         "topic": ["invoice refund", "app login", "parcel delivery", "password profile"]}
+
+
+def load_config(arg="smoke", **overrides):
+  spec = importlib.util.spec_from_file_location("three_task", os.path.join(REPO, "configs", "three_task.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def make_table(path, n, seed=0):
+  """A learnable three-task table: each label is signalled by its own words."""
+  rng = np.random.default_rng(seed)
+  with open(path, "w") as f:
+    for i in range(n):
+      labels = [int(rng.integers(len(WORDS[t]))) for t in WORDS]
+      text = " ".join(WORDS[t][y] for t, y in zip(WORDS, labels)) + f" ticket {i}"
+      if i % 10 == 3:
+        labels[1] = None  # some rows carry no urgency label
+      f.write(json.dumps({"text": text, "labels": labels}) + "\n")
+  return str(path)
+
+
+def smoke(table, **overrides):
+  return load_config(**{"data.train": table, "data.validation": "0.25", "train.steps": 8, "train.eval_every": 4,
+                        "train.log_every": 2, **overrides})
+
+
+def read_history(workdir, timings=True):
+  """metrics.jsonl as a list of dicts; `timings=False` drops the wall-clock throughput, which varies run to run."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return rows if timings else [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+
+
+def latest_params(workdir):
+  """The latest checkpoint's params on this process's device, whatever mesh or process count saved them."""
+  return Predictor.load(os.path.join(workdir, checkpoint.LATEST)).params
+
+
+def crash_in_step(step, config, workdir, monkeypatch):
+  """Runs `config` until the batch of `step` (1-based) is drawn, then fails as a killed process would."""
+  real_indices = MixtureOrder.indices
+
+  def crash(self, index):
+    if index == step - 1:
+      raise KeyboardInterrupt("simulated crash")
+    return real_indices(self, index)
+
+  monkeypatch.setattr(MixtureOrder, "indices", crash)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(config, workdir)
+  monkeypatch.undo()
+
+
+def assert_same_run(resumed, uninterrupted):
+  """Same metrics history (wall-clock throughput aside) and bitwise-equal final params."""
+  assert read_history(resumed, timings=False) == read_history(uninterrupted, timings=False)
+  jax.tree.map(np.testing.assert_array_equal, latest_params(resumed), latest_params(uninterrupted))
+
+
+TRAIN_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from runs import smoke
+from mtl_jax.train import train_and_evaluate
+import jax
+train_and_evaluate(smoke({table!r}, **{overrides!r}), {workdir!r})
+print(json.dumps({{"devices": jax.device_count()}}))
+"""
+
+
+def train_command(table: str, workdir: str, **overrides) -> list[str]:
+  """A python command that trains `smoke(table, **overrides)` in `workdir` in a process of its own."""
+  script = TRAIN_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), table=table, overrides=overrides,
+                               workdir=workdir)
+  return [sys.executable, "-c", script]
