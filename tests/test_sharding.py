@@ -12,6 +12,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from runs import REPO, latest_params, read_history, smoke
 
+from mtl_jax import checkpoint
 from mtl_jax.sharding import DEFAULT_RULES, batch_sharding, fit_spec, make_mesh, process_rows, spec_for
 from mtl_jax.train import train_and_evaluate
 
@@ -34,6 +35,7 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import jax
 from runs import read_history, smoke
+from mtl_jax import checkpoint
 from mtl_jax import checkpoint
 from mtl_jax.sharding import path_name
 from mtl_jax.train import train_and_evaluate
@@ -140,3 +142,17 @@ def test_two_processes_train_as_one_and_their_checkpoint_resumes_on_one(table, t
   launch(1, 4, two, table, steps=12, port=None)
   launch(1, 4, one, table, steps=12, port=None)
   assert_close_runs(two, one)
+
+
+def test_bf16_compute_keeps_float32_master_params_and_tracks_float32(table, tmp_path):
+  overrides = {"train.steps": 6, "train.log_every": 1, "train.eval_every": 6, "train.checkpoint_every": 6}
+  train_and_evaluate(smoke(table, **overrides), str(tmp_path / "f32"))
+  train_and_evaluate(smoke(table, **overrides, **{"encoder.dtype": "bfloat16", "encoder.remat": True}),
+                     str(tmp_path / "bf16"))
+  mngr = checkpoint.manager(str(tmp_path / "bf16" / checkpoint.LATEST), create=False)
+  saved = checkpoint.restore_arrays(mngr, 6, {"params": None, "opt_state": None})
+  assert {x.dtype for x in jax.tree.leaves(saved["params"])} == {np.dtype("float32")}
+  assert {x.dtype for x in jax.tree.leaves(saved["opt_state"]) if x.ndim} == {np.dtype("float32")}
+  bf16, f32 = (losses(read_history(str(tmp_path / name))) for name in ("bf16", "f32"))
+  np.testing.assert_allclose(bf16, f32, rtol=2e-2)
+  assert not np.array_equal(bf16, f32)  # bf16 really computed in bf16
