@@ -1,0 +1,1 @@
+"""Throughput benchmarks of mtl_jax against a PyTorch / transformers reference (see benchmarks/README.md)."""

@@ -1,0 +1,332 @@
+"""Pieces the benchmarks share: the real texts, seeded labels and the batch order; the PyTorch reference model;
+timing in windows, compile counting, machine facts, and the report (a table and a JSON file).
+
+Every variant of a benchmark sees the same texts, tokenised once by the encoder's tokenizer, and the same rows in the
+same batches; only how a batch is padded and computed differs. PyTorch is imported only by the functions that need
+it, so the JAX variants run without it.
+"""
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from configs import three_task
+from mtl_jax.encoder import RANDOM_PRESETS, Encoder, EncoderConfig, resolve_encoder_dir
+from mtl_jax.input_pipeline import Encoded, make_batch, tokenize
+from mtl_jax.model import Model
+from mtl_jax.readers import read_conll, read_paired_text_labels
+from mtl_jax.sampling import MixtureOrder
+from mtl_jax.tasks import Layout, Task
+from mtl_jax.train import DTYPES, build_encoder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_ROOT = os.environ.get("MTL_JAX_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+TWEETEVAL_TASKS = ("emotion", "hate", "irony", "offensive")  # train splits of these; `sentiment` has no train text
+GROUP_SIZES = (3, 2, 4)  # three classification tasks, as configs/three_task.py
+LABEL_MODES = ("one", "all")
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "transformers", "tokenizers")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Texts, labels, batches.
+
+def conll_texts(data_root: str) -> list[str]:
+  """CoNLL-2003 English training sentences, their words joined by spaces."""
+  return [" ".join(s.words) for s in read_conll(os.path.join(data_root, "conll2003", "eng.train"), {"ner": 3})]
+
+
+def tweet_texts(data_root: str) -> list[str]:
+  """TweetEval training tweets of `TWEETEVAL_TASKS`."""
+  texts = []
+  for task in TWEETEVAL_TASKS:
+    folder = os.path.join(data_root, "tweeteval", task)
+    pairs = read_paired_text_labels(os.path.join(folder, "train_text.txt"), os.path.join(folder, "train_labels.txt"),
+                                    skip_empty=True)
+    texts += [p.text for p in pairs]
+  return texts
+
+
+def load_texts(data_root: str, n: int, seed: int) -> list[str]:
+  """`n` real texts, half CoNLL-2003 sentences and half TweetEval tweets, drawn without replacement and shuffled."""
+  rng = np.random.default_rng(seed)
+  pools = (conll_texts(data_root), tweet_texts(data_root))
+  picked = [p[i] for p, k in zip(pools, (n // 2, n - n // 2)) for i in rng.choice(len(p), k, replace=False)]
+  return [picked[i] for i in rng.permutation(n)]
+
+
+def make_layout(group_sizes=GROUP_SIZES) -> Layout:
+  return Layout(tuple(Task(f"task{t}", "classification", tuple(str(k) for k in range(size)))
+                      for t, size in enumerate(group_sizes)))
+
+
+def base_config(encoder: str, dtype: str, batch_size: int, seed: int):
+  """configs/three_task.py (its length buckets, pooling, dropout and optimizer settings) with the benchmark's
+  encoder, compute dtype, batch size and seed."""
+  config = three_task.get_config()
+  config.encoder.name, config.encoder.dtype = encoder, dtype
+  config.train.batch_size, config.train.eval_batch_size, config.seed = batch_size, batch_size, seed
+  return config
+
+
+def build_model(config) -> tuple[Model, dict | None, object, str | None]:
+  """(the model of the three benchmark tasks, pretrained encoder params or None, tokenizer, the weights' directory
+  for PyTorch or None) for `config.encoder`, as train_and_evaluate builds them."""
+  enc_config, pretrained, tokenizer = build_encoder(config.encoder)
+  model = Model(Encoder(enc_config, DTYPES[config.encoder.dtype], config.encoder.remat), make_layout(),
+                config.encoder.pooling, config.encoder.head_dropout)
+  weights_dir = None if config.encoder.name in RANDOM_PRESETS else resolve_encoder_dir(config.encoder.name)
+  return model, pretrained, tokenizer, weights_dir
+
+
+def random_labels(n: int, group_sizes, mode: str, seed: int) -> np.ndarray:
+  """[n, T] seeded class ids. `all`: every text is labelled for every task (one table, three_task style); `one`:
+  for one task each, -1 for the others (corpora mixed in a batch, Flair style)."""
+  if mode not in LABEL_MODES:
+    raise ValueError(f"label mode: expected one of {LABEL_MODES}, found {mode!r}")
+  rng = np.random.default_rng([seed, 1])
+  labels = np.stack([rng.integers(k, size=n) for k in group_sizes], axis=1)
+  if mode == "one":
+    owner = rng.integers(len(group_sizes), size=n)
+    labels = np.where(np.arange(len(group_sizes))[None, :] == owner[:, None], labels, -1)
+  return labels.astype(np.int32)
+
+
+def encode(texts: list[str], labels: np.ndarray, tokenizer, max_length: int) -> Encoded:
+  """Token ids (special tokens included, cut to max_length), labels, unit weights."""
+  ids, _ = tokenize(texts, tokenizer, max_length)
+  return Encoded(ids, labels, np.ones(labels.shape, np.float32))
+
+
+def batch_order(data: Encoded, batch_size: int, steps: int, seed: int, group_by_length: bool) -> list[np.ndarray]:
+  """Rows of the first `steps` training batches as mtl_jax's sampler draws them: a seeded shuffle, and with
+  `group_by_length` runs of 16 batches sorted by length (so a batch holds texts of similar length)."""
+  order = MixtureOrder([len(data)], [1.0], batch_size, seed, data.lengths, group_by_length)
+  return [order.indices(s) for s in range(steps)]
+
+
+def longest(data: Encoded, idx) -> int:
+  return max(len(data.ids[i]) for i in idx)
+
+
+def real_tokens(data: Encoded, idx) -> int:
+  """Non-pad tokens of rows `idx` (special tokens included), each row counted once."""
+  return sum(len(data.ids[i]) for i in idx)
+
+
+def pad_to_longest(data: Encoded, idx, pad_id: int) -> dict:
+  """Rows `idx` padded to their longest text, as transformers' DataCollatorWithPadding pads."""
+  return make_batch(data, idx, len(idx), (longest(data, idx),), pad_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The PyTorch reference: transformers.BertModel, mean pooling, one grouped linear head, grouped cross-entropy.
+
+def quiet_transformers() -> None:
+  """No weight-loading reports or progress bars from transformers."""
+  from transformers.utils import logging
+  logging.set_verbosity_error()
+  logging.disable_progress_bar()
+
+
+def bert_config(config: EncoderConfig, attention: str):
+  """A transformers BertConfig with the sizes of one of our EncoderConfigs."""
+  from transformers import BertConfig
+  return BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+                    num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
+                    max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+                    layer_norm_eps=config.layer_norm_eps, hidden_act=config.hidden_act,
+                    hidden_dropout_prob=config.dropout_rate,
+                    attention_probs_dropout_prob=config.attention_dropout_rate, attn_implementation=attention)
+
+
+def torch_reference(config: EncoderConfig, weights_dir: str | None, num_outputs: int, attention: str, seed: int):
+  """{"bert": BertModel without pooler, "head": nn.Linear(hidden, sum K)}: the packaged weights from `weights_dir`,
+  or random weights of `config`'s sizes when it is None."""
+  import torch
+  from transformers import BertModel
+  quiet_transformers()
+  torch.manual_seed(seed)
+  if weights_dir:
+    bert = BertModel.from_pretrained(weights_dir, add_pooling_layer=False, attn_implementation=attention)
+  else:
+    bert = BertModel(bert_config(config, attention), add_pooling_layer=False)
+  return torch.nn.ModuleDict({"bert": bert, "head": torch.nn.Linear(bert.config.hidden_size, num_outputs)})
+
+
+def torch_logits(model, input_ids, attention_mask, head_dropout: float, train: bool):
+  """[B, sum K] logits: the masked mean of the last hidden states (as our `mean` pooling), dropout, the head."""
+  import torch.nn.functional as F
+  hidden = model["bert"](input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+  mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+  pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+  return model["head"](F.dropout(pooled, head_dropout, train))
+
+
+def torch_grouped_loss(logits, labels, group_sizes):
+  """sum over tasks of each task's mean cross-entropy over the rows labelled for it (-1 = no label; a task without
+  labels adds 0): mtl_jax's objective with unit weights."""
+  import torch.nn.functional as F
+  total, offset = logits.new_zeros(()), 0
+  for t, k in enumerate(group_sizes):
+    y = labels[:, t]
+    w = (y >= 0).to(logits.dtype)
+    ce = F.cross_entropy(logits[:, offset:offset + k], y.clamp(min=0), reduction="none")
+    total, offset = total + (w * ce).sum() / w.sum().clamp(min=1), offset + k
+  return total
+
+
+def torch_optimizer(model, learning_rate: float, weight_decay: float):
+  """AdamW without weight decay on 1-d parameters (biases, LayerNorm), as mtl_jax's make_optimizer."""
+  import torch
+  params = list(model.parameters())
+  return torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=learning_rate)
+
+
+def torch_train_step(model, optimizer, batch: dict, group_sizes, head_dropout: float, grad_clip: float) -> None:
+  """One AdamW step on the grouped loss of a numpy batch (clipped to `grad_clip` global norm when > 0)."""
+  import torch
+  ids, mask, labels = (torch.from_numpy(batch[k]).long() for k in ("input_ids", "attention_mask", "labels"))
+  loss = torch_grouped_loss(torch_logits(model, ids, mask, head_dropout, train=True), labels, group_sizes)
+  optimizer.zero_grad(set_to_none=True)
+  loss.backward()
+  if grad_clip > 0:
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+  optimizer.step()
+
+
+def set_torch_threads(threads: int) -> int:
+  import torch
+  torch.set_num_threads(threads)
+  return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timing and compile counting.
+
+_COMPILES = {"count": 0, "seconds": 0.0, "listening": False}
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def _on_duration(event: str, seconds: float, **kwargs) -> None:
+  if event == _COMPILE_EVENT:
+    _COMPILES["count"] += 1
+    _COMPILES["seconds"] += seconds
+
+
+def compile_stats() -> tuple[int, float]:
+  """(XLA backend compilations so far in this process, their seconds), counted through jax.monitoring."""
+  if not _COMPILES["listening"]:
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    _COMPILES["listening"] = True
+  return _COMPILES["count"], _COMPILES["seconds"]
+
+
+def timed(fn) -> tuple[float, int, float]:
+  """(wall seconds of `fn()`, XLA compilations during it, their seconds); `fn` must return when its work is done."""
+  compiles, compile_s = compile_stats()
+  start = time.perf_counter()
+  fn()
+  seconds = time.perf_counter() - start
+  after = compile_stats()
+  return seconds, after[0] - compiles, after[1] - compile_s
+
+
+def repeated(fn, times: int):
+  """A function that calls `fn()` `times` times."""
+  def call():
+    for _ in range(times):
+      fn()
+  return call
+
+
+def interleaved_windows(windows_of: dict, windows: int) -> dict[str, tuple[list[float], int]]:
+  """{name: (wall seconds of each window, XLA compilations within them)}: round w runs every variant's window once,
+  starting at variant w mod n, so a machine whose load drifts during the run slows every variant alike."""
+  names, out = list(windows_of), {name: ([], 0) for name in windows_of}
+  for w in range(windows):
+    for name in names[w % len(names):] + names[:w % len(names)]:
+      seconds, compiles, _ = timed(windows_of[name])
+      out[name] = (out[name][0] + [seconds], out[name][1] + compiles)
+  return out
+
+
+def summarize(seconds: list[float], examples: int, real: int, processed: int, **extra) -> dict:
+  """Throughput of one variant from its window times (the median window) and the work one window does."""
+  median = statistics.median(seconds)
+  return {"examples_per_s": examples / median, "real_tokens_per_s": real / median,
+          "real_token_fraction": real / processed, "median_window_s": median,
+          "best_examples_per_s": examples / min(seconds),
+          "spread": (max(seconds) - min(seconds)) / median, "window_s": seconds, "examples_per_window": examples,
+          "real_tokens_per_window": real, "processed_tokens_per_window": processed, **extra}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Machine facts and the report.
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+  except OSError:
+    return platform.processor()
+
+
+def usable_cpus() -> int:
+  """The cores this process may run on."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_info() -> dict:
+  return {"platform": platform.platform(), "python": platform.python_version(), "cpu_model": _cpu_model(),
+          "cpu_count": os.cpu_count(), "cpus_usable": usable_cpus(), "jax_devices": [str(d) for d in jax.devices()],
+          "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def versions() -> dict:
+  """Installed versions (None where a package is absent), read without importing the packages."""
+  def version(name):
+    try:
+      return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      return None
+  return {name: version(name) for name in VERSIONED}
+
+
+def torch_available() -> bool:
+  return importlib.util.find_spec("torch") is not None
+
+
+def format_table(results: dict[str, dict], baseline: str) -> str:
+  """One line per variant: examples/s and real tokens/s (median window), the real-token fraction, the median window's
+  seconds, the spread of the windows ((max - min) / median), examples/s in the fastest window, compiles (in the
+  warm-up / in the timed windows; see each benchmark's docstring), and the median speed relative to `baseline`."""
+  head = f"{'variant':<15} {'examples/s':>10} {'real tok/s':>10} {'real frac':>9} {'window s':>8} {'spread':>6} " \
+         f"{'best ex/s':>9} {'compiles':>8} {'vs ' + baseline:>12}"
+  lines = [head, "-" * len(head)]
+  base = results.get(baseline, {}).get("examples_per_s")
+  for name, r in results.items():
+    compiles = "-" if r.get("compiles") is None else f"{r['compiles']}/{r['compiles_timed']}"
+    relative = f"{r['examples_per_s'] / base:.2f}x" if base else "-"
+    lines.append(f"{name:<15} {r['examples_per_s']:>10.1f} {r['real_tokens_per_s']:>10.0f} "
+                 f"{r['real_token_fraction']:>9.3f} {r['median_window_s']:>8.2f} {r['spread']:>6.1%} "
+                 f"{r['best_examples_per_s']:>9.1f} {compiles:>8} {relative:>12}")
+  return "\n".join(lines)
+
+
+def finish(report: dict, output: str, baseline: str) -> str:
+  """Adds the load average at the end, writes the JSON report and returns the table."""
+  report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  with open(output, "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=2, allow_nan=False)
+    f.write("\n")
+  return format_table(report["results"], baseline)
+
