@@ -23,13 +23,14 @@ MESHES = {"1 device": (1, (-1, 1, 1)), "8 devices data=8": (8, (-1, 1, 1)),
           "8 devices data=2 fsdp=2 model=2": (8, (2, 2, 2)), "8 devices model=8": (8, (1, 1, 8))}
 
 
-def run(config: str, devices: int, mesh: tuple[int, int, int], steps: int, log_every: int, workdir: str) -> dict:
+def run(config: str, devices: int, mesh: tuple[int, int, int], steps: int, log_every: int, workdir: str,
+        overrides: list[str]) -> dict:
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
   data, fsdp, model = mesh
   out = subprocess.run([sys.executable, "-m", "mtl_jax.main", f"--config={config}", f"--workdir={workdir}",
                         f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",
                         f"--config.train.eval_every={steps}", f"--config.mesh.data={data}",
-                        f"--config.mesh.fsdp={fsdp}", f"--config.mesh.model={model}"],
+                        f"--config.mesh.fsdp={fsdp}", f"--config.mesh.model={model}", *overrides],
                        env=env, capture_output=True, text=True, cwd=REPO)
   if out.returncode:
     raise SystemExit(out.stderr[-3000:])
@@ -43,12 +44,16 @@ def main() -> None:
   parser.add_argument("--config", default="configs/three_task.py")
   parser.add_argument("--steps", type=int, default=25)
   parser.add_argument("--log_every", type=int, default=5)
+  parser.add_argument("--override", action="append", default=["--config.data.validation=64"],
+                      help="more flags for mtl_jax.main (default: a 64-row validation split, to keep the final "
+                      "evaluation short)")
   parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "devices.json"))
   args = parser.parse_args()
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
     for name, (devices, mesh) in MESHES.items():
-      results[name] = run(args.config, devices, mesh, args.steps, args.log_every, os.path.join(tmp, str(len(results))))
+      workdir = os.path.join(tmp, str(len(results)))
+      results[name] = run(args.config, devices, mesh, args.steps, args.log_every, workdir, args.override)
       print(f"{name:<32} {results[name]['examples_per_s']:8.1f} examples/s", flush=True)
   report = {"benchmark": "devices", "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
             "settings": vars(args), "results": results}
