@@ -79,12 +79,12 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
     limit, what = int(tc.memory_limit_gb * GIB), "config.train.memory_limit_gb"
   gib = lambda n: f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.0f} MiB"
   fixes = "lower it or the longest of config.data.length_buckets"
-  for name, need, examples in (("batch_size", state + train, micro), ("eval_batch_size", state + evaluation,
-                                                                      tc.eval_batch_size)):
+  levers = ", raise config.train.grad_accumulation" + ("" if config.encoder.remat else
+                                                       ", or set config.encoder.remat=True")
+  passes = {"batch_size": (train, micro, levers), "eval_batch_size": (evaluation, tc.eval_batch_size, "")}
+  for name, (activations, examples, more) in passes.items():
+    need = state + activations
     if need > limit:
-      more = (", raise config.train.grad_accumulation" + ("" if config.encoder.remat else
-                                                          ", or set config.encoder.remat=True")
-              if name == "batch_size" else "")
       raise UserError(
           f"config.train.{name}: {tc[name]} examples of up to {length} tokens need about {gib(need)} per device "
           f"({gib(state)} parameters and optimizer state, {gib(need - state)} activations for "
