@@ -33,7 +33,7 @@ from mtl_jax.encoder import (
 )
 from mtl_jax.errors import UserError
 from mtl_jax.heads import POOLINGS, split_groups
-from mtl_jax.input_pipeline import Encoded, concat, encode_table, eval_indices, make_batch
+from mtl_jax.input_pipeline import Encoded, bucket_length, concat, encode_table, eval_indices, make_batch
 from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means, total_loss
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
@@ -271,13 +271,16 @@ def update_tracker(tracker: dict, flat: dict[str, float], tc) -> bool:
 
 
 class TrainWindow:
-  """Training losses accumulated on device between two log events (no host sync per step)."""
+  """Training losses accumulated on device between two log events (no host sync per step), and on the host the
+  examples and tokens: real (non-pad) and processed (batch x padded length)."""
 
   def __init__(self, state: dict | None = None):
     self.sums, self.counts, self.loss, self.steps, self.examples = 0.0, 0.0, 0.0, 0, 0
+    self.real_tokens, self.tokens = 0, 0
     if state:  # a window interrupted by a checkpoint between two log events, so the resumed log is the same
       self.sums, self.counts = (np.asarray(state[k], np.float32) for k in ("sums", "counts"))
       self.loss, self.steps, self.examples = np.float32(state["loss"]), state["steps"], state["examples"]
+      self.real_tokens, self.tokens = state.get("real_tokens", 0), state.get("tokens", 0)
     self.start = time.perf_counter()
 
   def state(self) -> dict | None:
@@ -285,11 +288,13 @@ class TrainWindow:
     if not self.steps:
       return None
     return {"sums": np.asarray(self.sums).tolist(), "counts": np.asarray(self.counts).tolist(),
-            "loss": float(self.loss), "steps": self.steps, "examples": self.examples}
+            "loss": float(self.loss), "steps": self.steps, "examples": self.examples,
+            "real_tokens": self.real_tokens, "tokens": self.tokens}
 
-  def add(self, out: dict, examples: int) -> None:
+  def add(self, out: dict, examples: int, real_tokens: int, tokens: int) -> None:
     self.sums, self.counts, self.loss = self.sums + out["sums"], self.counts + out["counts"], self.loss + out["loss"]
     self.steps, self.examples = self.steps + 1, self.examples + examples
+    self.real_tokens, self.tokens = self.real_tokens + real_tokens, self.tokens + tokens
 
   def task_losses(self, layout: Layout) -> dict[str, float]:
     return dict(zip(layout.names, np.asarray(task_means(self.sums, self.counts)).tolist()))
@@ -306,6 +311,7 @@ class TrainWindow:
     self.check(step, layout)
     loss, task_loss = float(self.loss) / self.steps, self.task_losses(layout)
     return {"train/loss": loss, "train/examples_per_sec": self.examples / (time.perf_counter() - self.start),
+            "train/real_token_fraction": self.real_tokens / max(self.tokens, 1),
             **{f"train/{name}/loss": v for name, v in task_loss.items()}}
 
 
@@ -473,7 +479,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   # --- Train loop ---------------------------------------------------------------------------------------------------
   bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   disable=jax.process_index() != 0)
-  window = TrainWindow(tracker.pop("window", None))
+  window, shapes, lengths = TrainWindow(tracker.pop("window", None)), set(), train_data.lengths
   preemption = Preemption()
   try:
     for step in range(start + 1, total_steps + 1):
@@ -481,12 +487,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         break
       idx = order.indices(step - 1)
       state, out = p_train_step(state, global_batch(train_data, idx, tc.batch_size))
-      window.add(out, len(idx))
+      length = bucket_length(int(lengths[idx].max()), config.data.length_buckets)
+      window.add(out, len(idx), int(np.minimum(lengths[idx], length).sum()), tc.batch_size * length)
+      shapes.add(length)  # the train step compiles once per padded length
       bar.update(1)
       is_eval = step % eval_every == 0 or step == total_steps
       if step % tc.log_every == 0 or is_eval:
         values = window.close(step, layout)
-        history.write(step, {**values, "train/learning_rate": schedule(step - 1)})
+        history.write(step, {**values, "train/learning_rate": schedule(step - 1), "train/compiles": len(shapes)})
         bar.set_postfix(loss=f"{values['train/loss']:.4f}", ex_per_s=f"{values['train/examples_per_sec']:.0f}")
         window = TrainWindow()
 

@@ -53,10 +53,12 @@ def smoke(table, **overrides):
 
 
 def read_history(workdir, timings=True):
-  """metrics.jsonl as a list of dicts; `timings=False` drops the wall-clock throughput, which varies run to run."""
+  """metrics.jsonl as a list of dicts; `timings=False` drops what depends on the process rather than the run:
+  wall-clock throughput, and the compile count (a resumed process compiles again)."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
-  return rows if timings else [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+  varies = ("per_sec", "compiles")
+  return rows if timings else [{k: v for k, v in r.items() if not k.endswith(varies)} for r in rows]
 
 
 def latest_params(workdir):
