@@ -61,6 +61,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.weight_decay = 0.01  # AdamW decoupled weight decay (not applied to biases and LayerNorm)
   c.train.grad_clip = 1.0  # clip the global gradient norm; 0 = off
   c.train.log_every = 20  # steps between train-loss log events
+  c.train.tensorboard = True  # also write the logged scalars (and the config as text) to workdir/tensorboard
   c.train.eval_every = 100  # steps between evaluations (also at the end); 0 = once per epoch
   c.train.checkpoint_every = 0  # steps between extra checkpoints of the full state; 0 = at evaluations only
   c.train.memory_limit_gb = 0.0  # per-device memory the step's estimated need is checked against; 0: the device's

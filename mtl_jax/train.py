@@ -87,6 +87,7 @@ def check_config(config) -> None:
       ("train.grad_accumulation", tc.grad_accumulation > 0, "a number > 0 (1 = no accumulation)"),
       ("train.eval_batch_size", tc.eval_batch_size > 0, "a number > 0"),
       ("train.log_every", tc.log_every > 0, "a number > 0"),
+      ("train.tensorboard", isinstance(tc.tensorboard, bool), "True or False"),
       ("train.eval_every", tc.eval_every >= 0, "a number >= 0 (0 = once per epoch)"),
       ("train.checkpoint_every", tc.checkpoint_every >= 0, "a number >= 0 (0 = at evaluations only)"),
       ("train.memory_limit_gb", tc.memory_limit_gb >= 0, "a number >= 0 (0 = the device's memory)"),
@@ -212,24 +213,42 @@ def format_eval_lines(step: int, per_task: dict[str, dict[str, float]], flat: di
 # Workdir bookkeeping.
 
 class MetricsLog:
-  """Appends one JSON object per event to workdir/metrics.jsonl (process 0 only)."""
+  """Appends one JSON object per event to workdir/metrics.jsonl and, when asked, the same scalars to TensorBoard
+  event files in workdir/tensorboard (tensorboardX: no TensorFlow needed). Process 0 only."""
 
-  def __init__(self, path: str, enabled: bool):
-    self.path, self.enabled = path, enabled
+  def __init__(self, workdir: str, enabled: bool):
+    self.path, self.enabled = os.path.join(workdir, "metrics.jsonl"), enabled
+    self.board_dir, self.board = os.path.join(workdir, "tensorboard"), None
 
-  def truncate_after(self, step: int) -> None:
-    """On resume: drop events newer than the restored checkpoint, so the history matches an uninterrupted run."""
-    if not (self.enabled and os.path.exists(self.path)):
+  def start(self, step: int, config_text: str, tensorboard: bool) -> None:
+    """On (re)start from the checkpoint at `step`: drop metrics.jsonl events newer than it, so the history matches
+    an uninterrupted run; the TensorBoard writer's purge_step makes TensorBoard drop its newer events likewise."""
+    if not self.enabled:
       return
-    with open(self.path, encoding="utf-8") as f:
-      kept = [line for line in f if _event_step(line) <= step]
-    with open(self.path, "w", encoding="utf-8") as f:
-      f.writelines(kept)
+    if os.path.exists(self.path):
+      with open(self.path, encoding="utf-8") as f:
+        kept = [line for line in f if _event_step(line) <= step]
+      with open(self.path, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self.board = SummaryWriter(self.board_dir, purge_step=step + 1 if step else None)
+      self.board.add_text("config", f"```\n{config_text}\n```", step)
 
   def write(self, step: int, values: dict) -> None:
-    if self.enabled:
-      with open(self.path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
+    if not self.enabled:
+      return
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
+    if self.board is not None:
+      for k, v in values.items():
+        if _jsonable(v) is not None:
+          self.board.add_scalar(k, float(v), step)
+      self.board.flush()
+
+  def close(self) -> None:
+    if self.board is not None:
+      self.board.close()
 
 
 def _event_step(line: str) -> float:
@@ -460,7 +479,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                "dtype": config.encoder.dtype, "length_buckets": list(config.data.length_buckets)}
   tok_files = checkpoint.tokenizer_files(tokenizer)
   latest, best = (checkpoint.manager(os.path.join(workdir, d)) for d in (checkpoint.LATEST, checkpoint.BEST))
-  history = MetricsLog(os.path.join(workdir, "metrics.jsonl"), jax.process_index() == 0)
+  history = MetricsLog(workdir, jax.process_index() == 0)
   tracker = {"best": None, "bad_evals": 0, "stopped": False, "metrics": {}}
   start = latest.latest_step() or 0
   if start:
@@ -473,7 +492,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state["step"] = jax.device_put(jnp.asarray(start, jnp.int32), replicated)
     tracker = saved["tracker"]
     log(f"resumed from {latest.directory} at step {start}")
-  history.truncate_after(start)  # events after the checkpoint are written again, as an uninterrupted run writes them
+  history.start(start, config.to_json_best_effort(indent=2), tc.tensorboard)  # later events are written again
   save_meta = lambda step: {**meta_base, "step": step, "tracker": tracker, "config": config.to_json()}
 
   # --- Train loop ---------------------------------------------------------------------------------------------------
@@ -527,5 +546,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         break
   finally:
     preemption.close()
+    history.close()
   bar.close()
   return {**tracker["metrics"], **tracker.get("test", {})}

@@ -2,6 +2,8 @@
 bad input are in tests/reliability/)."""
 
 import json
+import os
+import struct
 import subprocess
 import sys
 
@@ -114,3 +116,29 @@ def test_logs_real_token_fraction_and_compiles(table, tmp_path):
   for e in events:
     assert min(counts) / 64 <= e["train/real_token_fraction"] <= max(counts) / 64
     assert e["train/compiles"] == 1
+
+
+def read_events(directory):
+  """Every TensorBoard event under `directory`, parsed from the TFRecord framing (length, crc, data, crc) by hand."""
+  from tensorboardX.proto import event_pb2
+  events = []
+  for name in sorted(os.listdir(directory)):
+    data, pos = open(os.path.join(directory, name), "rb").read(), 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
+      pos += 12 + length + 4
+  return events
+
+
+def test_tensorboard_events_hold_the_logged_scalars_and_the_config(table, tmp_path):
+  train_and_evaluate(smoke(table), str(tmp_path))
+  scalars = {(e.step, v.tag): v.simple_value for e in read_events(tmp_path / "tensorboard") for v in e.summary.value
+             if v.HasField("simple_value")}
+  logged = {(h["step"], k): v for h in read_history(str(tmp_path)) for k, v in h.items()
+            if k != "step" and v is not None}
+  assert set(scalars) == set(logged)
+  np.testing.assert_allclose([scalars[k] for k in sorted(logged)], [logged[k] for k in sorted(logged)], rtol=1e-6)
+  texts = [v.tensor.string_val[0].decode() for e in read_events(tmp_path / "tensorboard") for v in e.summary.value
+           if v.tag.startswith("config")]
+  assert texts and '"label_order"' in texts[0]
