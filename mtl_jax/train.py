@@ -33,7 +33,7 @@ from mtl_jax.encoder import (
 )
 from mtl_jax.errors import UserError
 from mtl_jax.heads import POOLINGS, split_groups
-from mtl_jax.input_pipeline import Encoded, bucket_length, concat, encode_table, eval_indices, make_batch
+from mtl_jax.input_pipeline import Encoded, concat, encode_table, eval_indices, make_batch
 from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means, total_loss
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
@@ -505,8 +505,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       if tracker["stopped"]:
         break
       idx = order.indices(step - 1)
-      state, out = p_train_step(state, global_batch(train_data, idx, tc.batch_size))
-      length = bucket_length(int(lengths[idx].max()), config.data.length_buckets)
+      batch = global_batch(train_data, idx, tc.batch_size)
+      state, out = p_train_step(state, batch)
+      length = batch["input_ids"].shape[1]  # the padded length make_batch chose
       window.add(out, len(idx), int(np.minimum(lengths[idx], length).sum()), tc.batch_size * length)
       shapes.add(length)  # the train step compiles once per padded length
       bar.update(1)
