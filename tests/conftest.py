@@ -55,3 +55,12 @@ def shared_data() -> str:
 def table(tmp_path_factory):
   """A learnable three-task table of 160 rows (`runs.make_table`)."""
   return make_table(tmp_path_factory.mktemp("data") / "train.jsonl", 160)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+  """The packaged MiniLM's tokenizer (the default encoder's, and the random presets')."""
+  from transformers import AutoTokenizer
+
+  from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
+  return AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))

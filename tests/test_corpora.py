@@ -7,19 +7,12 @@ import ml_collections
 import numpy as np
 import pytest
 from conftest import REPO
-from transformers import AutoTokenizer
 
 from mtl_jax import corpora
-from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import encode_words
 from mtl_jax.predict import Predictor
 from mtl_jax.train import train_and_evaluate
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-  return AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))
 
 
 def load_config(name, arg="smoke"):

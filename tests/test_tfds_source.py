@@ -14,10 +14,8 @@ import types
 import ml_collections
 import numpy as np
 import pytest
-from transformers import AutoTokenizer
 
 from mtl_jax import corpora, tfds_source
-from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
 from mtl_jax.errors import UserError
 from mtl_jax.train import train_and_evaluate
 
@@ -36,11 +34,6 @@ def tfds():
       pytest.fail(f"tensorflow_datasets is not importable in CI ({e}): install '.[test,tfds]'", pytrace=False)
     pytest.skip(f"tensorflow_datasets not installed ({e}): pip install 'mtl_jax[tfds]'")
   return tensorflow_datasets
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-  return AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))
 
 
 def prepare(tfds, data_dir, dataset: str, features: dict, splits: dict[str, list[dict]], file_format="array_record"):

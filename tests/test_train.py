@@ -10,10 +10,8 @@ import sys
 import numpy as np
 import pytest
 from runs import REPO, WORDS, WORDS_LABELS, make_table, read_history, smoke
-from transformers import AutoTokenizer
 
 from mtl_jax import checkpoint
-from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
 from mtl_jax.predict import Predictor
 from mtl_jax.train import train_and_evaluate
 
@@ -104,12 +102,11 @@ def test_cli_predict_jsonl(table, tmp_path):
 
 
 
-def test_logs_real_token_fraction_and_compiles(table, tmp_path):
+def test_logs_real_token_fraction_and_compiles(table, tokenizer, tmp_path):
   """With one length bucket (64) every batch is 16 x 64 positions, and the real share lies between the shortest and
   the longest text's token count over 64 (the tokenizer's own counts); one padded length, one compile."""
   train_and_evaluate(smoke(table, **{"train.steps": 6, "train.eval_every": 6, "train.log_every": 3,
                                      "data.length_buckets": (64,)}), str(tmp_path))
-  tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))
   counts = [len(tokenizer(json.loads(line)["text"])["input_ids"]) for line in open(table)]
   events = [e for e in read_history(str(tmp_path)) if "train/loss" in e]
   assert [e["step"] for e in events] == [3, 6]
