@@ -1,4 +1,4 @@
-"""Pieces the benchmarks share: the real texts, seeded labels and the batch order; the PyTorch reference model;
+"""Pieces the benchmarks share: the real texts, seeded labels and padding; the PyTorch reference model;
 timing in windows, compile counting, machine facts, and the report (a table and a JSON file).
 
 Every variant of a benchmark sees the same texts, tokenised once by the encoder's tokenizer, and the same rows in the
@@ -23,7 +23,6 @@ from mtl_jax.encoder import RANDOM_PRESETS, Encoder, EncoderConfig, resolve_enco
 from mtl_jax.input_pipeline import Encoded, make_batch, tokenize
 from mtl_jax.model import Model
 from mtl_jax.readers import read_conll, read_paired_text_labels
-from mtl_jax.sampling import MixtureOrder
 from mtl_jax.tasks import Layout, Task
 from mtl_jax.train import DTYPES, build_encoder
 
@@ -103,13 +102,6 @@ def encode(texts: list[str], labels: np.ndarray, tokenizer, max_length: int) -> 
   """Token ids (special tokens included, cut to max_length), labels, unit weights."""
   ids, _ = tokenize(texts, tokenizer, max_length)
   return Encoded(ids, labels, np.ones(labels.shape, np.float32))
-
-
-def batch_order(data: Encoded, batch_size: int, steps: int, seed: int, group_by_length: bool) -> list[np.ndarray]:
-  """Rows of the first `steps` training batches as mtl_jax's sampler draws them: a seeded shuffle, and with
-  `group_by_length` runs of 16 batches sorted by length (so a batch holds texts of similar length)."""
-  order = MixtureOrder([len(data)], [1.0], batch_size, seed, data.lengths, group_by_length)
-  return [order.indices(s) for s in range(steps)]
 
 
 def longest(data: Encoded, idx) -> int:
@@ -305,31 +297,39 @@ def torch_available() -> bool:
   return importlib.util.find_spec("torch") is not None
 
 
-def format_table(results: dict[str, dict], baseline: str) -> str:
-  """One line per variant: examples/s and real tokens/s (median window), the real-token fraction, the median window's
-  seconds, the spread of the windows ((max - min) / median), examples/s in the fastest window, compiles (in the
-  warm-up / in the timed windows; see each benchmark's docstring), and the median speed relative to `baseline`."""
-  head = f"{'variant':<15} {'examples/s':>10} {'real tok/s':>10} {'real frac':>9} {'window s':>8} {'spread':>6} " \
-         f"{'best ex/s':>9} {'compiles':>8} {'vs ' + baseline:>12}"
-  lines = [head, "-" * len(head)]
-  base = results.get(baseline, {}).get("examples_per_s")
-  for name, r in results.items():
-    compiles = "-" if r.get("compiles") is None else f"{r['compiles']}/{r['compiles_timed']}"
-    relative = f"{r['examples_per_s'] / base:.2f}x" if base else "-"
-    lines.append(f"{name:<15} {r['examples_per_s']:>10.1f} {r['real_tokens_per_s']:>10.0f} "
-                 f"{r['real_token_fraction']:>9.3f} {r['median_window_s']:>8.2f} {r['spread']:>6.1%} "
-                 f"{r['best_examples_per_s']:>9.1f} {compiles:>8} {relative:>12}")
-  return "\n".join(lines)
+def format_table(results: dict[str, dict], baselines: str | tuple[str, ...]) -> str:
+  """One line per variant: examples/s and real tokens/s (median window), the real-token fraction (and, where the
+  benchmark reports it, over an epoch of the pool), the median window's seconds, the spread of the windows
+  ((max - min) / median), examples/s in the fastest window, compiles (in the warm-up / in the timed windows; see each
+  benchmark's docstring), and real tokens/s relative to each baseline (the variants process the same texts, so this
+  is also the examples/s ratio)."""
+  columns = [("examples/s", lambda r: f"{r['examples_per_s']:.1f}"),
+             ("real tok/s", lambda r: f"{r['real_tokens_per_s']:.0f}"),
+             ("real frac", lambda r: f"{r['real_token_fraction']:.3f}")]
+  if any("epoch_real_token_fraction" in r for r in results.values()):
+    columns.append(("epoch frac", lambda r: f"{r['epoch_real_token_fraction']:.3f}"
+                    if "epoch_real_token_fraction" in r else "-"))
+  columns += [("window s", lambda r: f"{r['median_window_s']:.2f}"), ("spread", lambda r: f"{r['spread']:.1%}"),
+              ("best ex/s", lambda r: f"{r['best_examples_per_s']:.1f}"),
+              ("compiles", lambda r: "-" if r.get("compiles") is None else f"{r['compiles']}/{r['compiles_timed']}")]
+  for base in (baselines,) if isinstance(baselines, str) else baselines:
+    rate = results.get(base, {}).get("real_tokens_per_s")
+    columns.append((f"vs {base}", lambda r, rate=rate: f"{r['real_tokens_per_s'] / rate:.2f}x" if rate else "-"))
+  width = max(15, *map(len, results))
+  line = lambda name, cells: f"{name:<{width}}" + "".join(f" {c:>{max(len(h), 8)}}" for c, (h, _) in zip(cells,
+                                                                                                         columns))
+  head = line("variant", [h for h, _ in columns])
+  return "\n".join([head, "-" * len(head)] + [line(name, [f(r) for _, f in columns]) for name, r in results.items()])
 
 
-def finish(report: dict, output: str, baseline: str) -> str:
+def finish(report: dict, output: str, baselines: str | tuple[str, ...]) -> str:
   """Adds the load average at the end, writes the JSON report and returns the table."""
   report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w", encoding="utf-8") as f:
     json.dump(report, f, indent=2, allow_nan=False)
     f.write("\n")
-  return format_table(report["results"], baseline)
+  return format_table(report["results"], baselines)
 
 
 

@@ -36,7 +36,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.encoder import hf_to_flax  # noqa: E402
+from mtl_jax.encoder import DEFAULT_PRETRAINED, RANDOM_PRESETS, hf_to_flax, resolve_encoder_dir  # noqa: E402
 from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402
@@ -57,6 +57,14 @@ def result_rows(layout: Layout, probs: np.ndarray) -> list[dict]:
                         "probs": {name: round(float(x), 6) for name, x in zip(task.labels, q)}}
     rows.append(row)
   return rows
+
+
+def hugging_face_tokenizer(config):
+  """transformers' AutoTokenizer for the encoder's tokenizer files (the random presets use the packaged MiniLM's)."""
+  from transformers import AutoTokenizer
+  name = config.encoder.tokenizer or (DEFAULT_PRETRAINED if config.encoder.name in RANDOM_PRESETS
+                                      else config.encoder.name)
+  return AutoTokenizer.from_pretrained(resolve_encoder_dir(name))
 
 
 def torch_predict(model, tokenizer, texts: list[str], batch_size: int, layout: Layout, max_length: int,
@@ -158,8 +166,10 @@ def run(args) -> tuple[dict, str]:
   predictor = Predictor(model, predictor_params(model, pretrained, torch_model, args.seed), tokenizer, buckets, step=0)
   calls = {"mtl_jax": lambda: predictor.predict(texts, bs)}
   processed = {"mtl_jax": predictor_processed(lengths, bs, buckets)}
+  hf_tokenizer = hugging_face_tokenizer(config) if use_torch else None  # what a transformers user would load
   for name, sort in (("pytorch", False), ("pytorch_sorted", True)):
-    calls[name] = lambda sort=sort: torch_predict(torch_model, tokenizer, texts, bs, model.layout, max(buckets), sort)
+    calls[name] = lambda sort=sort: torch_predict(torch_model, hf_tokenizer, texts, bs, model.layout, max(buckets),
+                                                  sort)
     processed[name] = torch_processed(lengths, bs, sort)
   report["settings"] = {**vars(args), "num_texts": len(texts), "length_buckets": list(buckets),
                         "group_sizes": list(model.layout.group_sizes), "pooling": config.encoder.pooling,

@@ -1,34 +1,47 @@
-"""Training throughput: mtl_jax's jitted train step against a PyTorch / transformers reference and two ablations, in
-one run on one machine, with the same encoder weights, texts, batches and batch size.
+"""Training throughput: mtl_jax's jitted train step on token-budget batches against a PyTorch / transformers
+reference and three ablations, in one run on one machine, with the same encoder weights, texts and examples.
 
   python benchmarks/throughput.py                     # MiniLM, every variant; a few minutes on 2 CPU cores
   python benchmarks/throughput.py --encoder=random-tiny --windows=2 --steps=2 --batch_size=4   # seconds
 
-Texts: CoNLL-2003 training sentences (words joined by spaces) and TweetEval tweets, half each, tokenised once by the
-encoder's tokenizer (cut to the largest length bucket). Three classification tasks (3, 2 and 4 classes) with seeded
-random labels: `--labels=one` labels each text for one task (corpora mixed in a batch), `--labels=all` for all three.
-Batches: the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`: a seeded shuffle, with
-`--group_by_length` runs of 16 batches sorted by length, as `config.data.group_by_length`). Every variant takes the
-same batches, and every window runs those same batches again, so windows (and variants) do the same work.
+Texts: CoNLL-2003 training sentences (words joined by spaces) and TweetEval tweets, half each (`--num_texts`, the
+sampler's pool), tokenised once by the encoder's tokenizer (cut to the largest length bucket, 128). Three
+classification tasks (3, 2 and 4 classes) with seeded random labels: `--labels=one` labels each text for one task
+(corpora mixed in a batch), `--labels=all` for all three.
 
-Variants:
-  mtl_jax        `train.train_step`, jitted with shardings and a donated state as `train_and_evaluate` jits it, each
-                 batch padded by `make_batch` to the smallest of `config.data.length_buckets` that fits;
-  pytorch        transformers.BertModel (the same weights) + mean pooling + one grouped nn.Linear + grouped
-                 cross-entropy + torch.optim.AdamW with gradient clipping, each batch padded to its longest text (as
-                 DataCollatorWithPadding pads), `torch.set_num_threads(--threads)`;
-  per_task_pass  mtl_jax's model with one encoder pass per task sub-batch, as Flair's MultitaskModel splits a batch
-                 by task: the rows labelled for each task form their own batch (rows rounded up to a multiple of
-                 batch_size / 4, length to the bucket), gradients are summed over the passes, then one AdamW update;
-  fixed_length   mtl_jax's step with every batch padded to the largest bucket (128), no bucketing.
+The window's examples: the texts of the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`) with
+a token budget (`--tokens_per_batch`, `--buckets`). Every variant processes exactly these texts in a window (so
+real tokens match); how it cuts them into batches and pads them differs:
+  mtl_jax              `config.data.tokens_per_batch`: those `--steps` batches as the sampler makes them. Each text
+                       goes to the smallest of `--buckets` that fits; bucket L's texts are cut into batches of B_L
+                       rows, the largest multiple of the batch shards with B_L x L <= the budget (a bucket's leftover
+                       moves up a bucket; the largest bucket's leftover is one short batch, padded with empty rows);
+                       each batch padded to exactly (B_L, L): one shape, one compile, per bucket. The default budget
+                       makes batches hold `--batch_size` examples on average over the pool's epoch;
+  bucketed_fixed_rows  mtl_jax's behaviour before token budgets (`tokens_per_batch` = 0): the window's texts in
+                       batches of `--batch_size` rows (seeded shuffle; with `--group_by_length`, sorted by length
+                       in runs of 16 batches, as `config.data.group_by_length`), each padded to the smallest of
+                       configs/three_task.py's `length_buckets` (32, 48, 64, 96, 128) that fits;
+  fixed_length         the same batches padded to the largest bucket (128): no bucketing;
+  pytorch              transformers.BertModel (the same weights) + mean pooling + one grouped nn.Linear + grouped
+                       cross-entropy + torch.optim.AdamW with gradient clipping, on the same batches of
+                       `--batch_size` rows, each padded to its longest text (as DataCollatorWithPadding pads),
+                       `torch.set_num_threads(--threads)`;
+  per_task_pass        mtl_jax's model with one encoder pass per task sub-batch, as Flair's MultitaskModel splits a
+                       batch by task: the rows of those batches labelled for each task form their own batch (rows
+                       rounded up to a multiple of batch_size / 4, length to the bucket), gradients are summed over
+                       the passes, then one AdamW update.
+The last batch of `--batch_size` rows may be short (JAX pads it with empty rows, PyTorch does not).
 
 Each variant first runs the window's batches `--warmup` times (JAX compiles every shape there). Then come `--windows`
 timed rounds; each round runs one window of every variant (in a rotating order), so load from other work on the
 machine that drifts during the run slows every variant alike. A variant's median window gives its figures. Real
 tokens are the non-pad tokens of a step's texts, each text counted once; processed tokens are every position an
-encoder pass computes (pad rows and positions included). `compiles` counts the traces of a JAX variant's jitted
-functions (one per compiled shape) and, after the slash, the XLA compilations inside its timed windows (0: compile
-time is excluded).
+encoder pass computes (pad rows and positions included). `real frac` is the window's real / processed tokens,
+`epoch frac` the same over one epoch of the whole pool, batched as the variant batches (no timing; a steadier
+figure than a window of a few batches). `compiles` counts the traces of a JAX variant's jitted functions (one per
+compiled shape) and, after the slash, the XLA compilations inside its timed windows (0: compile time is excluded).
+`vs pytorch` and `vs per_task_pass`: real tokens/s over theirs (= examples/s over theirs: the same examples).
 """
 
 import argparse
@@ -54,11 +67,13 @@ from benchmarks import common  # noqa: E402
 from mtl_jax.input_pipeline import Encoded, make_batch  # noqa: E402
 from mtl_jax.losses import grouped_cross_entropy, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
+from mtl_jax.sampling import MixtureOrder, StepBatch, bucket_batch_sizes, bucket_of  # noqa: E402
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.train import make_optimizer, train_step  # noqa: E402
 
-VARIANTS = ("mtl_jax", "pytorch", "per_task_pass", "fixed_length")
-BASELINE = "mtl_jax"
+VARIANTS = ("mtl_jax", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
+BASELINES = ("pytorch", "per_task_pass")
+FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # mtl_jax's buckets (--buckets)
 DEFAULT_OUTPUT = os.path.join(common.REPO, "benchmarks", "results", "throughput.json")
 
 
@@ -73,6 +88,8 @@ class Setup:
   tokenizer: object
   data: Encoded
   batch_size: int
+  fine_buckets: tuple[int, ...]  # mtl_jax's token-budget buckets
+  tokens_per_batch: int
   initial_state: dict | None = None  # host copy; every variant starts from it (the step donates its state)
 
   @property
@@ -86,10 +103,10 @@ class Setup:
 
 @dataclasses.dataclass
 class Runner:
-  """One variant: `host(idx)` builds the numpy batches of one training step from rows `idx` (several for
-  per_task_pass), `run(batches)` takes the step, `sync()` waits for queued device work, `traces()` counts the
-  traces (= compiled shapes) of its jitted functions, None for PyTorch."""
-  host: Callable[[np.ndarray], list[dict]]
+  """One variant: `host(plan)` builds the numpy batches of one training step from a `StepBatch` (rows, batch size,
+  length or None; several batches for per_task_pass), `run(batches)` takes the step, `sync()` waits for queued
+  device work, `traces()` counts the traces (= compiled shapes) of its jitted functions, None for PyTorch."""
+  host: Callable[[StepBatch], list[dict]]
   run: Callable[[list[dict]], None]
   sync: Callable[[], None]
   traces: Callable[[], int | None]
@@ -107,24 +124,88 @@ def counted(fn: Callable, counter: list[int]) -> Callable:
 # ---------------------------------------------------------------------------------------------------------------
 # Setup.
 
+def int_list(text: str, flag: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(b) for b in text.split(",") if b.strip())
+  except ValueError:
+    raise SystemExit(f"error: {flag}: expected comma-separated integers, found {text!r}") from None
+
+
 def make_config(args) -> ml_collections.ConfigDict:
   """configs/three_task.py with the benchmark's encoder, dtype and batch size."""
   config = common.base_config(args.encoder, args.dtype, args.batch_size, args.seed)
   config.data.group_by_length = args.group_by_length
   if args.length_buckets:
-    config.data.length_buckets = tuple(int(b) for b in args.length_buckets.split(","))
+    config.data.length_buckets = int_list(args.length_buckets, "--length_buckets")
   return config
+
+
+def budget_order(data: Encoded, batch_size: int, seed: int, buckets, tokens_per_batch: int) -> MixtureOrder:
+  """mtl_jax's sampler over the pool with a token budget (one device: batch sizes are multiples of 1)."""
+  return MixtureOrder([len(data)], [1.0], batch_size, seed, data.lengths, buckets=buckets,
+                      tokens_per_batch=tokens_per_batch)
+
+
+def default_budget(data: Encoded, batch_size: int, seed: int, buckets) -> int:
+  """The token budget whose batches hold `batch_size` examples on average over an epoch of the pool: the smallest
+  multiple of 8 from batch_size x the mean bucket length (about right) up at which they hold at least that many,
+  and at least the longest bucket."""
+  mean_bucket = float(np.mean(np.asarray(sorted(buckets))[bucket_of(data.lengths, buckets)]))
+  budget = max(int(batch_size * mean_bucket) // 8 * 8, max(buckets))
+  while budget < batch_size * max(buckets):  # there every bucket's batches hold >= batch_size examples
+    order = budget_order(data, batch_size, seed, buckets, budget)
+    if order.counts.sum() / order.per_epoch >= batch_size:
+      break
+    budget += 8
+  return budget
 
 
 def make_setup(args) -> Setup:
   config = make_config(args)
+  fine = int_list(args.buckets, "--buckets")
+  if not fine or max(fine) != max(config.data.length_buckets) or min(fine) < 3:
+    raise SystemExit(f"error: --buckets: expected lengths > 2 whose largest is the texts' max length "
+                     f"{max(config.data.length_buckets)} (the largest of the length buckets), found {args.buckets!r}")
   model, pretrained, tokenizer, weights_dir = common.build_model(config)
   texts = common.load_texts(args.data_root, args.num_texts, args.seed)
   labels = common.random_labels(len(texts), model.layout.group_sizes, args.labels, args.seed)
   data = common.encode(texts, labels, tokenizer, max(config.data.length_buckets))
+  if args.batch_size > len(data):
+    raise SystemExit(f"error: --batch_size: {args.batch_size} is larger than the {len(data)} texts (--num_texts)")
+  budget = args.tokens_per_batch or default_budget(data, args.batch_size, args.seed, fine)
   tx = make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
-  setup = Setup(config, model, pretrained, weights_dir, tx, tokenizer, data, args.batch_size)
+  setup = Setup(config, model, pretrained, weights_dir, tx, tokenizer, data, args.batch_size, fine, budget)
   return dataclasses.replace(setup, initial_state=jax.device_get(fresh_state(setup)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches: the window's examples, cut into batches as each variant cuts them.
+
+def fixed_row_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, group_by_length: bool,
+                      seed: int) -> list[StepBatch]:
+  """`rows` in batches of `batch_size` rows (the last may be short), as the sampler makes fixed-size batches: a
+  seeded shuffle and, with `group_by_length`, runs of 16 batches sorted by length; the batches then shuffled."""
+  rng = np.random.default_rng([seed, 0x66726F])
+  rows, chunk = rng.permutation(rows), 16 * batch_size
+  if group_by_length:
+    rows = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(rows, range(chunk, len(rows),
+                                                                                                    chunk))])
+  batches = np.split(rows, range(batch_size, len(rows), batch_size))
+  return [StepBatch(batches[i], batch_size, None) for i in rng.permutation(len(batches))]
+
+
+def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
+  """{"budget": the first `--steps` token-budget batches, "fixed_rows": their texts in batches of --batch_size rows,
+  "budget_epoch" / "fixed_rows_epoch": one epoch of the pool each way (for the epoch real-token fractions)}."""
+  order = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
+  budget = [order.batch(s) for s in range(args.steps)]
+  window = np.concatenate([b.rows for b in budget])
+  lengths = setup.data.lengths
+  fixed_order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, args.group_by_length)
+  return {"budget": budget,
+          "fixed_rows": fixed_row_batches(window, lengths, setup.batch_size, args.group_by_length, args.seed),
+          "budget_epoch": [order.batch(s) for s in range(order.per_epoch)],
+          "fixed_rows_epoch": [fixed_order.batch(s) for s in range(fixed_order.per_epoch)]}
 
 
 def fresh_state(setup: Setup) -> dict:
@@ -152,7 +233,8 @@ def device_put_fn(setup: Setup) -> tuple[Callable[[dict], dict], NamedSharding, 
 # Variants.
 
 def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
-  """mtl_jax's train_step on batches padded to the smallest of `buckets` that fits (one bucket: fixed length)."""
+  """mtl_jax's train_step on batches padded to the plan's (batch size, length), or to the smallest of `buckets` that
+  fits (one bucket: fixed length)."""
   to_device, replicated, data_sh = device_put_fn(setup)
   traces = [0]
   step_fn = functools.partial(train_step, model=setup.model, tx=setup.tx, dropout_key=dropout_key(setup))
@@ -165,8 +247,8 @@ def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
     for batch in batches:
       state, _ = step(state, to_device(batch))
 
-  return Runner(lambda idx: [make_batch(setup.data, idx, setup.batch_size, buckets, setup.pad_id)], run,
-                lambda: jax.block_until_ready(state), lambda: traces[0])
+  host = lambda plan: [make_batch(setup.data, plan.rows, plan.size, buckets, setup.pad_id, length=plan.length)]
+  return Runner(host, run, lambda: jax.block_until_ready(state), lambda: traces[0])
 
 
 def task_sub_batches(data: Encoded, idx: np.ndarray, batch_size: int, buckets, pad_id: int) -> list[dict]:
@@ -219,7 +301,7 @@ def per_task_runner(setup: Setup) -> Runner:
       acc = grads(state["params"], acc, to_device(batch), state["step"], np.int32(salt))
     state = update(state, acc)
 
-  host = lambda idx: task_sub_batches(setup.data, idx, setup.batch_size, setup.buckets, setup.pad_id)
+  host = lambda plan: task_sub_batches(setup.data, plan.rows, setup.batch_size, setup.buckets, setup.pad_id)
   return Runner(host, run, lambda: jax.block_until_ready(state), lambda: traces[0])
 
 
@@ -236,11 +318,12 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
     for batch in batches:
       common.torch_train_step(model, optimizer, batch, layout.group_sizes, head_dropout, tc.grad_clip)
 
-  return Runner(lambda idx: [common.pad_to_longest(setup.data, idx, setup.pad_id)], run, lambda: None, lambda: None)
+  return Runner(lambda plan: [common.pad_to_longest(setup.data, plan.rows, setup.pad_id)], run, lambda: None,
+                lambda: None)
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name == "mtl_jax":
+  if name in ("mtl_jax", "bucketed_fixed_rows"):  # the plan decides: (B_L, L), or fixed rows and the bucket that fits
     return jax_runner(setup, setup.buckets)
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
@@ -254,16 +337,21 @@ def make_runner(name: str, setup: Setup, args) -> Runner:
 # ---------------------------------------------------------------------------------------------------------------
 # Measuring.
 
-def window_fn(runner: Runner, steps: list[np.ndarray]) -> Callable[[], None]:
+def plan_of(name: str) -> str:
+  """Which batches a variant takes: the token-budget batches (mtl_jax) or fixed rows (every other)."""
+  return "budget" if name == "mtl_jax" else "fixed_rows"
+
+
+def window_fn(runner: Runner, steps: list[StepBatch]) -> Callable[[], None]:
   """One window: every step's host batches built and run, then a wait for the device."""
   def window():
-    for idx in steps:
-      runner.run(runner.host(idx))
+    for plan in steps:
+      runner.run(runner.host(plan))
     runner.sync()
   return window
 
 
-def warm(runner: Runner, steps: list[np.ndarray], warmup: int) -> dict:
+def warm(runner: Runner, steps: list[StepBatch], warmup: int) -> dict:
   """Untimed passes over the window's steps (JAX compiles every shape here): their seconds and compilations."""
   seconds, compiles, compile_s = common.timed(common.repeated(window_fn(runner, steps), warmup))
   jax_side = runner.traces() is not None
@@ -271,27 +359,64 @@ def warm(runner: Runner, steps: list[np.ndarray], warmup: int) -> dict:
           "compile_s": compile_s if jax_side else None}
 
 
-def figures(runner: Runner, steps: list[np.ndarray], data: Encoded, seconds: list[float], compiles_timed: int,
-            warmed: dict) -> dict:
-  """The variant's throughput from its window times and the work one window does."""
-  processed = sum(b["input_ids"].size for idx in steps for b in runner.host(idx))
-  real = sum(common.real_tokens(data, idx) for idx in steps)
+def token_counts(runner: Runner, steps: list[StepBatch], data: Encoded) -> tuple[int, int]:
+  """(real, processed) tokens of `steps` as the variant batches them."""
+  processed = sum(b["input_ids"].size for plan in steps for b in runner.host(plan))
+  return sum(common.real_tokens(data, plan.rows) for plan in steps), processed
+
+
+def figures(runner: Runner, steps: list[StepBatch], epoch: list[StepBatch], data: Encoded, seconds: list[float],
+            compiles_timed: int, warmed: dict) -> dict:
+  """The variant's throughput from its window times and the work one window does; its real-token fraction over an
+  epoch of the pool."""
+  real, processed = token_counts(runner, steps, data)
+  epoch_real, epoch_processed = token_counts(runner, epoch, data)
   traces = runner.traces()
-  return common.summarize(seconds, sum(len(idx) for idx in steps), real, processed, steps_per_window=len(steps),
-                          compiles=traces, compiles_timed=None if traces is None else compiles_timed, **warmed)
+  return common.summarize(seconds, sum(len(plan.rows) for plan in steps), real, processed,
+                          steps_per_window=len(steps), compiles=traces,
+                          compiles_timed=None if traces is None else compiles_timed,
+                          epoch_real_token_fraction=epoch_real / epoch_processed, **warmed)
 
 
-def settings(args, setup: Setup, steps: list[np.ndarray]) -> dict:
+def ratios(results: dict[str, dict]) -> None:
+  """Adds `vs_<baseline>`: real tokens/s over the baseline's (the same examples, so also the examples/s ratio)."""
+  for r in results.values():
+    for base in BASELINES:
+      if base in results:
+        r[f"vs_{base}"] = r["real_tokens_per_s"] / results[base]["real_tokens_per_s"]
+
+
+def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
+  """mtl_jax's token budget: the budget, buckets, batch size per bucket, mean examples per batch."""
+  mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
+  sizes = bucket_batch_sizes(setup.fine_buckets, setup.tokens_per_batch)
+  return {"tokens_per_batch": setup.tokens_per_batch, "buckets": list(setup.fine_buckets),
+          "batch_sizes": {str(length): size for length, size in sizes.items()},
+          "mean_examples_per_batch": {"epoch": mean(batches["budget_epoch"]), "window": mean(batches["budget"])},
+          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["budget"]]}
+
+
+def describe_budget(summary: dict) -> str:
+  sizes = ", ".join(f"{length}: {size}" for length, size in summary["batch_sizes"].items())
+  mean = summary["mean_examples_per_batch"]
+  return (f"mtl_jax: {summary['tokens_per_batch']} tokens per batch; examples per batch by bucket length {{{sizes}}}; "
+          f"mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")
+
+
+def settings(args, setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
   lengths = setup.data.lengths
   return {**vars(args), "length_buckets": list(setup.buckets), "fixed_length": max(setup.buckets),
+          "token_budget": budget_summary(setup, batches),
           "group_sizes": list(setup.model.layout.group_sizes), "pooling": setup.config.encoder.pooling,
           "head_dropout": setup.config.encoder.head_dropout, "learning_rate": setup.config.train.learning_rate,
           "weight_decay": setup.config.train.weight_decay, "grad_clip": setup.config.train.grad_clip,
           "encoder_config": setup.model.encoder.config.to_dict(),
           "text_tokens": {"mean": float(lengths.mean()), "median": float(np.median(lengths)),
                           "max": int(lengths.max())},
-          "batch_longest": [common.longest(setup.data, idx) for idx in steps],
-          "batch_order": "mtl_jax sampler (MixtureOrder), first `steps` batches"
+          "window_examples": int(sum(len(p.rows) for p in batches["budget"])),
+          "fixed_rows_batches": [[len(p.rows), common.longest(setup.data, p.rows)] for p in batches["fixed_rows"]],
+          "batch_order": "the first `steps` token-budget batches of mtl_jax's sampler (MixtureOrder); their texts in "
+                         "batches of batch_size rows for the other variants"
                          + (", grouped by length" if args.group_by_length else ", random"),
           "jax_cpu_threads": "XLA's default thread pool"}
 
@@ -308,31 +433,41 @@ def run(args) -> tuple[dict, str]:
   common.compile_stats()  # starts counting
   report = {"benchmark": "throughput", "machine": common.machine_info(), "versions": common.versions()}
   setup = make_setup(args)
-  steps = common.batch_order(setup.data, args.batch_size, args.steps, args.seed, args.group_by_length)
-  report["settings"] = settings(args, setup, steps)
+  batches = plans(setup, args)
+  report["settings"] = settings(args, setup, batches)
   if "pytorch" in names:
     report["settings"]["torch_threads"] = common.set_torch_threads(args.threads)
   runners, warmed = {}, {}
   for name in names:
     print(f"warming up {name} ...", file=sys.stderr, flush=True)
     runners[name] = make_runner(name, setup, args)
-    warmed[name] = warm(runners[name], steps, args.warmup)
+    warmed[name] = warm(runners[name], batches[plan_of(name)], args.warmup)
   print(f"{args.windows} timed rounds of {len(names)} windows ...", file=sys.stderr, flush=True)
-  timed = common.interleaved_windows({name: window_fn(r, steps) for name, r in runners.items()}, args.windows)
-  report["results"] = {name: figures(runners[name], steps, setup.data, *timed[name], warmed[name]) for name in names}
-  return report, common.finish(report, args.output, BASELINE)
+  timed = common.interleaved_windows({name: window_fn(r, batches[plan_of(name)]) for name, r in runners.items()},
+                                     args.windows)
+  report["results"] = {name: figures(runners[name], batches[plan_of(name)], batches[plan_of(name) + "_epoch"],
+                                     setup.data, *timed[name], warmed[name]) for name in names}
+  ratios(report["results"])
+  table = common.finish(report, args.output, BASELINES)
+  return report, describe_budget(report["settings"]["token_budget"]) + "\n" + table
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = common.argument_parser(__doc__, VARIANTS, DEFAULT_OUTPUT)
   add = parser.add_argument
-  add("--steps", type=int, default=3, help="training steps (batches) per window")
+  add("--steps", type=int, default=6, help="mtl_jax's training steps (token-budget batches) per window; their texts "
+      "are every variant's window")
   add("--warmup", type=int, default=1, help="untimed passes over the window's batches first (compiles)")
-  add("--num_texts", type=int, default=2048, help="texts drawn from the corpora (the sampler's pool)")
+  add("--num_texts", type=int, default=4096, help="texts drawn from the corpora (the sampler's pool)")
   add("--labels", choices=common.LABEL_MODES, default="one", help="each text labelled for one task, or for all")
   add("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
       help="batches of similar length, as config.data.group_by_length")
-  add("--length_buckets", default="", help="comma-separated; default: configs/three_task.py's")
+  add("--length_buckets", default="", help="the fixed-row variants' buckets, comma-separated; default: "
+      "configs/three_task.py's")
+  add("--buckets", default=",".join(map(str, FINE_BUCKETS)), help="mtl_jax's token-budget buckets, comma-separated "
+      "(the largest: the largest length bucket)")
+  add("--tokens_per_batch", type=int, default=0, help="mtl_jax's token budget (config.data.tokens_per_batch); 0: the "
+      "budget whose batches hold --batch_size examples on average over the pool")
   return parser.parse_args(argv)
 
 

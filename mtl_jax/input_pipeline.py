@@ -1,7 +1,8 @@
 """Tokenised examples and padded batches.
 
 Sequences are padded to the smallest of a few fixed length buckets, so padding stays small and the train step
-compiles at most once per bucket. Which rows form the batch at each step is `sampling.MixtureOrder`'s business.
+compiles at most once per bucket. Which rows form the batch at each step, and with a token budget its size and
+bucket length, is `sampling.MixtureOrder`'s business.
 """
 
 import dataclasses
@@ -127,11 +128,11 @@ def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
 
 
 def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[int, ...], pad_id: int,
-               rows: slice = slice(None)) -> dict:
+               rows: slice = slice(None), length: int | None = None) -> dict:
   """Rows `idx` as padded numpy arrays; missing rows (a short last batch) get weight 0 and no labels. `rows` picks
-  the part of the global batch to build (a process's share); the length is the whole batch's bucket, so every
-  process pads to the same shape."""
-  length = bucket_length(max(len(data.ids[i]) for i in idx), buckets)
+  the part of the global batch to build (a process's share); the length is the whole batch's bucket (or `length`
+  when given: a token-budget batch's bucket, which its rows fit), so every process pads to the same shape."""
+  length = length or bucket_length(max(len(data.ids[i]) for i in idx), buckets)
   start, stop, _ = rows.indices(batch_size)
   idx, batch_size = idx[start:stop], stop - start
   input_ids = np.full((batch_size, length), pad_id, np.int32)

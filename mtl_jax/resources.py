@@ -3,7 +3,7 @@
 A batch or length that cannot fit fails in seconds with the setting named, rather than minutes later inside XLA
 with an allocation error (or, on CPU, with the machine swapping). The estimate counts what a BERT-family encoder
 keeps for the backward pass (per layer: the projections, the attention scores and probabilities, the feed-forward
-activations) plus the float32 parameters, gradients and the two AdamW moments. It is an estimate: XLA fuses some of
+activations) plus the float32 parameters, gradients (one per task with PCGrad) and the two AdamW moments. It is an estimate: XLA fuses some of
 these away and adds workspace; `config.train.memory_limit_gb` overrides the device memory it is checked against.
 """
 
@@ -13,6 +13,7 @@ import jax
 
 from mtl_jax.encoder import EncoderConfig
 from mtl_jax.errors import UserError
+from mtl_jax.sampling import bucket_batch_sizes
 
 GIB = 1024**3
 
@@ -65,14 +66,31 @@ def device_memory_bytes() -> tuple[int, str]:
   return total // jax.local_device_count(), f"host memory / {jax.local_device_count()} CPU devices"
 
 
+def train_shapes(config, batch_shards: int) -> list[tuple[int, int]]:
+  """The (batch size, length) shapes the train step may see: (train.batch_size, the longest bucket), or with a token
+  budget (`config.data.tokens_per_batch`) every bucket's (B_L, L)."""
+  data, tc = config.data, config.train
+  if not data.get("tokens_per_batch", 0):
+    return [(tc.batch_size, max(data.length_buckets))]
+  sizes = bucket_batch_sizes(data.length_buckets, data.tokens_per_batch, tc.grad_accumulation * batch_shards)
+  return [(size, length) for length, size in sizes.items()]
+
+
 def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: int) -> str:
   """Raises a UserError naming the setting when the estimated per-device need exceeds the memory; else returns a
-  one-line summary. `batch_shards` divide the batch, `param_shards` the parameters and optimizer state."""
+  one-line summary. `batch_shards` divide the batch, `param_shards` the parameters and optimizer state. With a token
+  budget every bucket's (B_L, L) is checked: at a constant token count attention grows with L, so the longest bucket
+  usually needs the most."""
   tc, length = config.train, max(config.data.length_buckets)
   itemsize = 2 if config.encoder.dtype == "bfloat16" else 4
-  state = 4 * 4 * encoder_params(enc) // param_shards  # float32 params, grads, AdamW mu and nu
-  micro = tc.batch_size // tc.grad_accumulation  # examples per forward/backward pass
-  train = train_activation_bytes(enc, -(-micro // batch_shards), length, itemsize, config.encoder.remat)
+  tasks = len(tc.get("tasks") or config.tasks)
+  copies = 4 + (tasks - 1 if tc.get("loss_weighting") == "pcgrad" else 0)  # PCGrad keeps a gradient per task
+  state = copies * 4 * encoder_params(enc) // param_shards  # float32 params, grads, AdamW mu and nu
+  per_pass = lambda batch, n: train_activation_bytes(enc, -(-(batch // tc.grad_accumulation) // batch_shards), n,
+                                                     itemsize, config.encoder.remat)
+  batch, train_length = max(train_shapes(config, batch_shards), key=lambda shape: per_pass(*shape))
+  micro = batch // tc.grad_accumulation  # examples per forward/backward pass
+  train = per_pass(batch, train_length)
   evaluation = eval_activation_bytes(enc, -(-tc.eval_batch_size // batch_shards), length, itemsize)
   limit, what = device_memory_bytes()
   if tc.memory_limit_gb > 0:
@@ -81,14 +99,19 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
   fixes = "lower it or the longest of config.data.length_buckets"
   levers = ", raise config.train.grad_accumulation" + ("" if config.encoder.remat else
                                                        ", or set config.encoder.remat=True")
-  passes = {"batch_size": (train, micro, levers), "eval_batch_size": (evaluation, tc.eval_batch_size, "")}
-  for name, (activations, examples, more) in passes.items():
+  budget = config.data.get("tokens_per_batch", 0)
+  train_what = (f"config.data.tokens_per_batch: {budget} tokens per batch, as {batch} examples of {train_length} "
+                "tokens," if budget else f"config.train.batch_size: {tc.batch_size} examples of up to {length} tokens")
+  passes = [(train_what, train, micro, levers),
+            (f"config.train.eval_batch_size: {tc.eval_batch_size} examples of up to {length} tokens", evaluation,
+             tc.eval_batch_size, "")]
+  for setting, activations, examples, more in passes:
     need = state + activations
     if need > limit:
       raise UserError(
-          f"config.train.{name}: {tc[name]} examples of up to {length} tokens need about {gib(need)} per device "
+          f"{setting} need about {gib(need)} per device "
           f"({gib(state)} parameters and optimizer state, {gib(need - state)} activations for "
           f"{-(-examples // batch_shards)} examples per device and pass), more than the {gib(limit)} of {what}; "
           f"{fixes}{more} (config.train.memory_limit_gb overrides the limit)")
   return (f"memory: about {gib(state + max(train, evaluation))} per device estimated for batches of "
-          f"{tc.batch_size} x {length} tokens (limit {gib(limit)}, {what})")
+          f"{batch} x {train_length} tokens (limit {gib(limit)}, {what})")

@@ -1,11 +1,14 @@
 """Mixing several corpora into one stream of training batches.
 
 The corpora are pooled consecutively (corpus i holds pooled rows offset_i .. offset_i + n_i - 1). Each epoch takes a
-fixed number of rows from every corpus, in proportion to its sampling probability, then shuffles them into batches.
-The batch at step s is a pure function of (seed, s, sizes, probabilities): a resumed run sees
-exactly the batches it would have seen.
+fixed number of rows from every corpus, in proportion to its sampling probability, then shuffles them into batches:
+of a fixed number of rows, or, with a token budget (`config.data.tokens_per_batch`), of B_L rows of bucket length L
+each, so that every batch holds about the same number of tokens. The batch at step s is a pure function of (seed, s,
+sizes, probabilities, lengths, buckets, budget): a resumed run sees exactly the batches it would have seen.
 """
 
+import bisect
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -108,6 +111,61 @@ def group_by_length(rows: np.ndarray, lengths: np.ndarray, batch_size: int, grou
   return rows.reshape(steps, batch_size)[rng.permutation(steps)]
 
 
+def bucket_batch_sizes(buckets: Sequence[int], tokens_per_batch: int, multiple: int = 1) -> dict[int, int]:
+  """{L: B_L}: the training batch size of each bucket length L under a token budget, the largest multiple of
+  `multiple` (the batch shards x micro-batches) with B_L * L <= tokens_per_batch. A budget that gives the longest
+  bucket fewer than `multiple` rows is a UserError naming config.data.tokens_per_batch."""
+  budget = int(_number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 1",
+                       lambda x: x >= 1 and x == int(x)))
+  longest = max(buckets)
+  if budget < multiple * longest:
+    raise UserError(f"config.data.tokens_per_batch: {budget} tokens cannot hold {multiple} examples (the batch shards "
+                    f"(mesh data x fsdp) x config.train.grad_accumulation) of the longest bucket, {longest} tokens; "
+                    f"expected at least {multiple * longest}")
+  return {int(length): budget // int(length) // multiple * multiple for length in sorted(buckets)}
+
+
+def bucket_of(lengths: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
+  """Index (into sorted `buckets`) of the smallest bucket that fits each length; the largest for longer ones."""
+  ordered = np.sort(np.asarray(buckets))
+  return np.minimum(np.searchsorted(ordered, np.asarray(lengths), side="left"), len(ordered) - 1)
+
+
+def cut_by_bucket(rows: np.ndarray, buckets: np.ndarray, sizes: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+  """(batches, the bucket index of each): bucket k's rows (`buckets[i]` is row i's bucket), in their order, cut into
+  batches of `sizes[k]` rows. The rows left over (< sizes[k]) move up to bucket k + 1, ahead of its own rows, so
+  they are padded longer; the largest bucket's leftover is a last, short batch (make_batch pads it with empty
+  rows). Every row lands in exactly one batch."""
+  batches, bucket_ids, carry = [], [], rows[:0]
+  for k, size in enumerate(sizes):
+    mine = np.concatenate([carry, rows[buckets == k]])
+    full = len(mine) // size * size
+    batches += np.split(mine[:full], full // size) if full else []
+    bucket_ids += [k] * (full // size)
+    carry = mine[full:]
+  if len(carry):
+    batches.append(carry)
+    bucket_ids.append(len(sizes) - 1)
+  return batches, np.asarray(bucket_ids, np.int64)
+
+
+def bucket_steps(counts: Sequence[int], sizes: Sequence[int]) -> int:
+  """How many batches `cut_by_bucket` makes of `counts[k]` rows in bucket k (the count needs no rows, no order)."""
+  steps, carry = 0, 0
+  for n, size in zip(counts, sizes):
+    steps, carry = steps + (int(n) + carry) // size, (int(n) + carry) % size
+  return steps + (carry > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepBatch:
+  """The training batch of one step: its pooled rows (at most `size`; missing rows are padded empty, weight 0), the
+  padded batch size, and the padded length (None: make_batch's choice, the smallest bucket that fits the rows)."""
+  rows: np.ndarray
+  size: int
+  length: int | None
+
+
 class MixtureOrder:
   """Rows of the training batch at each step, drawn across corpora; a pure function of (seed, step, sizes, p).
 
@@ -116,11 +174,19 @@ class MixtureOrder:
   positions counts[i] * e .. counts[i] * (e + 1) - 1 of its own stream of seeded permutations: a small corpus is
   cycled (upsampled), a large one is walked through over several epochs. The epoch's rows are shuffled (seeded by
   [seed, e]), optionally grouped by length (`group_by_length`), and cut into batches; the current epoch is cached.
+
+  With a token budget (`tokens_per_batch` > 0, which needs `lengths` and `buckets`) the epoch's rows are the same, but
+  each goes to the smallest bucket that fits it, and `cut_by_bucket` cuts each bucket's rows (in the shuffled order)
+  into batches of B_L = `batch_sizes[L]` rows (`bucket_batch_sizes`), padded to exactly L; the epoch's batches are
+  then shuffled (seeded) and `group_by_length` is not used. `batch(step)` gives (rows, B_L, L): one shape per bucket.
+  Epochs then differ slightly in their number of steps; `per_epoch` is epoch 0's (what `config.train.epochs` and
+  evaluation once per epoch count), and a step is found by walking the epochs' cumulative step counts (cached).
   """
 
   def __init__(self, corpus_sizes: Sequence[int], probabilities: Sequence[float], batch_size: int, seed: int,
                lengths: np.ndarray | None = None, group_by_length: bool = True, group: int = 16,
-               epoch_examples: int | None = None, names: Sequence[str] | None = None):
+               epoch_examples: int | None = None, names: Sequence[str] | None = None,
+               buckets: Sequence[int] | None = None, tokens_per_batch: int = 0, multiple: int = 1):
     self.sizes = _check_sizes(corpus_sizes, names).astype(np.int64)
     p = np.asarray(probabilities, np.float64)
     if p.shape != self.sizes.shape or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
@@ -139,23 +205,66 @@ class MixtureOrder:
     self.group = group if group_by_length and self.lengths is not None else 0
     self.per_epoch = max(total // self.batch_size, 1)
     self.counts = largest_remainder(self.probabilities, self.per_epoch * self.batch_size)
-    self._epoch, self._batches = None, None
+    self.tokens_per_batch = int(_number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 0 (0 = off)",
+                                        lambda x: x >= 0 and x == int(x)))
+    self.buckets = None if buckets is None else tuple(sorted(int(b) for b in buckets))
+    self.batch_sizes: dict[int, int] = {}  # {L: B_L} with a token budget
+    self._epoch, self._batches, self._batch_lengths = None, None, None
+    if self.tokens_per_batch:
+      if self.lengths is None or not self.buckets:
+        raise ValueError("a token budget needs the rows' lengths and the length buckets")
+      self.batch_sizes = bucket_batch_sizes(self.buckets, self.tokens_per_batch, multiple)
+      self._bucket = bucket_of(self.lengths, self.buckets)  # of each pooled row
+      self.per_epoch = self.epoch_steps(0)
+      self._starts = [0, self.per_epoch]  # the first step of each epoch walked so far
 
   def epoch_rows(self, epoch: int) -> np.ndarray:
     """The pooled rows of one epoch, corpus by corpus (unshuffled)."""
     return np.concatenate([o + corpus_stream(int(n), int(c) * epoch, int(c), self.seed, i)
                            for i, (n, c, o) in enumerate(zip(self.sizes, self.counts, self.offsets))])
 
-  def epoch_batches(self, epoch: int) -> np.ndarray:
-    """[per_epoch, batch_size] row indices of one epoch."""
+  def epoch_batches(self, epoch: int) -> tuple[Sequence[np.ndarray], np.ndarray | None]:
+    """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget a list of batches of
+    up to B_L rows) and, with a token budget, each batch's bucket length (else None)."""
     rng = np.random.default_rng([self.seed, epoch])
     rows = rng.permutation(self.epoch_rows(epoch))
+    if self.tokens_per_batch:
+      batches, bucket_ids = cut_by_bucket(rows, self._bucket[rows], list(self.batch_sizes.values()))
+      order = rng.permutation(len(batches))
+      return [batches[i] for i in order], np.asarray(self.buckets)[bucket_ids[order]]
     if not self.group:
-      return rows.reshape(self.per_epoch, self.batch_size)
-    return group_by_length(rows, self.lengths, self.batch_size, self.group, rng)
+      return rows.reshape(self.per_epoch, self.batch_size), None
+    return group_by_length(rows, self.lengths, self.batch_size, self.group, rng), None
+
+  def epoch_steps(self, epoch: int) -> int:
+    """The number of batches of one epoch (`per_epoch`, or with a token budget, from its rows' bucket counts)."""
+    if not self.tokens_per_batch:
+      return self.per_epoch
+    counts = np.bincount(self._bucket[self.epoch_rows(epoch)], minlength=len(self.buckets))
+    return bucket_steps(counts, list(self.batch_sizes.values()))
+
+  def locate(self, step: int) -> tuple[int, int]:
+    """(epoch, offset within it) of `step`; with a token budget, by the epochs' cumulative step counts (cached)."""
+    if not self.tokens_per_batch:
+      return divmod(step, self.per_epoch)
+    while self._starts[-1] <= step:
+      self._starts.append(self._starts[-1] + self.epoch_steps(len(self._starts) - 1))
+    epoch = bisect.bisect_right(self._starts, step) - 1
+    return epoch, step - self._starts[epoch]
 
   def indices(self, step: int) -> np.ndarray:
-    epoch, offset = divmod(step, self.per_epoch)
+    """The pooled rows of the batch at `step`."""
+    epoch, offset = self.locate(step)
     if epoch != self._epoch:
-      self._epoch, self._batches = epoch, self.epoch_batches(epoch)
+      self._batches, self._batch_lengths = self.epoch_batches(epoch)
+      self._epoch = epoch
     return self._batches[offset]
+
+  def batch(self, step: int) -> StepBatch:
+    """The rows, padded batch size and padded length of the batch at `step`: (B_L, L) with a token budget, else
+    (`batch_size`, None: the smallest bucket that fits)."""
+    rows = self.indices(step)  # fills the epoch's cache (tests/runs.py patches it to simulate a crash at a step)
+    if not self.tokens_per_batch:
+      return StepBatch(rows, self.batch_size, None)
+    length = int(self._batch_lengths[self.locate(step)[1]])
+    return StepBatch(rows, self.batch_sizes[length], length)

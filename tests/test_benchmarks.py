@@ -1,12 +1,14 @@
 """The benchmarks run end to end on tiny settings (random-tiny encoder, 2 windows of 2 steps, batch 4), so they cannot
 rot: every variant reports positive, finite figures, a real-token fraction in (0, 1], and the JAX variants compile
-only in the warm-up."""
+only in the warm-up; every training variant processes the same texts, and computes the positions its batching
+implies."""
 
 import json
 import math
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 
 from mtl_jax.input_pipeline import Encoded
@@ -38,18 +40,42 @@ def check_report(path, variants) -> dict:
 
 def test_throughput_measures_every_variant(shared_data, tmp_path):
   out = tmp_path / "throughput.json"
-  args = throughput.parse_args([*TINY, f"--data_root={shared_data}", "--num_texts=64", f"--output={out}",
-                                "--labels=all"])
+  args = throughput.parse_args([*TINY, "--steps=1", f"--data_root={shared_data}", "--num_texts=64",
+                                f"--output={out}", "--labels=all"])  # one budget batch: few shapes to compile
   _, table = throughput.run(args)
-  results = check_report(out, throughput.VARIANTS)["results"]
-  assert all(name in table for name in throughput.VARIANTS)
-  # The same batches everywhere: padding to the longest text wastes least, one fixed length most; with every text
-  # labelled for all three tasks, the per-task passes encode each text three times.
-  fraction = {name: r["real_token_fraction"] for name, r in results.items()}
-  assert fraction["pytorch"] >= fraction["mtl_jax"] > fraction["fixed_length"]
-  assert len({r["real_tokens_per_window"] for r in results.values()}) == 1
-  processed = {name: r["processed_tokens_per_window"] for name, r in results.items()}
-  assert processed["per_task_pass"] == 3 * processed["mtl_jax"]
+  report = check_report(out, throughput.VARIANTS)
+  results, budget = report["results"], report["settings"]["token_budget"]
+  assert all(name in table for name in throughput.VARIANTS) and "vs per_task_pass" in table
+  # Every variant processes the same texts in a window.
+  assert len({(r["examples_per_window"], r["real_tokens_per_window"]) for r in results.values()}) == 1
+  # mtl_jax's batches: (B_L, L) within the budget, one compile per shape.
+  for rows, size, length in budget["window_batches"]:
+    assert rows <= size == budget["batch_sizes"][str(length)] and size * length <= budget["tokens_per_batch"]
+  assert results["mtl_jax"]["compiles"] == len({length for _, _, length in budget["window_batches"]})
+  # What each variant computes, by hand from the batches: mtl_jax (B_L, L); fixed rows (4 rows, the bucket of the
+  # longest text; per task: each text three times, rows rounded up to a multiple of 4 / 4 = 1; 128); PyTorch (the
+  # rows, the longest).
+  fixed = report["settings"]["fixed_rows_batches"]
+  bucket = lambda n: min(b for b in report["settings"]["length_buckets"] if b >= n)
+  expected = {"mtl_jax": sum(size * length for _, size, length in budget["window_batches"]),
+              "bucketed_fixed_rows": sum(4 * bucket(longest) for _, longest in fixed),
+              "per_task_pass": sum(3 * rows * bucket(longest) for rows, longest in fixed),
+              "fixed_length": len(fixed) * 4 * 128, "pytorch": sum(rows * longest for rows, longest in fixed)}
+  assert {name: r["processed_tokens_per_window"] for name, r in results.items()} == expected
+  # Over an epoch of the pool: token budgets pad least, one fixed length most.
+  epoch = {name: r["epoch_real_token_fraction"] for name, r in results.items()}
+  assert epoch["mtl_jax"] > epoch["bucketed_fixed_rows"] > epoch["fixed_length"]
+  for name, r in results.items():
+    assert r["vs_pytorch"] == pytest.approx(r["real_tokens_per_s"] / results["pytorch"]["real_tokens_per_s"])
+
+
+def test_the_default_token_budget_gives_batch_size_examples_per_batch_on_average():
+  lengths = np.clip(np.random.default_rng(0).lognormal(3.1, 0.6, 3000).astype(int), 3, 128)
+  data = Encoded([np.ones(n, np.int32) for n in lengths], np.zeros((3000, 1), np.int32), np.ones((3000, 1), np.float32))
+  mean = lambda budget: 3000 // 32 * 32 / throughput.budget_order(data, 32, 0, throughput.FINE_BUCKETS, budget).per_epoch
+  budget = throughput.default_budget(data, 32, 0, throughput.FINE_BUCKETS)
+  assert budget % 8 == 0 and mean(budget) >= 32 > mean(budget - 8)
+  assert throughput.default_budget(data, 2, 0, throughput.FINE_BUCKETS) == 128  # at least the longest bucket
 
 
 def test_per_task_sub_batches_split_a_mixed_batch_by_task():

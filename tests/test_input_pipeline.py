@@ -1,8 +1,10 @@
-"""Buckets, padding, and windows of long sentences."""
+"""Buckets, padding, and windows of long sentences; training on token-budget batches."""
 
 import numpy as np
+from runs import assert_same_run, crash_in_step, read_history, smoke
 
 from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch
+from mtl_jax.train import train_and_evaluate
 
 
 def test_bucket_length():
@@ -33,9 +35,35 @@ def test_a_process_builds_its_rows_of_the_global_batch_at_the_global_length():
   assert longest["input_ids"].shape == (1, 16)  # the bucket of row 1's 9 tokens, though this process holds row 2
 
 
+def test_make_batch_pads_to_a_given_length():
+  data = Encoded([np.arange(1, n + 1) for n in (3, 9, 2)], np.zeros((3, 1), np.int32), np.ones((3, 1), np.float32), 0)
+  batch = make_batch(data, np.array([0, 2]), batch_size=4, buckets=(4, 16), pad_id=0, length=12)
+  assert batch["input_ids"].shape == (4, 12)  # a token-budget batch's bucket, not the smallest that fits (4)
+  np.testing.assert_array_equal(batch["attention_mask"].sum(1), [3, 2, 0, 0])
+  part = make_batch(data, np.array([0, 2]), batch_size=4, buckets=(4, 16), pad_id=0, rows=slice(2, 4), length=12)
+  assert part["input_ids"].shape == (2, 12) and not part["attention_mask"].any()
+
+
 def test_eval_indices_cover_every_row_once_shortest_first():
   lengths = np.random.default_rng(0).integers(1, 50, 23)
   batches = eval_indices(lengths, 8)
   assert [len(b) for b in batches] == [8, 8, 7]
   np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(23))
   assert np.all(np.diff(lengths[np.concatenate(batches)]) >= 0)
+
+
+def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(table, tmp_path, monkeypatch):
+  """The smoke table's texts have 12 to 16 tokens: with buckets (14, 16) and 256 tokens a batch, batches are 18 x 14
+  or 16 x 16 (an epoch's leftover: fewer rows, padded to 16): one compile per shape. A crash, then the same command,
+  ends as the uninterrupted run (the batches are a function of the step, across epochs of different lengths)."""
+  overrides = {"data.length_buckets": (14, 16), "data.tokens_per_batch": 256, "train.steps": 6,
+               "train.eval_every": 3, "train.log_every": 3}
+  full, split = str(tmp_path / "full"), str(tmp_path / "split")
+  final = train_and_evaluate(smoke(table, **overrides), full)
+  events = [e for e in read_history(full) if "train/loss" in e]
+  assert [e["step"] for e in events] == [3, 6]
+  assert [e["train/compiles"] for e in events] == [2, 2]
+  assert all(0.6 < e["train/real_token_fraction"] <= 1 for e in events)  # fixed rows padded to 32: ~0.42
+  crash_in_step(5, smoke(table, **overrides), split, monkeypatch)  # after the step-3 checkpoint
+  assert train_and_evaluate(smoke(table, **overrides), split) == final
+  assert_same_run(split, full)

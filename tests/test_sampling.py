@@ -1,20 +1,28 @@
-"""Corpus probabilities, downsampling and the step-indexed mixture of corpora."""
+"""Corpus probabilities, downsampling and the step-indexed mixture of corpora, with fixed-size batches or token
+budgets (batches of B_L rows per bucket length L)."""
 
 import math
 import re
 
 import numpy as np
 import pytest
+from runs import load_config
 
 from mtl_jax.errors import UserError
 from mtl_jax.sampling import (
   MixtureOrder,
+  bucket_batch_sizes,
+  bucket_steps,
   corpus_probabilities,
   corpus_stream,
+  cut_by_bucket,
   downsample,
   epoch_examples_for,
   largest_remainder,
 )
+from mtl_jax.train import check_config
+
+FINE = (16, 24, 32, 40, 48, 64, 80, 96, 128)
 
 
 def corpus_of(rows: np.ndarray, sizes) -> np.ndarray:
@@ -172,3 +180,159 @@ def test_downsample():
   for bad in (0, -0.5, 1.5, math.nan, "0.5"):
     with pytest.raises(UserError, match="^config.sampling.fraction: expected a number in \\(0, 1\\]"):
       downsample(10, bad, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token budgets.
+
+def text_lengths(n: int, seed: int = 0) -> np.ndarray:
+  """Token counts shaped like short real texts (median ~22, a long tail), within 3 .. 128."""
+  return np.clip(np.random.default_rng(seed).lognormal(3.1, 0.6, n).astype(int), 3, 128)
+
+
+def budget_order(sizes=(700, 1300, 250), budget=1024, multiple=2, seed=0, buckets=FINE, **kwargs) -> MixtureOrder:
+  p = corpus_probabilities(list(sizes), "temperature", 2.0)
+  return MixtureOrder(list(sizes), p, 32, seed, text_lengths(sum(sizes)), buckets=buckets, tokens_per_batch=budget,
+                      multiple=multiple, **kwargs)
+
+
+def epoch_starts(order: MixtureOrder, epochs: int) -> list[int]:
+  return np.cumsum([0] + [order.epoch_steps(e) for e in range(epochs)]).tolist()
+
+
+def padded_length(length: int, buckets) -> int:
+  """The smallest bucket >= `length` (the largest for longer ones), by a plain scan."""
+  return min([b for b in buckets if b >= length], default=max(buckets))
+
+
+def test_bucket_batch_sizes_are_the_largest_multiples_within_the_budget():
+  for budget, m in ((1024, 1), (1024, 2), (1030, 8), (4096, 3), (128, 1)):
+    sizes = bucket_batch_sizes(FINE, budget, m)
+    assert list(sizes) == sorted(FINE)
+    for length, size in sizes.items():  # brute force: every multiple of m that fits, the largest of them
+      assert size == max(b for b in range(m, budget + 1, m) if b * length <= budget), (budget, m, length)
+  with pytest.raises(UserError, match="^config.data.tokens_per_batch: 1000 .* expected at least 1024"):
+    bucket_batch_sizes(FINE, 1000, 8)
+  with pytest.raises(UserError, match="^config.data.tokens_per_batch: expected an integer >= 1"):
+    bucket_batch_sizes(FINE, 0, 1)
+
+
+def test_cut_by_bucket_moves_remainders_up():
+  rows, buckets = np.arange(10, 17), np.array([0, 1, 0, 0, 1, 0, 1])  # bucket 0: 10 12 13 15, bucket 1: 11 14 16
+  cases = {(2, 3): ([[10, 12], [13, 15], [11, 14, 16]], [0, 0, 1]),
+           (3, 2): ([[10, 12, 13], [15, 11], [14, 16]], [0, 1, 1]),  # 15 moves up, ahead of bucket 1's rows
+           (3, 3): ([[10, 12, 13], [15, 11, 14], [16]], [0, 1, 1]),  # the largest bucket's leftover: a short batch
+           (5, 8): ([[10, 12, 13, 15, 11, 14, 16]], [1])}
+  for sizes, (expected, ids) in cases.items():
+    batches, bucket_ids = cut_by_bucket(rows, buckets, sizes)
+    assert [b.tolist() for b in batches] == expected and bucket_ids.tolist() == ids, sizes
+    assert bucket_steps(np.bincount(buckets), sizes) == len(expected)
+  rng = np.random.default_rng(0)
+  for _ in range(50):  # the count from bucket counts alone agrees with the cut
+    sizes, ids = rng.integers(1, 9, 4).tolist(), rng.integers(0, 4, rng.integers(1, 60))
+    batches, _ = cut_by_bucket(np.arange(len(ids)), ids, sizes)
+    assert bucket_steps(np.bincount(ids, minlength=4), sizes) == len(batches)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(ids)))
+
+
+def test_a_token_budget_epoch_holds_the_same_rows_each_once():
+  """Epoch e's budget batches hold exactly the rows of epoch e of fixed-size batches (same counts, same streams)."""
+  sizes = (90, 1300, 250)  # the small corpus is upsampled: its rows repeat within an epoch, as without a budget
+  order = budget_order(sizes)
+  fixed = MixtureOrder(list(sizes), order.probabilities, 32, 0)
+  starts = epoch_starts(order, 4)
+  assert order.per_epoch == starts[1] and len(set(np.diff(starts))) > 1  # epochs differ slightly in length
+  for e in range(4):
+    rows = np.concatenate([order.indices(s) for s in range(starts[e], starts[e + 1])])
+    expected = np.concatenate([fixed.indices(s) for s in range(e * fixed.per_epoch, (e + 1) * fixed.per_epoch)])
+    assert np.array_equal(np.sort(rows), np.sort(expected)), e
+    assert np.array_equal(np.sort(rows), np.sort(order.epoch_rows(e)))
+
+
+@pytest.mark.parametrize("budget, multiple", [(1024, 1), (1024, 4), (2000, 6)])
+def test_token_budget_batches_fit_their_bucket_and_budget(budget, multiple):
+  order = budget_order(budget=budget, multiple=multiple)
+  starts = epoch_starts(order, 3)
+  shapes = set()
+  for e in range(3):
+    short = []
+    for s in range(starts[e], starts[e + 1]):
+      b = order.batch(s)
+      assert np.array_equal(b.rows, order.indices(s))
+      assert b.length in FINE and order.lengths[b.rows].max() <= b.length  # the rows fit: nothing is cut
+      assert multiple <= b.size and b.size % multiple == 0 and b.size * b.length <= budget
+      assert (b.size + multiple) * b.length > budget  # the largest such multiple
+      assert 1 <= len(b.rows) <= b.size
+      if len(b.rows) < b.size:
+        short.append(b.length)
+      shapes.add((b.size, b.length))
+    assert short in ([], [max(FINE)])  # at most one short batch an epoch: the largest bucket's leftover
+    epoch_lengths = [order.batch(s).length for s in range(starts[e], starts[e + 1])]
+    assert epoch_lengths != sorted(epoch_lengths)  # the epoch's batches are shuffled, not bucket by bucket
+  lengths = [length for _, length in shapes]
+  assert len(lengths) == len(set(lengths)) <= len(FINE)  # one shape per bucket
+
+
+def test_token_budget_rows_go_to_their_own_bucket_except_a_few_moved_up():
+  order = budget_order()
+  rows_moved, rows_all = 0, 0
+  for s in range(order.per_epoch):
+    b = order.batch(s)
+    own = np.array([padded_length(n, FINE) for n in order.lengths[b.rows]])
+    rows_moved, rows_all = rows_moved + int((own < b.length).sum()), rows_all + len(b.rows)
+  assert rows_moved < sum(order.batch_sizes.values())  # fewer than one batch per bucket moved up
+
+
+@pytest.mark.parametrize("budget", [512, 1536])
+def test_token_budget_batches_are_a_function_of_seed_and_step(budget):
+  make = lambda seed=1: budget_order(budget=budget, seed=seed)
+  order = make()
+  starts = epoch_starts(order, 5)
+  walk = [order.batch(s) for s in range(starts[-1])]
+  rng = np.random.default_rng(2)
+  for s in rng.choice(starts[-1], 12, replace=False):  # a fresh order at a step of a later epoch, directly
+    fresh = make().batch(int(s))
+    assert np.array_equal(fresh.rows, walk[s].rows) and (fresh.size, fresh.length) == (walk[s].size, walk[s].length)
+  shared = make()
+  for s in rng.permutation(starts[-1]):  # any evaluation order, one object
+    assert np.array_equal(shared.indices(s), walk[s].rows) and shared.batch(s).length == walk[s].length
+  assert not np.array_equal(walk[0].rows, make(2).indices(0))
+
+
+def real_fraction(order: MixtureOrder, steps: int, buckets) -> float:
+  """Real tokens over padded positions of the first `steps` batches; a batch of fixed rows is padded to the bucket
+  of its longest row."""
+  real = padded = 0
+  for s in range(steps):
+    b = order.batch(s)
+    length = b.length or padded_length(order.lengths[b.rows].max(), buckets)
+    real, padded = real + order.lengths[b.rows].sum(), padded + b.size * length
+  return real / padded
+
+
+def test_token_budgets_pad_less_than_fixed_rows():
+  sizes = (3000, 5000)
+  lengths = text_lengths(sum(sizes), seed=3)
+  coarse = (32, 48, 64, 96, 128)
+  fixed = MixtureOrder(list(sizes), [0.5, 0.5], 32, 0, lengths)  # grouped by length, as the configs' default
+  for buckets in (coarse, FINE):
+    budget = MixtureOrder(list(sizes), [0.5, 0.5], 32, 0, lengths, buckets=buckets, tokens_per_batch=1024)
+    ceiling = lengths.sum() / sum(padded_length(n, buckets) for n in lengths)  # every row in its own bucket
+    steps = 3 * budget.per_epoch
+    assert real_fraction(budget, steps, buckets) >= real_fraction(fixed, 3 * fixed.per_epoch, buckets)
+    assert real_fraction(budget, steps, buckets) > ceiling - 0.03
+  assert real_fraction(budget, steps, FINE) > 0.8
+
+
+def test_invalid_token_budgets():
+  with pytest.raises(UserError, match="^config.data.tokens_per_batch: 200 tokens cannot hold 2 examples"):
+    budget_order(budget=200)
+  with pytest.raises(UserError, match="^config.data.tokens_per_batch: expected an integer >= 0"):
+    budget_order(budget=-1)
+  with pytest.raises(ValueError, match="lengths"):
+    MixtureOrder([10, 20], [0.5, 0.5], 4, 0, buckets=FINE, tokens_per_batch=1024)
+  for bad in (-1, -512):
+    with pytest.raises(UserError, match="^config.data.tokens_per_batch: expected an integer >= 0"):
+      check_config(load_config(**{"data.tokens_per_batch": bad}))
+  fixed = MixtureOrder([10, 20], [0.5, 0.5], 4, 0)
+  assert fixed.batch(3).size == 4 and fixed.batch(3).length is None and fixed.locate(17) == (2, 3)
