@@ -39,13 +39,13 @@ def tokenizer_files(tokenizer) -> dict[str, str]:
 
 def restore_tokenizer(mngr: ocp.CheckpointManager, step: int):
   """The tokenizer stored with a checkpoint."""
-  from transformers import AutoTokenizer
+  from mtl_jax.tokenizer import load_tokenizer
   files = mngr.restore(step, args=ocp.args.Composite(tokenizer=ocp.args.JsonRestore())).tokenizer
   with tempfile.TemporaryDirectory() as tmp:
     for name, data in files.items():
       with open(os.path.join(tmp, name), "wb") as f:
         f.write(base64.b64decode(data))
-    return AutoTokenizer.from_pretrained(tmp)
+    return load_tokenizer(tmp)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, arrays: dict, meta: dict, tokenizer: dict[str, str]) -> None:
@@ -62,9 +62,12 @@ def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
-def restore_arrays(mngr: ocp.CheckpointManager, step: int, targets: dict) -> dict:
-  """Restores the named array trees; each target is an abstract tree (with shardings) or None (as saved)."""
-  args = {name: ocp.args.StandardRestore(target) for name, target in targets.items()}
+def restore_arrays(mngr: ocp.CheckpointManager, step: int, targets: dict, partial: bool = False) -> dict:
+  """Restores the named array trees; each target is an abstract tree (with shardings) or None (as saved). `partial`:
+  the targets may leave out subtrees of what was saved (e.g. the model's params of a full training state)."""
+  args = {name: ocp.args.PyTreeRestore(target, ocp.checkpoint_utils.construct_restore_args(target),
+                                       partial_restore=True) if partial else ocp.args.StandardRestore(target)
+          for name, target in targets.items()}
   restored = mngr.restore(step, args=ocp.args.Composite(**args))
   return {name: restored[name] for name in targets}
 

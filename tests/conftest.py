@@ -60,7 +60,6 @@ def table(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tokenizer():
   """The packaged MiniLM's tokenizer (the default encoder's, and the random presets')."""
-  from transformers import AutoTokenizer
-
   from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
-  return AutoTokenizer.from_pretrained(resolve_encoder_dir(DEFAULT_PRETRAINED))
+  from mtl_jax.tokenizer import load_tokenizer
+  return load_tokenizer(resolve_encoder_dir(DEFAULT_PRETRAINED))
