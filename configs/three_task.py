@@ -21,10 +21,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.train = "examples/support/train.jsonl"  # JSONL or CSV table: text, labels[, weight]
   c.data.validation = "examples/support/validation.jsonl"  # a file, or a fraction ("0.1", "10%") / count of train
+  c.data.test = ""  # optional test table file; the best model is scored on it after training, and
+  #                   `python -m mtl_jax.evaluate --split=test` reads it. Empty: no test split
   c.data.label_order = ("sentiment", "urgency", "topic")  # the task of each position in a row's `labels`
   c.data.length_buckets = (32, 48, 64, 96, 128)  # batches are padded to the smallest bucket that fits; the largest
   #                                                is the max length (one compilation of the train step per bucket)
   c.data.group_by_length = True  # batch texts of similar length together (less padding), order still seeded
+  c.data.tokens_per_batch = 0  # 0: batches of train.batch_size rows. > 0: a token budget; bucket length L gets
+  #                              batches of B_L examples, the largest multiple of the batch shards x grad_accumulation
+  #                              with B_L x L <= this (one compile per bucket; e.g. 1024 with finer length_buckets)
   c.data.root = "../shared/data"  # root of the shared real corpora (used by per-corpus configs)
 
   c.sampling = ml_collections.ConfigDict()  # how batches mix corpora (one table here: one corpus)
@@ -53,6 +58,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.batch_size = 32  # global batch, over all devices
   c.train.eval_batch_size = 128
   c.train.grad_accumulation = 1  # micro-batches per step: batch_size examples in passes of batch_size / this
+  c.train.tasks = ()  # train and evaluate only these tasks (empty: all); a table's other label columns are ignored
+  c.train.loss_weighting = "static"  # static (task weights) | uncertainty (Kendall et al. 2018) | pcgrad (Yu et al.
+  #                                    2020: conflicting encoder gradients projected); see mtl_jax/weighting.py
+  c.train.weighting_learning_rate = 0.01  # uncertainty: Adam learning rate of the learned per-task log-variances
   c.train.epochs = 1.5  # training length in passes over the training table (used when steps <= 0)
   c.train.steps = 0  # training length in steps; > 0 overrides epochs
   c.train.learning_rate = 1e-4  # peak learning rate of AdamW

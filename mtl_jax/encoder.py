@@ -107,10 +107,13 @@ class Layer(nn.Module):
     head_dim = c.hidden_size // c.num_heads
     split = lambda t: t.reshape(t.shape[:2] + (c.num_heads, head_dim))
     q, k, v = (split(dense(c.hidden_size, n)(x)) for n in ("query", "key", "value"))
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim).astype(self.dtype) + bias
-    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
-    probs = nn.Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
-    attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(x.shape)
+    if deterministic or c.attention_dropout_rate == 0:  # JAX's fused attention (a cuDNN/flash kernel where there is one)
+      attended = jax.nn.dot_product_attention(q, k, v, bias=bias).reshape(x.shape)
+    else:  # dropout on the attention probabilities, as BERT trains: written out
+      scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim).astype(self.dtype) + bias
+      probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+      probs = nn.Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
+      attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(x.shape)
     attended = nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
     x = norm("attention_norm")(x + attended)
     h = _ACTIVATIONS[c.hidden_act](dense(c.intermediate_size, "intermediate")(x))

@@ -58,4 +58,4 @@ def task_means(sums: jax.Array, counts: jax.Array) -> jax.Array:
 
 def total_loss(sums: jax.Array, counts: jax.Array, layout: Layout) -> jax.Array:
   """sum_t lambda_t * L_t, the training objective."""
-  return jnp.sum(jnp.asarray([t.weight for t in layout.tasks], jnp.float32) * task_means(sums, counts))
+  return jnp.sum(jnp.asarray(layout.weights, jnp.float32) * task_means(sums, counts))

@@ -51,7 +51,7 @@ class Predictor:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     params = checkpoint.restore_arrays(mngr, step, {"params": checkpoint.abstract(
-        shapes, jax.tree.map(lambda _: device, shapes))})["params"]
+        shapes, jax.tree.map(lambda _: device, shapes))}, partial=True)["params"]  # a training state has more
     return cls(model, params, checkpoint.restore_tokenizer(mngr, step), meta["length_buckets"], step)
 
   @property

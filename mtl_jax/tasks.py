@@ -47,6 +47,11 @@ class Layout:
     return tuple(t.name for t in self.tasks)
 
   @property
+  def weights(self) -> tuple[float, ...]:
+    """Each task's static factor in the training objective."""
+    return tuple(t.weight for t in self.tasks)
+
+  @property
   def group_sizes(self) -> tuple[int, ...]:
     return tuple(t.num_classes for t in self.tasks)
 
