@@ -97,3 +97,23 @@ def test_predict_measures_every_variant_and_both_sides_agree(shared_data, tmp_pa
   assert all(name in table for name in predict.VARIANTS)
   for name in ("pytorch", "pytorch_sorted"):
     assert results[name]["max_prob_diff"] < 1e-4, (name, results[name]["max_prob_diff"])
+
+
+def test_step_profile_counts_at_least_the_dense_layers_flops(tmp_path):
+  """XLA's FLOP count of a train step is at least 6 x (encoder kernel weights) x tokens: forward 2, backward 4 per
+  weight and token (attention, heads and the optimizer come on top)."""
+  import jax
+
+  from benchmarks import common, step_profile
+  out = tmp_path / "profile.json"
+  report, table = step_profile.run(step_profile.parse_args(
+      ["--encoder=random-tiny", "--buckets=16", "--tokens_per_batch=64", "--repeats=1", "--matmul=64",
+       f"--output={out}"]))
+  assert list(json.loads(out.read_text())["shapes"]) == ["4x16"] and "GFLOP/s" in table
+  model = common.build_model(common.base_config("random-tiny", "float32", 4, 0))[0]
+  kernels = [leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(model.init(jax.random.key(0))["encoder"])
+             if path[-1].key == "kernel"]
+  assert len(kernels) == 6 * model.encoder.config.num_layers  # q, k, v, attention output, two FFN matrices
+  shape = report["shapes"]["4x16"]
+  assert shape["gflop"] * 1e9 >= 6 * sum(kernels) * 4 * 16 * 0.99
+  assert shape["step_s"] > 0 and shape["of_matmul"] > 0 and report["optimizer_update_s"] > 0
