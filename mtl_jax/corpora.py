@@ -156,6 +156,11 @@ def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
   return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
 
 
+def is_fraction(value: str) -> bool:
+  """A split given as a share of train ("0.1", "10%" or a row count "500") rather than a file path."""
+  return bool(re.fullmatch(r"[\d.]+%?", value))
+
+
 def load_corpus(corpus: Corpus, config, seed: int) -> None:
   """Fills corpus.splits from its files: reads, splits off missing dev/test, downsamples."""
   spec, root = corpus.spec, config.data.root
@@ -166,7 +171,7 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
     value = str(spec.get(split) or "")
     if not value:
       corpus.splits[split] = []
-    elif not re.fullmatch(r"[\d.]+%?", value):  # a path; "0.1", "10%" or "500" is a share of train
+    elif not is_fraction(value):
       corpus.splits[split] = read_file(corpus, config, source(spec, root, value))
     else:
       count = validation_count(value, num_texts, f"{where}.{split}")

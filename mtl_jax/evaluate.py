@@ -16,7 +16,6 @@ and report.md is printed to stdout.
 import dataclasses
 import json
 import os
-import re
 import sys
 
 import jax
@@ -25,7 +24,7 @@ import numpy as np
 
 from mtl_jax import checkpoint, evaluation, spans, train
 from mtl_jax import metrics as metrics_lib
-from mtl_jax.corpora import resolve
+from mtl_jax.corpora import is_fraction, resolve
 from mtl_jax.data import READERS
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, make_batch
@@ -46,11 +45,6 @@ def stored_config(meta: dict, data_root: str | None) -> ml_collections.ConfigDic
   if data_root:
     config.data.root = data_root
   return config
-
-
-def is_fraction(value: str) -> bool:
-  """A split given as a share of train ("0.1", "10%", "500") rather than a file (as corpora.load_corpus reads it)."""
-  return bool(re.fullmatch(r"[\d.]+%?", value))
 
 
 def split_sources(config, split: str, tasks: tuple[str, ...]) -> dict[str, str]:

@@ -112,15 +112,27 @@ def task_from_config(name: str, cfg, data_labels: tuple[str, ...] = ()) -> Task:
   return Task(name, kind, labels, weight, smoothing, scheme)
 
 
+def check_task_names(field: str, given, names: list[str]) -> None:
+  """A UserError naming `field` for the first of `given` that is not a task (with the closest task, or all)."""
+  for name in given:
+    if name not in names:
+      hint = difflib.get_close_matches(name, names, n=1)
+      raise UserError(f"{field}: unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                           else f"; tasks are {names}"))
+
+
+def chosen_tasks(config) -> list[str]:
+  """`config.train.tasks`: the tasks to train and evaluate (empty: all of `config.tasks`)."""
+  names, chosen = list(config.tasks.keys()), list(config.train.get("tasks", ()))
+  check_task_names("config.train.tasks", chosen, names)
+  return chosen or names
+
+
 def layout_from_config(config) -> Layout:
   """The layout of `config.tasks`, ordered as `config.data.label_order` (the order of `labels` in the table)."""
   names = list(config.tasks.keys())
   order = list(config.data.get("label_order") or names)
-  for name in order:
-    if name not in names:
-      hint = difflib.get_close_matches(name, names, n=1)
-      raise UserError(f"config.data.label_order: unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint
-                                                                          else f"; tasks are {names}"))
+  check_task_names("config.data.label_order", order, names)
   if missing := [n for n in names if n not in order]:
     raise UserError(f"config.data.label_order: tasks {missing} are defined but have no position in `labels`")
   if len(set(order)) != len(order):

@@ -39,7 +39,7 @@ from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
 from mtl_jax.sampling import MixtureOrder, bucket_batch_sizes, corpus_probabilities, epoch_examples_for
 from mtl_jax.sharding import DEFAULT_RULES, batch_divisor, batch_sharding, make_mesh, process_rows, tree_shardings
-from mtl_jax.tasks import Layout, layout_from_config
+from mtl_jax.tasks import Layout, chosen_tasks, layout_from_config
 from mtl_jax.tokenizer import load_tokenizer
 
 METRIC_NAMES = ("main", "loss", *metrics_lib.METRIC_NAMES, *evaluation.TAGGING_METRICS)
@@ -442,17 +442,6 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Enc
   train, validation, test = (None if t is None else encode_table(
       Table(t.texts, t.labels[:, keep], t.weights[:, keep]), tokenizer, max_length) for t in tables)
   return Layout(tuple(full.tasks[i] for i in keep)), {"table": train}, validation, test
-
-
-def chosen_tasks(config) -> list[str]:
-  """`config.train.tasks`: the tasks to train and evaluate (empty: all of `config.tasks`)."""
-  names = list(config.tasks.keys())
-  for name in config.train.get("tasks", ()):
-    if name not in names:
-      hint = difflib.get_close_matches(name, names, n=1)
-      raise UserError(f"config.train.tasks: unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint
-                                                                      else f"; tasks are {names}"))
-  return list(config.train.get("tasks", ())) or names
 
 
 def mixture_order(config, layout: Layout, parts: dict[str, Encoded], lengths: np.ndarray,
