@@ -14,7 +14,9 @@ windows.
 
 Variants:
   mtl_jax         Predictor.predict(texts, batch_size): tokenise, sort by length, pad each batch to the smallest
-                  length bucket that fits (rows to the batch size), the jitted forward, results per task;
+                  of its buckets that fits (`predict.prediction_buckets`: training's length buckets and, below the
+                  largest, every multiple of 4 up to 64 and of 8 above; rows to the batch size), the jitted
+                  forward, results per task;
   pytorch         the tokenizer on all texts (cut to the largest bucket), batches in input order padded to their
                   longest text by tokenizer.pad, BertModel + mean pooling + grouped nn.Linear, softmax per task;
   pytorch_sorted  the same, with the texts sorted by length first (as Predictor batches them).
@@ -165,13 +167,14 @@ def run(args) -> tuple[dict, str]:
                                        args.torch_attention, args.seed).eval() if use_torch else None
   predictor = Predictor(model, predictor_params(model, pretrained, torch_model, args.seed), tokenizer, buckets, step=0)
   calls = {"mtl_jax": lambda: predictor.predict(texts, bs)}
-  processed = {"mtl_jax": predictor_processed(lengths, bs, buckets)}
+  processed = {"mtl_jax": predictor_processed(lengths, bs, predictor.length_buckets)}
   hf_tokenizer = hugging_face_tokenizer(config) if use_torch else None  # what a transformers user would load
   for name, sort in (("pytorch", False), ("pytorch_sorted", True)):
     calls[name] = lambda sort=sort: torch_predict(torch_model, hf_tokenizer, texts, bs, model.layout, max(buckets),
                                                   sort)
     processed[name] = torch_processed(lengths, bs, sort)
   report["settings"] = {**vars(args), "num_texts": len(texts), "length_buckets": list(buckets),
+                        "prediction_buckets": list(predictor.length_buckets),
                         "group_sizes": list(model.layout.group_sizes), "pooling": config.encoder.pooling,
                         "encoder_config": model.encoder.config.to_dict(),
                         "text_tokens": {"mean": float(lengths.mean()), "max": int(lengths.max())},
