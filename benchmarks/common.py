@@ -183,6 +183,9 @@ def torch_optimizer(model, learning_rate: float, weight_decay: float):
                             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=learning_rate)
 
 
+TORCH_OPTIMIZER_SCOPE = "clip_and_adamw"  # the profiler's name for the optimizer part of torch_train_step
+
+
 def torch_train_step(model, optimizer, batch: dict, group_sizes, head_dropout: float, grad_clip: float) -> None:
   """One AdamW step on the grouped loss of a numpy batch (clipped to `grad_clip` global norm when > 0)."""
   import torch
@@ -190,9 +193,10 @@ def torch_train_step(model, optimizer, batch: dict, group_sizes, head_dropout: f
   loss = torch_grouped_loss(torch_logits(model, ids, mask, head_dropout, train=True), labels, group_sizes)
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
-  if grad_clip > 0:
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-  optimizer.step()
+  with torch.profiler.record_function(TORCH_OPTIMIZER_SCOPE):
+    if grad_clip > 0:
+      torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def set_torch_threads(threads: int) -> int:

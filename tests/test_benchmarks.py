@@ -99,16 +99,18 @@ def test_predict_measures_every_variant_and_both_sides_agree(shared_data, tmp_pa
     assert results[name]["max_prob_diff"] < 1e-4, (name, results[name]["max_prob_diff"])
 
 
-def test_step_profile_counts_at_least_the_dense_layers_flops(tmp_path):
+def test_step_profile_counts_at_least_the_dense_layers_flops_and_sorts_every_kind_of_op(tmp_path):
   """XLA's FLOP count of a train step is at least 6 x (encoder kernel weights) x tokens: forward 2, backward 4 per
-  weight and token (attention, heads and the optimizer come on top)."""
+  weight and token (attention, heads and the optimizer come on top). The per-op profiles find time in every kind of
+  op (the tiny encoder has dropout) on both sides, and XLA's add up to a good part of the step: the op names from
+  the compiled HLO match the profiler's events."""
   import jax
 
   from benchmarks import common, step_profile
   out = tmp_path / "profile.json"
   report, table = step_profile.run(step_profile.parse_args(
       ["--encoder=random-tiny", "--buckets=16", "--tokens_per_batch=64", "--repeats=1", "--matmul=64",
-       f"--output={out}"]))
+       "--profile_steps=2", f"--output={out}"]))
   assert list(json.loads(out.read_text())["shapes"]) == ["4x16"] and "GFLOP/s" in table
   model = common.build_model(common.base_config("random-tiny", "float32", 4, 0))[0]
   kernels = [leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(model.init(jax.random.key(0))["encoder"])
@@ -117,3 +119,9 @@ def test_step_profile_counts_at_least_the_dense_layers_flops(tmp_path):
   shape = report["shapes"]["4x16"]
   assert shape["gflop"] * 1e9 >= 6 * sum(kernels) * 4 * 16 * 0.99
   assert shape["step_s"] > 0 and shape["of_matmul"] > 0 and report["optimizer_update_s"] > 0
+  assert shape["page_faults"] >= 0 and shape["kernel_s"] >= 0
+  ops = report["op_profile"]
+  assert ops["shape"] == "4x16" and "per-op profile" in table
+  for side in ("mtl_jax", "pytorch"):
+    assert all(ops[side]["seconds"][kind] > 0 for kind in step_profile.KINDS), (side, ops[side])
+  assert sum(ops["mtl_jax"]["seconds"].values()) > 0.3 * ops["mtl_jax"]["step_s"]
