@@ -45,4 +45,4 @@ def keep_freed_memory() -> bool:
       or accelerator_host()):
     return False
   mallopt = ctypes.CDLL(None).mallopt
-  return all([mallopt(param, value) == 1 for param, value in SETTINGS])
+  return all([mallopt(param, value) == 1 for param, value in SETTINGS])  # a list: every setting is made

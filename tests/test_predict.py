@@ -1,6 +1,5 @@
 """mtl_jax.predict's length buckets (prediction end to end is in test_train.py)."""
 
-import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,4 +16,3 @@ def test_prediction_buckets_keep_trainings_and_pad_little(length_buckets, data):
   padded = bucket_length(length, buckets)
   assert padded >= length and padded <= bucket_length(length, length_buckets)
   assert padded - length < (4 if length <= 64 else 8) or padded in length_buckets
-  assert np.all(np.diff(buckets) > 0)
