@@ -74,18 +74,19 @@ def random_batch(rows: int, length: int, vocab: int, group_sizes, seed: int) -> 
 
 
 class Stepper:
-  """Calls the jitted, state-donating train step on a batch, carrying the state from step to step."""
+  """Calls compiled, state-donating train steps, carrying the state from step to step as training does."""
 
-  def __init__(self, step, state: dict):
-    self.step, self.state = step, state
+  def __init__(self, state: dict):
+    self.state = state
 
-  def __call__(self, batch: dict):
-    self.state, out = self.step(self.state, batch)
+  def __call__(self, step, batch: dict):
+    self.state, out = step(self.state, batch)
     return out
 
 
 def per_step_usage(fn, steps: int) -> tuple[float, float]:
-  """(minor page faults, system CPU seconds) per call of `fn`, over `steps` calls after one."""
+  """(minor page faults, system CPU seconds) per call of `fn`, over `steps` calls after one (the heap has settled
+  in the timed calls before)."""
   jax.block_until_ready(fn())
   before = resource.getrusage(resource.RUSAGE_SELF)
   for _ in range(steps):
@@ -109,14 +110,14 @@ def op_kind(name: str, op_name: str) -> str:
   return "other"
 
 
-def jax_op_profile(stepper: Stepper, batch: dict, hlo_text: str, steps: int) -> dict[str, float]:
-  """Seconds per step by op kind, from a jax.profiler trace of `steps` steps."""
-  names = hlo_op_names(hlo_text)
-  jax.block_until_ready(stepper(batch))
+def jax_op_profile(stepper: Stepper, step, batch: dict, steps: int) -> dict[str, float]:
+  """Seconds per step by op kind, from a jax.profiler trace of `steps` steps of the compiled `step`."""
+  names = hlo_op_names(step.as_text())
+  jax.block_until_ready(stepper(step, batch))
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(steps):
-        jax.block_until_ready(stepper(batch))
+        jax.block_until_ready(stepper(step, batch))
     with gzip.open(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)[0]) as f:
       trace = json.load(f)
   seconds = dict.fromkeys(KINDS, 0.0)
@@ -177,17 +178,17 @@ def run(args) -> tuple[dict, str]:
   matmul = jax.jit(lambda x: x @ x)
   ceiling = 2 * args.matmul**3 / median_seconds(lambda: matmul(a), args.repeats) / 1e9
 
-  batches, compiled = {}, {}
+  batches, compiled = {}, {}  # one compile per shape, whose executable is also what runs
   for length, rows in bucket_batch_sizes(args.buckets, args.tokens_per_batch).items():
     batches[f"{rows}x{length}"] = random_batch(rows, length, model.encoder.config.vocab_size,
                                                model.layout.group_sizes, args.seed)
     compiled[f"{rows}x{length}"] = step.lower(state, batches[f"{rows}x{length}"]).compile()  # before donating
-  stepper, shapes = Stepper(step, state), {}
+  stepper, shapes = Stepper(state), {}
   for name, batch in batches.items():
     cost = compiled[name].cost_analysis()
     flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
-    seconds = median_seconds(lambda: stepper(batch), args.repeats)
-    faults, kernel_s = per_step_usage(lambda: stepper(batch), args.repeats)
+    seconds = median_seconds(lambda: stepper(compiled[name], batch), args.repeats)
+    faults, kernel_s = per_step_usage(lambda: stepper(compiled[name], batch), args.repeats)
     rows, length = batch["input_ids"].shape
     shapes[name] = {"rows": rows, "length": length, "gflop": flops / 1e9, "step_s": seconds,
                     "gflop_per_s": flops / 1e9 / seconds, "of_matmul": flops / 1e9 / seconds / ceiling,
@@ -195,7 +196,7 @@ def run(args) -> tuple[dict, str]:
 
   traced = profile_shape(shapes, args.profile_shape)
   ops = {"shape": traced, "mtl_jax": {"step_s": shapes[traced]["step_s"],
-                                      "seconds": jax_op_profile(stepper, batches[traced], compiled[traced].as_text(),
+                                      "seconds": jax_op_profile(stepper, compiled[traced], batches[traced],
                                                                 args.profile_steps)}}
   if args.torch:
     if not common.torch_available():
