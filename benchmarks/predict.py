@@ -38,10 +38,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.encoder import DEFAULT_PRETRAINED, RANDOM_PRESETS, hf_to_flax, resolve_encoder_dir  # noqa: E402
+from mtl_jax.encoder import hf_to_flax  # noqa: E402
 from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402
+from mtl_jax.train import tokenizer_dir  # noqa: E402
 
 VARIANTS = ("mtl_jax", "pytorch", "pytorch_sorted")
 BASELINE = "mtl_jax"
@@ -62,11 +63,9 @@ def result_rows(layout: Layout, probs: np.ndarray) -> list[dict]:
 
 
 def hugging_face_tokenizer(config):
-  """transformers' AutoTokenizer for the encoder's tokenizer files (the random presets use the packaged MiniLM's)."""
+  """transformers' AutoTokenizer for the encoder's tokenizer files, the ones mtl_jax reads."""
   from transformers import AutoTokenizer
-  name = config.encoder.tokenizer or (DEFAULT_PRETRAINED if config.encoder.name in RANDOM_PRESETS
-                                      else config.encoder.name)
-  return AutoTokenizer.from_pretrained(resolve_encoder_dir(name))
+  return AutoTokenizer.from_pretrained(tokenizer_dir(config.encoder))
 
 
 def torch_predict(model, tokenizer, texts: list[str], batch_size: int, layout: Layout, max_length: int,

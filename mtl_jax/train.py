@@ -48,12 +48,18 @@ METRIC_NAMES = ("main", "loss", *metrics_lib.METRIC_NAMES, *evaluation.TAGGING_M
 # ---------------------------------------------------------------------------------------------------------------
 # Encoder, tokenizer, optimizer.
 
+def tokenizer_dir(enc_cfg) -> str:
+  """The directory of `config.encoder`'s tokenizer: config.encoder.tokenizer, else the encoder's own (the packaged
+  MiniLM's for a random preset)."""
+  return resolve_encoder_dir(enc_cfg.tokenizer or (DEFAULT_PRETRAINED if enc_cfg.name in RANDOM_PRESETS
+                                                   else enc_cfg.name))
+
+
 def build_encoder(enc_cfg) -> tuple[EncoderConfig, dict | None, object]:
   """(architecture, pretrained params or None, tokenizer) for `config.encoder`."""
   random = enc_cfg.name in RANDOM_PRESETS  # weights first: a directory without them is named before its tokenizer
   config, params = (None, None) if random else load_pretrained(resolve_encoder_dir(enc_cfg.name))
-  tokenizer = load_tokenizer(resolve_encoder_dir(
-      enc_cfg.tokenizer or (DEFAULT_PRETRAINED if random else enc_cfg.name)))
+  tokenizer = load_tokenizer(tokenizer_dir(enc_cfg))
   if random:
     config = EncoderConfig(vocab_size=len(tokenizer), **RANDOM_PRESETS[enc_cfg.name])
   if len(tokenizer) > config.vocab_size:
