@@ -19,12 +19,12 @@ import jax
 import numpy as np
 
 from configs import three_task
-from mtl_jax.encoder import RANDOM_PRESETS, Encoder, EncoderConfig, resolve_encoder_dir
+from mtl_jax import host_memory
+from mtl_jax.encoder import RANDOM_PRESETS, EncoderConfig, build_encoder, resolve_encoder_dir
 from mtl_jax.input_pipeline import Encoded, make_batch, tokenize
-from mtl_jax.model import Model
+from mtl_jax.model import DTYPES, Model
 from mtl_jax.readers import read_conll, read_paired_text_labels
 from mtl_jax.tasks import Layout, Task
-from mtl_jax.train import DTYPES, build_encoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.environ.get("MTL_JAX_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
@@ -79,8 +79,7 @@ def build_model(config) -> tuple[Model, dict | None, object, str | None]:
   """(the model of the three benchmark tasks, pretrained encoder params or None, tokenizer, the weights' directory
   for PyTorch or None) for `config.encoder`, as train_and_evaluate builds them."""
   enc_config, pretrained, tokenizer = build_encoder(config.encoder)
-  model = Model(Encoder(enc_config, DTYPES[config.encoder.dtype], config.encoder.remat), make_layout(),
-                config.encoder.pooling, config.encoder.head_dropout)
+  model = Model.from_config(config.encoder, enc_config, make_layout())
   weights_dir = None if config.encoder.name in RANDOM_PRESETS else resolve_encoder_dir(config.encoder.name)
   return model, pretrained, tokenizer, weights_dir
 
@@ -357,7 +356,10 @@ def argument_parser(doc: str, variants: tuple[str, ...], default_output: str) ->
 
 
 def main(parse_args, run, argv=None) -> None:
-  """A benchmark's command line: run it, print the table, say where the JSON went."""
+  """A benchmark's command line: run it, print the table, say where the JSON went. The host allocator setting of
+  mtl_jax's entry points (mtl_jax/host_memory.py) is made first, before JAX starts its threads; the PyTorch reference
+  runs in the same process, so under it too (benchmarks/README.md)."""
+  host_memory.keep_freed_memory()
   args = parse_args(argv)
   _, table = run(args)
   print(table)

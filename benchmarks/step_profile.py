@@ -44,8 +44,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from benchmarks import common  # noqa: E402
+from mtl_jax.optim import learning_rate_schedule, make_optimizer  # noqa: E402
 from mtl_jax.sampling import bucket_batch_sizes  # noqa: E402
-from mtl_jax.train import learning_rate_schedule, make_optimizer, train_step  # noqa: E402
+from mtl_jax.steps import train_step  # noqa: E402
 
 KINDS = ("matmul", "dropout rng", "optimizer", "other")
 MATMUL_OPS = ("ynn_fusion", "xnn_fusion", "dot", "onednn")  # how XLA:CPU names the thunks that run dots

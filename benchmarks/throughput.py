@@ -67,9 +67,10 @@ from benchmarks import common  # noqa: E402
 from mtl_jax.input_pipeline import Encoded, make_batch  # noqa: E402
 from mtl_jax.losses import grouped_cross_entropy, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
+from mtl_jax.optim import make_optimizer  # noqa: E402
 from mtl_jax.sampling import MixtureOrder, StepBatch, bucket_batch_sizes, bucket_of  # noqa: E402
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
-from mtl_jax.train import make_optimizer, train_step  # noqa: E402
+from mtl_jax.steps import train_step  # noqa: E402
 
 VARIANTS = ("mtl_jax", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
 BASELINES = ("pytorch", "per_task_pass")

@@ -8,20 +8,17 @@ same text (the file repeats 155 of them) always land in the same split.
 
 import ml_collections
 
-from configs import pos_chunk, three_task
+from configs import default
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = pos_chunk.get_config()  # corpus-per-task defaults (data root, buckets, eval per epoch)
+  c = default.corpus_defaults(default.get_config())  # one epoch, eval per epoch; corpora under data.root
   tweets = dict(format="csv", text_columns=("text",), train="airline_tweets/Tweets.csv", validation="0.1",
                 test="0.1")
-  c.tasks = ml_collections.ConfigDict()
   c.tasks.sentiment = dict(kind="classification", data=dict(tweets, label_column="airline_sentiment"))  # 3 classes
   c.tasks.reason = dict(kind="classification", data=dict(tweets, label_column="negativereason"))  # 10, negatives only
   c.tasks.airline = dict(kind="classification", data=dict(tweets, label_column="airline"))  # 6 airlines
-  c.train.epochs = 1.0
-  c.train.batch_size = 32  # tweets are short: larger batches than pos_chunk's
+  c.train.batch_size = 32  # tweets are short: larger batches than the corpus default
   c.train.eval_batch_size = 128
-  c.train.learning_rate = 1e-4
 
-  return three_task.smoke(c, steps=6, sentiment=0.02, reason=0.02, airline=0.02) if three_task.check_arg(arg) else c
+  return default.smoke(c, steps=6, sentiment=0.02, reason=0.02, airline=0.02) if default.check_arg(arg) else c

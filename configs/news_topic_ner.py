@@ -7,12 +7,11 @@ original files are IOB1; they are read as IOB1 and trained and scored as IOB2.
 
 import ml_collections
 
-from configs import pos_chunk, three_task
+from configs import default
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = pos_chunk.get_config()  # corpus-per-task defaults (data root, buckets, one epoch, eval per epoch)
-  c.tasks = ml_collections.ConfigDict()
+  c = default.corpus_defaults(default.get_config())  # one epoch, small batches; corpora under data.root
   c.tasks.topic = dict(kind="classification", data=dict(  # 4 classes, 1,900 rows each
       format="csv", header=False, text_columns=(1, 2), label_column=0, label_names="ag_news/classes.txt",
       backslash_escapes=True,  # the file writes line breaks as backslashes and $ as \$
@@ -21,4 +20,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       format="conll", columns=dict(pos=1, chunk=2, ner=3), tag="ner", scheme="IOB1",
       train="conll2003/eng.train", validation="conll2003/eng.testa", test="conll2003/eng.testb"))
 
-  return three_task.smoke(c, steps=6, topic=0.02, ner=0.01) if three_task.check_arg(arg) else c
+  return default.smoke(c, steps=6, topic=0.02, ner=0.01) if default.check_arg(arg) else c

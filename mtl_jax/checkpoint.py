@@ -92,3 +92,17 @@ def find(path: str) -> tuple[ocp.CheckpointManager, int]:
     return manager(parent, create=False), int(name)
   raise UserError(f"{path}: no checkpoint found (expected a workdir, a '{BEST}' or '{LATEST}' directory, "
                   "or one step's directory)")
+
+
+def resume(mngr: ocp.CheckpointManager, meta: dict, state: dict, shardings: dict, workdir: str) -> dict | None:
+  """Restores the latest training state of `mngr` into `state` (onto `shardings`) and returns its meta; None when
+  there is no checkpoint. A checkpoint whose `meta` differs (tasks, encoder, ...) is another run: a UserError."""
+  step = mngr.latest_step()
+  if not step:
+    return None
+  saved = restore_meta(mngr, step)
+  if changed := [k for k in meta if saved.get(k) != meta[k]]:
+    raise UserError(f"{workdir}: holds a run with another {', '.join(changed)}; use a new --workdir")
+  state.update(restore_arrays(mngr, step, {k: abstract(state[k], shardings[k]) for k in ("params", "opt_state")}))
+  state["step"] = jax.device_put(jax.numpy.asarray(step, jax.numpy.int32), shardings["step"])
+  return saved

@@ -25,18 +25,14 @@ import re
 import numpy as np
 
 from mtl_jax import readers, sampling, spans, tfds_source
-from mtl_jax.data import validation_count
+from mtl_jax.data import Table, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, concat, encode_words, tokenize, with_tags
-from mtl_jax.tasks import Layout, task_from_config
+from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, with_tags
+from mtl_jax.tasks import Layout, chosen_tasks, layout_from_config, task_from_config
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
             "tweeteval": (), "tfds": ("label_column", "tag")}
-SPEC_FIELDS = ("format", *SPLITS, "downsample", "scheme", "columns", "tag", "separator", "word_column", "column",
-               "text_columns", "label_column", "header", "label_names", "backslash_escapes", "skip_empty", "dataset",
-               "data_dir", "words")
-
 
 @dataclasses.dataclass
 class Corpus:
@@ -60,27 +56,11 @@ def plain(value):
   return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def task_spec(name: str, task_cfg) -> dict:
-  where = f"config.tasks.{name}.data"
-  spec = plain(task_cfg.get("data") or {})
-  if spec.get("format") not in SELECTOR:
-    raise UserError(f"{where}.format: expected one of {sorted(SELECTOR)}, found {spec.get('format')!r}")
-  for key in spec:
-    if key not in SPEC_FIELDS:
-      raise UserError(f"{where}.{key}: no such data field; expected one of {SPEC_FIELDS}")
-  if not spec.get("train"):
-    raise UserError(f"{where}.train: a path is required")
-  if spec["format"] == "tfds" and not spec.get("dataset"):
-    raise UserError(f"{where}.dataset: a TFDS dataset is required (\"name\", \"name/config\" or "
-                    "\"name/config:version\")")
-  return spec
-
-
 def group_tasks(config) -> list[Corpus]:
   """Tasks grouped by the corpus they read (specs equal but for the label-selecting field)."""
   corpora: dict[str, Corpus] = {}
   for name in config.tasks.keys():
-    spec = task_spec(name, config.tasks[name])
+    spec = plain(config.tasks[name].get("data") or {})  # checked by schema.validate
     key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
     corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
   return list(corpora.values())
@@ -260,3 +240,21 @@ def load(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded]
     raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
   train = {"+".join(c.tasks): part for c, part in zip(corpora, encoded["train"])}
   return layout, train, evaluate[0], evaluate[1]
+
+
+def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded], Encoded, Encoded | None]:
+  """(layout, training examples by corpus name, validation, test or None): one table (`config.data.train`) whose
+  rows label every task, or a corpus per task (`config.tasks.<name>.data`)."""
+  chosen = chosen_tasks(config)
+  if not config.data.get("train"):
+    only = config.copy_and_resolve_references()
+    with only.unlocked():
+      for name in set(config.tasks.keys()) - set(chosen):
+        del only.tasks[name]
+    return load(only, tokenizer, max_length)
+  full = layout_from_config(config)  # every labels column is read and checked, the chosen ones kept
+  keep = [i for i, name in enumerate(full.names) if name in chosen]
+  tables = (*load_splits(config.data, full, config.seed), load_test(config.data, full))  # test: None without one
+  train, validation, test = (None if t is None else encode_table(
+      Table(t.texts, t.labels[:, keep], t.weights[:, keep]), tokenizer, max_length) for t in tables)
+  return Layout(tuple(full.tasks[i] for i in keep)), {"table": train}, validation, test

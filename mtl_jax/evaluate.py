@@ -3,7 +3,7 @@
   python -m mtl_jax.evaluate --checkpoint=runs/pos_chunk --split=test [--output=DIR] [--data_root=../shared/data]
 
 The split is rebuilt from the config stored in the checkpoint, with the checkpoint's tokenizer, by the code training
-uses (`train.load_data`), and scored by `train.evaluate_examples` on one device: on the validation split the numbers
+uses (`corpora.load_data`), and scored by `evaluation.score` on one device: on the validation split the numbers
 are those training logged for the same params. `--output` (default `<workdir>/eval_<split>`) receives
   metrics.json          every flat metric, named as in metrics.jsonl (`eval/<task>/<metric>` for validation,
                         `test/<task>/<metric>` for test, plus `<split>/mean/*` and `<split>/std/*`; NaN as null);
@@ -22,8 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtl_jax import checkpoint, evaluation, spans, train
-from mtl_jax import metrics as metrics_lib
+from mtl_jax import checkpoint, cli, corpora, evaluation, kinds, report, steps
 from mtl_jax.corpora import is_fraction, resolve
 from mtl_jax.data import READERS
 from mtl_jax.errors import UserError
@@ -99,131 +98,22 @@ def check_layout(saved: Layout, built: Layout) -> None:
 
 def load_split(config, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded:
   """The examples of `split`, built as training built them; the layout must match the checkpoint's."""
-  built, _, validation, test = train.load_data(config, tokenizer, max_length)
+  built, _, validation, test = corpora.load_data(config, tokenizer, max_length)
   check_layout(layout, built)
   return {"validation": validation, "test": test}[split]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Per-class, per-tag and per-type scores.
-
-def per_class(cm: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-  """{class: {precision, recall, f1, support}} from a confusion matrix (rows true); 0 for a ratio 0/0 (as
-  scikit-learn's classification_report with zero_division=0). Every class is listed, present or not."""
-  tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
-  div = lambda a, b: np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
-  precision, recall, f1 = div(tp, predicted), div(tp, support), div(2 * tp, support + predicted)
-  return {name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-                 "support": int(support[k])} for k, name in enumerate(names)}
-
-
-def classification_predictions(data: Encoded, outputs: dict, layout: Layout, t: int) -> tuple[np.ndarray, np.ndarray]:
-  """(true, predicted) class ids of the rows labelled for the classification task at position `t`."""
-  task, labelled = layout.tasks[t], train.labelled_rows(data, t)
-  probs = outputs["classification"][labelled, layout.offsets[t]:layout.offsets[t] + task.num_classes]
-  return data.labels[labelled, t], np.argmax(probs, axis=1)
-
-
-def task_details(data: Encoded, outputs: dict, layout: Layout) -> dict[str, dict]:
-  """Per task: {"kind": "classes", "scores", "confusion"} for classification, {"kind": "types", "scores"} for span
-  taggers (span_report, with "micro avg"), {"kind": "tags", "scores"} for other taggers (over words); plus "count"
-  (labelled examples, or sentences and words)."""
-  details = {}
-  for t, task in enumerate(layout.tasks):
-    if task.kind == "classification":
-      y_true, y_pred = classification_predictions(data, outputs, layout, t)
-      cm = metrics_lib.confusion_matrix(y_true, y_pred, task.num_classes)
-      details[task.name] = {"kind": "classes", "scores": per_class(cm, task.labels), "confusion": cm,
-                            "count": f"{len(y_true)} labelled examples"}
-      continue
-    gold, pred = evaluation.sentence_tags(data, train.word_predictions(outputs, layout, t), t)
-    count = f"{len(gold)} sentences, {sum(len(g) for g in gold)} words"
-    if task.scheme:
-      names = np.asarray(task.labels, dtype=object)
-      scores = spans.span_report([list(names[g]) for g in gold], [list(names[p]) for p in pred], task.scheme)
-      details[task.name] = {"kind": "types", "scores": scores, "count": count}
-    else:
-      flat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)
-      cm = metrics_lib.confusion_matrix(flat(gold), flat(pred), task.num_classes)
-      details[task.name] = {"kind": "tags", "scores": per_class(cm, task.labels), "count": count}
-  return details
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Outputs: confusion matrix images, the markdown report, metrics.json.
-
-def plot_confusion(cm: np.ndarray, labels: tuple[str, ...], title: str, path: str) -> None:
-  """Counts and row-normalised shares side by side (rows true, columns predicted), written as a PNG. Uses the Agg
-  canvas directly, so no pyplot state or global backend is touched."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  k, slanted = len(labels), max(map(len, labels)) > 4  # long class names are slanted under the x axis
-  side = max(3.2, 0.55 * k + 1.6)
-  fig = Figure(figsize=(2 * side + 0.6, side + 0.9), layout="constrained")
-  FigureCanvasAgg(fig)
-  totals = cm.sum(axis=1, keepdims=True)
-  shares = np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
-  for ax, values, name in zip(fig.subplots(1, 2), (cm, shares), ("counts", "row-normalised (recall)")):
-    scale = values.max() if values.max() > 0 else 1
-    ax.imshow(values, cmap="Blues", vmin=0, vmax=scale)
-    for i in range(k):
-      for j in range(k):
-        text = f"{values[i, j]:d}" if values is cm else f"{values[i, j]:.2f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                color="white" if values[i, j] > 0.6 * scale else "black")
-    ax.set_xticks(range(k), labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(name, fontsize=10)
-  fig.suptitle(title)
-  fig.savefig(path, dpi=100)
-
-
-def cell(value) -> str:
-  if isinstance(value, (int, np.integer)):
-    return str(value)
-  return f"{value:.4f}" if np.isfinite(value) else "n/a"
-
-
-def md_table(header: list[str], rows: list[list]) -> list[str]:
-  """A markdown table: text in the first column, numbers (4 decimals, n/a for NaN) in the others."""
-  lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-  return lines + ["| " + " | ".join([str(r[0]), *(cell(v) for v in r[1:])]) + " |" for r in rows]
-
+# The report: a summary table, then each task's section (its kind's), and the kinds' files beside it.
 
 def summary_table(per_task: dict[str, dict[str, float]], flat: dict[str, float], prefix: str) -> list[str]:
   """One row per task with every metric (span tables' per-type F1s aside), then the mean and std over tasks."""
   present = {k for m in per_task.values() for k in m if "/" not in k}
-  columns = [k for k in dict.fromkeys(train.METRIC_NAMES) if k in present] + sorted(present - set(train.METRIC_NAMES))
+  names = evaluation.METRIC_NAMES
+  columns = [k for k in dict.fromkeys(names) if k in present] + sorted(present - set(names))
   rows = [[name, *(m.get(k, float("nan")) for k in columns)] for name, m in per_task.items()]
   rows += [[agg, *(flat.get(f"{prefix}/{agg}/{k}", float("nan")) for k in columns)] for agg in ("mean", "std")]
-  return md_table(["task", *columns], rows)
-
-
-def score_rows(scores: dict[str, dict[str, float]]) -> list[list]:
-  return [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in scores.items()]
-
-
-def task_section(name: str, task, detail: dict, split: str) -> list[str]:
-  """The per-class (and confusion matrix), per-type or per-tag table of one task."""
-  if detail["kind"] == "classes":
-    confusion = [[label, *map(int, row)] for label, row in zip(task.labels, detail["confusion"])]
-    return [f"## {name}: per class", "", *md_table(["class", "precision", "recall", "f1", "support"],
-                                                    score_rows(detail["scores"])), "",
-            f"### {name}: confusion matrix (rows true, columns predicted)", "",
-            *md_table(["true \\ predicted", *task.labels], confusion), "",
-            f"![{name} confusion matrix, {split}]({confusion_file(name)})", ""]
-  if detail["kind"] == "types":
-    return [f"## {name}: per span type ({task.scheme}, exact match of type, start and end)", "",
-            *md_table(["type", "precision", "recall", "f1", "support"], score_rows(detail["scores"])), ""]
-  return [f"## {name}: per tag (over words)", "",
-          *md_table(["tag", "precision", "recall", "f1", "support"], score_rows(detail["scores"])), ""]
-
-
-def confusion_file(task: str) -> str:
-  return f"confusion_{task}.png"
+  return report.md_table(["task", *columns], rows)
 
 
 def format_report(header: dict, per_task: dict, flat: dict, details: dict, layout: Layout, split: str) -> str:
@@ -241,21 +131,19 @@ def format_report(header: dict, per_task: dict, flat: dict, details: dict, layou
             "`precision` / `recall` / `f1` micro over spans. `main` is each task's headline score (`f1` for span "
             "taggers, `accuracy` otherwise); mean and std are over tasks.", ""]
   for task in layout.tasks:
-    lines += task_section(task.name, task, details[task.name], split)
+    lines += kinds.KINDS[task.kind].report_section(task, details[task.name], split)
   return "\n".join(lines)
 
 
-def write_outputs(directory: str, report: str, flat: dict, details: dict, layout: Layout, split: str) -> None:
+def write_outputs(directory: str, report_text: str, flat: dict, details: dict, layout: Layout, split: str) -> None:
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "report.md"), "w", encoding="utf-8") as f:
-    f.write(report + "\n")
+    f.write(report_text + "\n")
   with open(os.path.join(directory, "metrics.json"), "w", encoding="utf-8") as f:
     json.dump({k: (float(v) if np.isfinite(v) else None) for k, v in flat.items()}, f, indent=2)
     f.write("\n")
   for task in layout.tasks:
-    if details[task.name]["kind"] == "classes":
-      plot_confusion(details[task.name]["confusion"], task.labels, f"{task.name} ({split})",
-                     os.path.join(directory, confusion_file(task.name)))
+    kinds.KINDS[task.kind].write_files(directory, task, details[task.name], split)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -264,7 +152,7 @@ def write_outputs(directory: str, report: str, flat: dict, details: dict, layout
 class Evaluation:
   report: str  # report.md
   metrics: dict[str, float]  # metrics.json (NaN where it has null)
-  details: dict[str, dict]  # per task, see task_details
+  details: dict[str, dict]  # per task, its kind's `details`
   directory: str  # where the files went
 
 
@@ -283,21 +171,22 @@ def run(checkpoint_path: str, split: str = "test", output: str | None = None, ba
   sources = check_split(config, split, layout.names)
   data = load_split(config, split, layout, predictor.tokenizer, max(buckets))
 
-  eval_step = jax.jit(lambda p, b: train.eval_step(p, b, model=predictor.model))
+  eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=predictor.model))
   pad_id = predictor.tokenizer.pad_token_id or 0
-  per_task, flat, outputs = train.evaluate_examples(
+  per_task, flat, stores = evaluation.score(
       lambda b: eval_step(predictor.params, b), lambda idx: make_batch(data, idx, batch_size, buckets, pad_id),
       data, layout, batch_size, SPLITS[split])
-  details = task_details(data, outputs, layout)
+  details = {task.name: kinds.KINDS[task.kind].details(data, output, t, task)
+             for t, (task, output) in enumerate(zip(layout.tasks, evaluation.task_outputs(stores, layout)))}
 
   examples = f"{len(data)}" + (f" ({len(np.unique(data.sentence))} sentences or texts, long sentences split into "
                                "windows)" if data.sentence is not None else "")
   header = {"checkpoint": os.path.join(str(mngr.directory), str(step)), "step": step, "sources": sources,
             "examples": examples}
-  report = format_report(header, per_task, flat, details, layout, split)
+  text = format_report(header, per_task, flat, details, layout, split)
   directory = output or os.path.join(os.path.dirname(str(mngr.directory)), f"eval_{split}")
-  write_outputs(directory, report, flat, details, layout, split)
-  return Evaluation(report, flat, details, directory)
+  write_outputs(directory, text, flat, details, layout, split)
+  return Evaluation(text, flat, details, directory)
 
 
 def define_flags(flag_values=None) -> None:
@@ -318,20 +207,16 @@ def main(argv, flag_values=None) -> None:
   """Prints report.md (and where the files went, on stderr); a UserError is one line on stderr and exit code 2."""
   from absl import flags
   flag = flags.FLAGS if flag_values is None else flag_values
-  try:
+  with cli.user_errors():
     if len(argv) > 1:
       raise UserError(f"unexpected arguments: {argv[1:]}")
     result = run(flag.checkpoint, flag.split, flag.output, flag.batch_size, flag.data_root)
     print(result.report)
     print(f"wrote report.md, metrics.json and the confusion matrices to {result.directory}", file=sys.stderr)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
-  from absl import app, logging
+  from absl import logging
   define_flags()
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  cli.run(main)

@@ -1,36 +1,75 @@
-"""Tagging evaluation on the host: word-level predictions back into sentences, then token accuracy and span scores.
+"""Scoring any split: every example once through the forward pass, outputs gathered per kind, metrics per task.
 
-A sentence longer than the encoder's window was split into consecutive examples; their words are joined again by
-sentence id, so spans crossing a window boundary are scored as one span and every gold word counts once.
+`collect` is the batch loop that evaluation and prediction share; `score` turns what it gathered into the metrics
+training logs (`<split>/<task>/<metric>`, `<split>/mean/<metric>`, `<split>/std/<metric>`), which the evaluate CLI
+reports too. Each kind (mtl_jax/kinds) says what its tasks gather and how they are scored.
 """
 
 import numpy as np
 
-from mtl_jax import spans
-from mtl_jax.input_pipeline import Encoded
-from mtl_jax.tasks import Task
+from mtl_jax import kinds
+from mtl_jax import metrics as metrics_lib
+from mtl_jax.input_pipeline import Encoded, eval_indices
+from mtl_jax.tasks import Layout
 
-TAGGING_METRICS = ("accuracy", "precision", "recall", "f1")
-
-
-def sentence_tags(data: Encoded, preds: list[np.ndarray], t: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-  """(gold, predicted) word tag ids per sentence labelled for task position `t`."""
-  gold, pred = {}, {}
-  for i, starts in enumerate(data.starts):
-    if len(starts) and data.tags[i][starts[0], t] >= 0:
-      gold.setdefault(data.sentence[i], []).append(data.tags[i][starts, t])
-      pred.setdefault(data.sentence[i], []).append(preds[i])
-  return [np.concatenate(gold[s]) for s in gold], [np.concatenate(pred[s]) for s in gold]
+METRIC_NAMES = kinds.metric_names()
+SHOWN = {"main": "main", "loss": "loss", "accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro",
+         "mcc": "mcc", "auroc_macro": "auroc", "precision": "span_p", "recall": "span_r", "f1": "span_f1"}
 
 
-def tagging_metrics(data: Encoded, preds: list[np.ndarray], t: int, task: Task) -> dict[str, float]:
-  """Token accuracy, and for span tasks micro precision/recall/F1 and F1 per span type (conlleval semantics)."""
-  gold, pred = sentence_tags(data, preds, t)
-  if not gold:
-    return {name: float("nan") for name in TAGGING_METRICS}
-  result = {"accuracy": float(np.mean(np.concatenate(gold) == np.concatenate(pred)))}
-  if task.scheme:
-    names = np.asarray(task.labels, dtype=object)
-    scores = spans.span_scores([list(names[g]) for g in gold], [list(names[p]) for p in pred], task.scheme)
-    result.update({k: v for k, v in scores.items() if k != "accuracy"})
+def collect(step, batch, data: Encoded, layout: Layout, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
+  """Every example of `data` once, in batches of similar length: `batch(idx)` builds the batch of rows `idx` (padded
+  to `batch_size`), `step(batch)` returns (outputs by kind, loss sums, loss counts). Returns each kind's gathered
+  outputs (its store) and the summed per-task loss sums and counts."""
+  present = kinds.of_layout(layout)
+  stores = {k.name: k.empty(len(data), layout.total(k.name)) for k in present}
+  sums, counts = 0.0, 0.0
+  for idx in eval_indices(data.lengths, batch_size):
+    out, s, c = step(batch(idx))
+    for k in present:
+      k.gather(stores[k.name], np.asarray(out[k.name]), data, idx)
+    sums, counts = sums + np.asarray(s), counts + np.asarray(c)
+  return stores, sums, counts
+
+
+def task_outputs(stores: dict, layout: Layout) -> list:
+  """Each task's share of its kind's store, by task position."""
+  return [kinds.KINDS[task.kind].task_output(stores[task.kind], layout, t) for t, task in enumerate(layout.tasks)]
+
+
+def task_metrics(data: Encoded, stores: dict, loss_sums: np.ndarray, loss_counts: np.ndarray,
+                 layout: Layout) -> dict[str, dict[str, float]]:
+  """Host-side metrics per task from the gathered outputs (rows without a label for a task are left out)."""
+  result = {}
+  for t, (task, output) in enumerate(zip(layout.tasks, task_outputs(stores, layout))):
+    m = kinds.KINDS[task.kind].metrics(data, output, t, task)
+    m["loss"] = float(loss_sums[t] / loss_counts[t]) if loss_counts[t] > 0 else float("nan")
+    m["main"] = m[task.main_metric]
+    result[task.name] = m
   return result
+
+
+def flatten_metrics(per_task: dict[str, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
+  """{task: {metric: v}} -> {'eval/<task>/<metric>': v, 'eval/mean/<metric>': .., 'eval/std/<metric>': ..}."""
+  flat = {f"{prefix}/{task}/{k}": v for task, m in per_task.items() for k, v in m.items()}
+  overall = {task: {k: v for k, v in m.items() if "/" not in k} for task, m in per_task.items()}  # no per-type F1
+  flat.update({f"{prefix}/{k}": v for k, v in metrics_lib.mean_and_std(overall).items()})
+  return flat
+
+
+def score(step, batch, data: Encoded, layout: Layout, batch_size: int,
+          split: str = "eval") -> tuple[dict[str, dict[str, float]], dict[str, float], dict]:
+  """`collect`, then the metrics per task, the flat metrics (`flatten_metrics` with prefix `split`) and the stores."""
+  stores, sums, counts = collect(step, batch, data, layout, batch_size)
+  per_task = task_metrics(data, stores, sums, counts, layout)
+  return per_task, flatten_metrics(per_task, split), stores
+
+
+def format_eval_lines(step: int, per_task: dict[str, dict[str, float]], flat: dict[str, float],
+                      split: str = "eval") -> list[str]:
+  """One line per task and one for the mean, as Flair prints its dev scores."""
+  width = max(len(name) for name in [*per_task, "mean"])
+  mean = {k.split("/", 2)[2]: v for k, v in flat.items() if k.startswith(f"{split}/mean/")}
+  line = lambda name, m: f"{split} step {step:>6} | {name:<{width}} | " + "  ".join(
+      f"{short} {m[k]:.4f}" for k, short in SHOWN.items() if k in m)
+  return [line(name, m) for name, m in per_task.items()] + [line("mean", mean)]

@@ -5,10 +5,13 @@ classification head reads the pooled text features [B, H]; the tagging head read
 [B, L, H]. `split_groups` cuts a head's output into the tasks' slices, as the layout says.
 """
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.tasks import Layout
+if TYPE_CHECKING:  # tasks -> kinds -> heads: the layout type only for annotations
+  from mtl_jax.tasks import Layout
 
 POOLINGS = ("cls", "mean")
 
@@ -35,7 +38,7 @@ def apply_grouped(params: dict, features: jax.Array) -> jax.Array:
   return logits.astype(jnp.float32)
 
 
-def split_groups(logits: jax.Array, layout: Layout, kind: str) -> dict[int, jax.Array]:
+def split_groups(logits: jax.Array, layout: "Layout", kind: str) -> dict[int, jax.Array]:
   """A kind's head output [..., sum K] -> {task position: its [..., K_t] logits}."""
   return {t: logits[..., layout.offsets[t]:layout.offsets[t] + layout.tasks[t].num_classes]
           for t in layout.of_kind(kind)}

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtl_jax import kinds
 from mtl_jax.heads import split_groups
 from mtl_jax.tasks import Layout, Task
 
@@ -30,10 +31,9 @@ def task_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
 def grouped_cross_entropy(logits: dict[str, jax.Array], batch: dict, layout: Layout) -> tuple[jax.Array, jax.Array]:
   """Head outputs by kind and a batch (labels [B, T], weights [B, T], tags [B, L, T]) -> (sums [T], counts [T])."""
   parts = {}
-  for t, task_logits in split_groups(logits.get("classification"), layout, "classification").items():
-    parts[t] = task_cross_entropy(task_logits, batch["labels"][:, t], batch["weights"][:, t], layout.tasks[t])
-  for t, task_logits in split_groups(logits.get("tagging"), layout, "tagging").items():
-    parts[t] = task_cross_entropy(task_logits, batch["tags"][:, :, t], batch["weights"][:, t, None], layout.tasks[t])
+  for kind in kinds.of_layout(layout):
+    for t, task_logits in split_groups(logits[kind.name], layout, kind.name).items():
+      parts[t] = task_cross_entropy(task_logits, *kind.targets(batch, t), layout.tasks[t])
   sums, counts = zip(*(parts[t] for t in range(len(layout.tasks))))
   return jnp.stack(sums), jnp.stack(counts)
 
@@ -43,10 +43,7 @@ def label_counts(batch: dict, layout: Layout) -> jax.Array:
   before any forward pass, so micro-batches of an accumulated step can all divide by the whole batch's counts."""
   counts = []
   for t, task in enumerate(layout.tasks):
-    if task.kind == "classification":
-      labels, weights = batch["labels"][:, t], batch["weights"][:, t]
-    else:
-      labels, weights = batch["tags"][:, :, t], batch["weights"][:, t, None]
+    labels, weights = kinds.KINDS[task.kind].targets(batch, t)
     counts.append(jnp.sum(jnp.where(labels >= 0, weights, 0.0)))
   return jnp.stack(counts)
 

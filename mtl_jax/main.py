@@ -1,13 +1,12 @@
 """Entry point: `python -m mtl_jax.main --config=configs/NAME.py[:smoke] --workdir=DIR [--config.key=value ...]`."""
 
-import os
 import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtl_jax.errors import UserError
+from mtl_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (`file.py` or `file.py:smoke`).",
                                           lock_config=True)
@@ -49,14 +48,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   from mtl_jax import distributed, train  # imported late so `--help` stays fast
-  try:
+  with cli.user_errors():
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIPROCESS.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=parse_flags)

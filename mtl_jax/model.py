@@ -1,7 +1,7 @@
 """The multi-task model: the shared Flax encoder, then one grouped head per kind of task, as init/apply functions.
 
-Classification tasks read the pooled text features, tagging tasks every token's hidden state; one encoder pass
-serves every task of a batch, whatever mix of tasks its examples are labelled for.
+Each kind's head reads what its kind says (classification the pooled text features, tagging every token's hidden
+state); one encoder pass serves every task of a batch, whatever mix of tasks its examples are labelled for.
 """
 
 import dataclasses
@@ -9,11 +9,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from mtl_jax import heads
-from mtl_jax.encoder import Encoder
+from mtl_jax import heads, kinds
+from mtl_jax.encoder import Encoder, EncoderConfig
 from mtl_jax.tasks import Layout
 
-HEAD_KINDS = ("classification", "tagging")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # config.encoder.dtype -> compute dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,17 +23,29 @@ class Model:
   pooling: str = "mean"
   head_dropout: float = 0.1
 
+  @classmethod
+  def from_config(cls, encoder_cfg, architecture: EncoderConfig, layout: Layout) -> "Model":
+    """The model `config.encoder` describes, for the encoder `architecture` and the tasks of `layout`."""
+    return cls(Encoder(architecture, DTYPES[encoder_cfg.dtype], encoder_cfg.remat), layout, encoder_cfg.pooling,
+               encoder_cfg.head_dropout)
+
+  @classmethod
+  def from_meta(cls, meta: dict) -> "Model":
+    """The model a checkpoint's meta describes, for inference."""
+    encoder = Encoder(EncoderConfig(**meta["encoder"]), DTYPES[meta.get("dtype", "float32")])
+    return cls(encoder, Layout.from_dict(meta["tasks"]), meta["pooling"])
+
   @property
-  def kinds(self) -> tuple[str, ...]:
+  def kinds(self) -> tuple[kinds.Kind, ...]:
     """The kinds of head this layout needs."""
-    return tuple(k for k in HEAD_KINDS if self.layout.of_kind(k))
+    return kinds.of_layout(self.layout)
 
   def init(self, rng: jax.Array) -> dict:
     enc_rng, head_rng = jax.random.split(rng)
     ids = jnp.zeros((1, 8), jnp.int32)
     hidden = self.encoder.config.hidden_size
     return {"encoder": self.encoder.init(enc_rng, ids, jnp.ones_like(ids))["params"],
-            "heads": {k: heads.init_grouped(jax.random.fold_in(head_rng, i), hidden, self.layout.total(k))
+            "heads": {k.name: heads.init_grouped(jax.random.fold_in(head_rng, i), hidden, self.layout.total(k.name))
                       for i, k in enumerate(self.kinds)}}
 
   def _dropout(self, x: jax.Array, rng: jax.Array | None, salt: int) -> jax.Array:
@@ -47,16 +59,11 @@ class Model:
     train = rng is not None
     hidden = self.encoder.apply({"params": params["encoder"]}, batch["input_ids"], batch["attention_mask"],
                                 deterministic=not train, rngs={"dropout": rng} if train else {})
-    out = {}
-    if "classification" in self.kinds:
-      features = self._dropout(heads.pool(hidden, batch["attention_mask"], self.pooling), rng, 1)
-      out["classification"] = heads.apply_grouped(params["heads"]["classification"], features)
-    if "tagging" in self.kinds:
-      out["tagging"] = heads.apply_grouped(params["heads"]["tagging"], self._dropout(hidden, rng, 2))
-    return out
+    return {k.name: heads.apply_grouped(params["heads"][k.name],
+                                        self._dropout(k.features(hidden, batch, self.pooling), rng, k.salt))
+            for k in self.kinds}
 
-  def probabilities(self, logits: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Softmax within each task's group, side by side, for every kind."""
-    return {kind: jnp.concatenate([jax.nn.softmax(g, axis=-1) for g in
-                                   heads.split_groups(lg, self.layout, kind).values()], axis=-1)
-            for kind, lg in logits.items()}
+  def outputs(self, logits: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """What evaluation and prediction gather, per kind (classification: probabilities; tagging: tag ids)."""
+    return {k.name: k.outputs(list(heads.split_groups(logits[k.name], self.layout, k.name).values()))
+            for k in self.kinds}

@@ -14,14 +14,13 @@ import re
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax import checkpoint, spans
-from mtl_jax.encoder import Encoder, EncoderConfig
+from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, encode_words, eval_indices, make_batch, tokenize
+from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize
 from mtl_jax.model import Model
+from mtl_jax.steps import predict_step
 from mtl_jax.tasks import Layout
 
 WORD = re.compile(r"\w+(?:['\-.]\w+)*|[^\w\s]")  # words and single punctuation marks, for tagging raw text
@@ -48,15 +47,14 @@ class Predictor:
   def __init__(self, model: Model, params: dict, tokenizer, length_buckets: tuple[int, ...], step: int):
     self.model, self.params, self.tokenizer, self.step = model, params, tokenizer, step
     self.length_buckets = prediction_buckets(length_buckets)
-    self._forward = jax.jit(lambda p, b: model.probabilities(model.logits(p, b)))
+    self._forward = jax.jit(lambda p, b: predict_step(p, b, model=model))
 
   @classmethod
   def load(cls, path: str) -> "Predictor":
     """From a workdir (its best checkpoint, else its latest), a manager directory, or one step's directory."""
     mngr, step = checkpoint.find(path)
     meta = checkpoint.restore_meta(mngr, step)
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[meta.get("dtype", "float32")]
-    model = Model(Encoder(EncoderConfig(**meta["encoder"]), dtype), Layout.from_dict(meta["tasks"]), meta["pooling"])
+    model = Model.from_meta(meta)
     # Restored onto this process's first device, whatever mesh the run was trained on.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shapes = jax.eval_shape(model.init, jax.random.key(0))
@@ -69,9 +67,9 @@ class Predictor:
     return self.model.layout
 
   def encode(self, inputs: list) -> tuple[Encoded, list[list[str]] | None]:
-    """Texts (or lists of words) -> examples; with tagging tasks, words are split out and kept."""
+    """Texts (or lists of words) -> examples; when a kind reads words (tagging), words are split out and kept."""
     num_tasks, max_length = len(self.layout.tasks), max(self.length_buckets)
-    if not self.layout.of_kind("tagging"):
+    if not any(k.reads_words for k in self.model.kinds):
       ids, _ = tokenize([x if isinstance(x, str) else " ".join(x) for x in inputs], self.tokenizer, max_length)
       return Encoded(ids, np.full((len(ids), num_tasks), -1, np.int32), np.ones((len(ids), num_tasks), np.float32)), None
     words = [split_words(x) if isinstance(x, str) else list(x) for x in inputs]
@@ -80,21 +78,6 @@ class Predictor:
                         np.ones((len(words), num_tasks), np.float32), self.tokenizer, max_length)
     return data, words
 
-  def outputs(self, data: Encoded, batch_size: int) -> dict:
-    """Classification probabilities per example and tagging probabilities per word of each example."""
-    out = {"classification": np.zeros((len(data), self.layout.total("classification")), np.float32),
-           "tagging": [None] * len(data)}
-    for idx in eval_indices(data.lengths, batch_size):
-      probs = self._forward(self.params, make_batch(data, idx, batch_size, self.length_buckets,
-                                                    self.tokenizer.pad_token_id or 0))
-      if "classification" in probs:
-        out["classification"][idx] = np.asarray(probs["classification"])[:len(idx)]
-      if "tagging" in probs:
-        tagging = np.asarray(probs["tagging"])
-        for row, i in enumerate(idx):
-          out["tagging"][i] = tagging[row, data.starts[i]]
-    return out
-
   def predict(self, inputs: list, batch_size: int = 64) -> list[dict]:
     """Per input (a text, or a list of words), keyed by task name:
     classification {"label", "probs"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}]
@@ -102,32 +85,16 @@ class Predictor:
     if not inputs:
       return []
     data, words = self.encode(list(inputs))
-    out = self.outputs(data, batch_size)
-    first = np.arange(len(data)) if words is None else np.unique(data.sentence, return_index=True)[1]
-    results = []
-    for n in range(len(inputs)):
-      result = {}
-      for t, task in enumerate(self.layout.tasks):
-        offset = self.layout.offsets[t]
-        if task.kind == "classification":
-          p = out["classification"][first[n], offset:offset + task.num_classes]
-          result[task.name] = {"label": task.labels[int(np.argmax(p))],
-                               "probs": {name: round(float(x), 6) for name, x in zip(task.labels, p)}}
-        else:
-          rows = np.flatnonzero(data.sentence == n)
-          word_probs = np.concatenate([out["tagging"][i][:, offset:offset + task.num_classes] for i in rows])
-          result[task.name] = tag_result(words[n], [task.labels[k] for k in word_probs.argmax(-1)], task.scheme)
-      results.append(result)
-    return results
-
-
-def tag_result(words: list[str], tags: list[str], scheme: str | None) -> dict:
-  """{"words", "tags"} and, for span schemes, the spans as {"text", "label", "start", "end" (exclusive)}."""
-  result = {"words": list(words), "tags": tags}
-  if scheme:
-    result["spans"] = [{"text": " ".join(words[a:b]), "label": label, "start": a, "end": b}
-                       for label, a, b in spans.extract_spans(tags, scheme)]
-  return result
+    pad_id = self.tokenizer.pad_token_id or 0
+    stores, _, _ = evaluation.collect(
+        lambda b: (self._forward(self.params, b), 0.0, 0.0),
+        lambda idx: make_batch(data, idx, batch_size, self.length_buckets, pad_id), data, self.layout, batch_size)
+    outputs = evaluation.task_outputs(stores, self.layout)
+    sentence = np.arange(len(data)) if data.sentence is None else data.sentence  # windows of an input are adjacent
+    bounds = np.searchsorted(sentence, np.arange(len(inputs) + 1))
+    return [{task.name: kinds.KINDS[task.kind].prediction(task, output, np.arange(bounds[n], bounds[n + 1]),
+                                                          None if words is None else words[n])
+             for task, output in zip(self.layout.tasks, outputs)} for n in range(len(inputs))]
 
 
 def read_jsonl_texts(path: str) -> list[str]:
@@ -162,7 +129,7 @@ def format_readable(text: str, result: dict) -> str:
 def main(argv) -> None:
   from absl import flags
   flag = flags.FLAGS
-  try:
+  with cli.user_errors():
     if len(argv) > 1:
       raise UserError(f"unexpected arguments: {argv[1:]}")
     if flag.batch_size <= 0:
@@ -183,19 +150,15 @@ def main(argv) -> None:
       texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
       for text, result in zip(texts, predictor.predict(texts, flag.batch_size)):
         print(format_readable(text, result))
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
-  from absl import app, logging
   from absl import flags as absl_flags
+  from absl import logging
   absl_flags.DEFINE_string("checkpoint", None, "Workdir, checkpoint manager directory or step directory.")
   absl_flags.DEFINE_string("input", None, "JSONL file with a 'text' field per row; default: lines from stdin.")
   absl_flags.DEFINE_string("output", None, "JSONL output, one object per input row keyed by task; default stdout.")
   absl_flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
   absl_flags.mark_flag_as_required("checkpoint")
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  cli.run(main)

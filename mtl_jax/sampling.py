@@ -39,25 +39,16 @@ def _check_sizes(sizes: Sequence[int], names: Sequence[str] | None) -> np.ndarra
 
 def corpus_probabilities(sizes: Sequence[int], strategy: str, temperature: float = 1.0,
                          weights: Sequence[float] | None = None, names: Sequence[str] | None = None) -> np.ndarray:
-  """Sampling probability of each corpus: proportional (n_i), temperature (n_i^(1/T)), uniform or explicit weights."""
+  """Sampling probability of each corpus: proportional (n_i), temperature (n_i^(1/T)), uniform or explicit weights
+  (`config.sampling`, checked by schema.validate; the sizes are checked here, where they are known)."""
   n = _check_sizes(sizes, names)
-  if strategy not in STRATEGIES:
-    raise UserError(f"config.sampling.strategy: expected one of {', '.join(STRATEGIES)}, found {strategy!r}")
-  if weights is not None and strategy != "explicit":
-    raise UserError(f"config.sampling.weights: only used with strategy 'explicit', found strategy {strategy!r}")
   if strategy == "temperature":
-    t = _number(temperature, "config.sampling.temperature", "a number > 0", lambda x: x > 0)
-    logits = np.log(n) / t  # log space: no overflow for large corpora or small T; T = inf gives uniform
+    logits = np.log(n) / float(temperature)  # log space: no overflow for large corpora or small T; T = inf: uniform
     p = np.exp(logits - logits.max())
   elif strategy == "uniform":
     p = np.ones_like(n)
   elif strategy == "explicit":
-    if weights is None or len(weights) != len(n):
-      raise UserError(f"config.sampling.weights: expected {len(n)} weights (one per corpus), found {weights!r}")
-    p = np.array([_number(w, f"config.sampling.weights[{i}]", "a finite number >= 0",
-                          lambda x: math.isfinite(x) and x >= 0) for i, w in enumerate(weights)])
-    if p.sum() <= 0:
-      raise UserError(f"config.sampling.weights: expected at least one weight > 0, found {list(weights)}")
+    p = np.asarray(weights, np.float64)
   else:
     p = n
   return p / p.sum()
@@ -268,3 +259,22 @@ class MixtureOrder:
       return StepBatch(rows, self.batch_size, None)
     length = int(self._batch_lengths[self.locate(step)[1]])
     return StepBatch(rows, self.batch_sizes[length], length)
+
+
+def mixture_order(config, layout, parts: dict, lengths: np.ndarray,
+                  multiple: int = 1) -> MixtureOrder:
+  """The step-indexed batch order over the corpora (named by their tasks, "pos+ner"), with `config.sampling`'s
+  strategy and epoch definition, and `config.data.tokens_per_batch`'s budget (batch sizes per bucket are multiples
+  of `multiple`: the batch shards x train.grad_accumulation)."""
+  sc, tc = config.sampling, config.train
+  names, sizes = list(parts), [len(p) for p in parts.values()]
+  if sum(sizes) < tc.batch_size:
+    raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {sum(sizes)} training examples")
+  p = corpus_probabilities(sizes, sc.strategy, sc.temperature, list(sc.weights) or None, names)
+  epoch_examples = None
+  if sc.epoch_task:  # a trained task, as schema.validate checked
+    i = next(i for i, n in enumerate(names) if sc.epoch_task in n.split("+"))
+    epoch_examples = epoch_examples_for(sizes[i], p[i], sc.epoch_task)
+  return MixtureOrder(sizes, p, tc.batch_size, config.seed, lengths, config.data.group_by_length,
+                      epoch_examples=epoch_examples, names=names, buckets=config.data.length_buckets,
+                      tokens_per_batch=config.data.tokens_per_batch, multiple=multiple)

@@ -15,6 +15,7 @@ whole (e.g. a vocabulary of 30522 over 8 devices).
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -36,9 +37,7 @@ DEFAULT_RULES = (
 def make_mesh(mesh_cfg, devices=None) -> Mesh:
   """A mesh of sizes `mesh_cfg.<axis>`; one size may be -1 (all remaining devices)."""
   devices = np.asarray(devices if devices is not None else jax.devices())
-  sizes = [int(mesh_cfg.get(axis, 1)) for axis in AXES]
-  if sizes.count(-1) > 1:
-    raise UserError(f"config.mesh: at most one axis may be -1, found {dict(zip(AXES, sizes))}")
+  sizes = [int(mesh_cfg.get(axis, 1)) for axis in AXES]  # at most one -1, as schema.validate checked
   known = int(np.prod([s for s in sizes if s != -1]))
   if -1 in sizes:
     sizes[sizes.index(-1)] = devices.size // known
@@ -92,3 +91,31 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
     raise ValueError(f"process {jax.process_index()} holds batch rows {blocks}, not one block; order the mesh's "
                      "devices by process")
   return slice(blocks[0][0], blocks[-1][1])
+
+
+def batch_multiple(train_cfg, mesh: Mesh) -> int:
+  """What every training batch size must be a multiple of (the batch shards x train.grad_accumulation); checks
+  train.batch_size and train.eval_batch_size against it."""
+  for field, multiple in (("batch_size", train_cfg.grad_accumulation), ("eval_batch_size", 1)):
+    if train_cfg[field] % (multiple * batch_divisor(mesh)):
+      micro = f" x {multiple} micro-batches (train.grad_accumulation)" if multiple > 1 else ""
+      raise UserError(f"config.train.{field}: {train_cfg[field]} is not a multiple of the {batch_divisor(mesh)} batch "
+                      f"shards (mesh data x fsdp){micro}")
+  return train_cfg.grad_accumulation * batch_divisor(mesh)
+
+
+def create_state(init_params, tx, key: jax.Array, mesh: Mesh, rules=(), pretrained: dict | None = None) -> tuple:
+  """(state, its shardings): params and optimizer state created in place, already sharded by `rules`
+  (`config.mesh.rules`; empty: DEFAULT_RULES) with shapes from jax.eval_shape, so nothing is allocated before it is
+  placed; the pretrained encoder is put over its params."""
+  rules = tuple(tuple(r) for r in rules) or DEFAULT_RULES
+  abstract_params = jax.eval_shape(init_params, key)
+  param_sh = tree_shardings(abstract_params, mesh, rules)
+  opt_sh = tree_shardings(jax.eval_shape(tx.init, abstract_params), mesh, rules)
+  replicated = NamedSharding(mesh, P())
+  params = jax.jit(init_params, out_shardings=param_sh)(key)
+  if pretrained is not None:
+    params["encoder"] = jax.device_put(pretrained, param_sh["encoder"])
+  state = {"params": params, "opt_state": jax.jit(tx.init, out_shardings=opt_sh)(params),
+           "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated)}
+  return state, {"params": param_sh, "opt_state": opt_sh, "step": replicated}

@@ -23,6 +23,7 @@ sum_k (sum_i a_ik) g_k over the parameters, whatever their sharding.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 METHODS = ("static", "uncertainty", "pcgrad")
@@ -97,3 +98,11 @@ def optimizer(method: str, model_tx: optax.GradientTransformation,
   labels = lambda params: {k: jax.tree.map(lambda _: "weighting" if k == "weighting" else "model", v)
                            for k, v in params.items()}
   return optax.multi_transform({"model": model_tx, "weighting": optax.adam(learning_rate)}, labels)
+
+
+def logged_weights(params: dict, layout) -> dict[str, float]:
+  """`train/<task>/weight` of a loss weighting with learned parameters (uncertainty: w_t exp(-s_t)); else empty."""
+  if "weighting" not in params:
+    return {}
+  values = np.asarray(effective_weights(jnp.asarray(layout.weights), params["weighting"])).tolist()
+  return {f"train/{name}/weight": v for name, v in zip(layout.names, values)}

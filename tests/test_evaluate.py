@@ -15,12 +15,13 @@ from runs import REPO, make_table, read_history, smoke
 from seqeval.metrics import classification_report as seqeval_report
 from sklearn.metrics import classification_report, confusion_matrix
 
-from mtl_jax import checkpoint, corpora, evaluate
+from mtl_jax import checkpoint, corpora, evaluate, schema
+from mtl_jax.corpora import load_data
 from mtl_jax.data import load_splits
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tasks import Layout, Task, layout_from_config
-from mtl_jax.train import load_data, train_and_evaluate
+from mtl_jax.train import train_and_evaluate
 
 
 def load_config(name, arg="smoke"):
@@ -194,4 +195,4 @@ def test_table_config_test_file(table, tokenizer, tmp_path):
   assert evaluate.check_split(config, "test", layout.names) == {"table": f"`{test_file}`"}
   assert load_data(smoke(table), tokenizer, 64)[3] is None
   with pytest.raises(UserError, match=r"^config.data.test: expected a table file .* found '0.1'"):
-    load_data(smoke(table, **{"data.test": "0.1"}), tokenizer, 64)
+    schema.validate(smoke(table, **{"data.test": "0.1"}))

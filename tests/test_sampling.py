@@ -4,6 +4,7 @@ budgets (batches of B_L rows per bucket length L)."""
 import math
 import re
 
+import ml_collections
 import numpy as np
 import pytest
 from runs import load_config
@@ -20,7 +21,7 @@ from mtl_jax.sampling import (
   epoch_examples_for,
   largest_remainder,
 )
-from mtl_jax.train import check_config
+from mtl_jax.schema import validate
 
 FINE = (16, 24, 32, 40, 48, 64, 80, 96, 128)
 
@@ -46,22 +47,41 @@ def test_probabilities_for_each_strategy():
   np.testing.assert_allclose(corpus_probabilities([10 ** 9, 1], "temperature", 0.01), [1, 0])  # no overflow
 
 
+def two_corpus_config(**sampling):
+  """A config of two tasks with a corpus each (not read: schema.validate checks the config alone)."""
+  config = load_config()
+  config.data.train = ""
+  config.data.label_order = ()
+  config.tasks = ml_collections.ConfigDict({
+      name: dict(kind="classification", data=dict(format="csv", train=f"{name}.csv", label_column="label"))
+      for name in ("pos", "chunk")})
+  config.sampling.update(sampling)
+  return config
+
+
+@pytest.mark.parametrize("sampling, field", [
+  ({"strategy": "temperature", "temperature": 0}, "config.sampling.temperature: expected a number > 0, found 0"),
+  ({"strategy": "temperature", "temperature": -1.0}, "config.sampling.temperature"),
+  ({"strategy": "temperature", "temperature": math.nan}, "config.sampling.temperature"),
+  ({"strategy": "mixed"}, "config.sampling.strategy"),
+  ({"strategy": "explicit"}, "config.sampling.weights"),
+  ({"strategy": "explicit", "weights": (1.0,)}, "config.sampling.weights: expected 2 weights"),
+  ({"strategy": "explicit", "weights": (1.0, -1.0)}, "config.sampling.weights[1]"),
+  ({"strategy": "explicit", "weights": (0, 0)}, "config.sampling.weights"),
+  ({"strategy": "explicit", "weights": (1, math.inf)}, "config.sampling.weights[1]"),
+  ({"strategy": "uniform", "weights": (1, 2)}, "config.sampling.weights"),
+  ({"epoch_task": "ner"}, "config.sampling.epoch_task: unknown task 'ner'"),
+])
+def test_invalid_sampling_config_names_the_field(sampling, field):
+  with pytest.raises(UserError, match="^" + re.escape(field)):
+    validate(two_corpus_config(**sampling))
+
+
 @pytest.mark.parametrize("args, kwargs, field", [
-  (([10, 20], "temperature", 0), {}, "config.sampling.temperature: expected a number > 0, found 0"),
-  (([10, 20], "temperature", -1.0), {}, "config.sampling.temperature"),
-  (([10, 20], "temperature", math.nan), {}, "config.sampling.temperature"),
-  (([10, 20], "temperature", "2"), {}, "config.sampling.temperature"),
-  (([10, 20], "mixed"), {}, "config.sampling.strategy"),
-  (([10, 20], "explicit"), {}, "config.sampling.weights"),
-  (([10, 20], "explicit"), {"weights": [1.0]}, "config.sampling.weights"),
-  (([10, 20], "explicit"), {"weights": [1.0, -1.0]}, "config.sampling.weights[1]"),
-  (([10, 20], "explicit"), {"weights": [0, 0]}, "config.sampling.weights"),
-  (([10, 20], "explicit"), {"weights": [1, math.inf]}, "config.sampling.weights[1]"),
-  (([10, 20], "uniform"), {"weights": [1, 2]}, "config.sampling.weights"),
   (([10, 0], "uniform"), {"names": ["pos", "chunk"]}, "corpus 1 ('chunk')"),
   (([], "uniform"), {}, "config.sampling"),
 ])
-def test_invalid_probability_inputs_name_the_field(args, kwargs, field):
+def test_invalid_corpus_sizes_name_the_corpus(args, kwargs, field):
   with pytest.raises(UserError, match="^" + re.escape(field)):
     corpus_probabilities(*args, **kwargs)
 
@@ -333,6 +353,6 @@ def test_invalid_token_budgets():
     MixtureOrder([10, 20], [0.5, 0.5], 4, 0, buckets=FINE, tokens_per_batch=1024)
   for bad in (-1, -512):
     with pytest.raises(UserError, match="^config.data.tokens_per_batch: expected an integer >= 0"):
-      check_config(load_config(**{"data.tokens_per_batch": bad}))
+      validate(load_config(**{"data.tokens_per_batch": bad}))
   fixed = MixtureOrder([10, 20], [0.5, 0.5], 4, 0)
   assert fixed.batch(3).size == 4 and fixed.batch(3).length is None and fixed.locate(17) == (2, 3)

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax import corpora, tfds_source
+from mtl_jax import corpora, schema, tfds_source
 from mtl_jax.errors import UserError
 from mtl_jax.train import train_and_evaluate
 
@@ -205,8 +205,10 @@ def test_unknown_split_and_feature_are_named(tfds, tokenizer, tmp_path):
     corpora.load(config(tmp_path, **news_tasks(text_columns=("headline",))), tokenizer, 64)
   with pytest.raises(UserError, match=r"tfds:tiny_news: feature 'topic' is ClassLabel\(.*\), expected Text"):
     corpora.load(config(tmp_path, **news_tasks(text_columns=("title", "topic"))), tokenizer, 64)
+  no_dataset = schema.defaults()
+  no_dataset.tasks = config(tmp_path, **news_tasks(dataset="")).tasks
   with pytest.raises(UserError, match=r"config.tasks.topic.data.dataset: a TFDS dataset is required"):
-    corpora.load(config(tmp_path, **news_tasks(dataset="")), tokenizer, 64)
+    schema.validate(no_dataset)
 
 
 class FakeBuilder:

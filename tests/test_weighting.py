@@ -15,8 +15,9 @@ from mtl_jax.encoder import Encoder, EncoderConfig
 from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means
 from mtl_jax.model import Model
 from mtl_jax.predict import Predictor
+from mtl_jax.steps import train_step
 from mtl_jax.tasks import Layout, Task
-from mtl_jax.train import train_and_evaluate, train_step
+from mtl_jax.train import train_and_evaluate
 
 
 def reference_pcgrad(grads: np.ndarray, orders: np.ndarray) -> np.ndarray:

