@@ -1,6 +1,7 @@
-"""A corpus per task (the Flair way): read each task's data, pool all corpora, one label slot per task.
+"""The data of a run: its corpora read, the task layout built once, every split pooled with one label slot per task.
 
-`config.tasks.<name>.data` names a corpus:
+A run reads either one table (`config.data.train`, see mtl_jax/data.py), a corpus whose rows label every task, or a
+corpus per task (the Flair way). `config.tasks.<name>.data` names a task's corpus:
   format       "conll" (columns: {name: index}, tag: the column of this task, separator), "conllu" (column: upos or
                xpos), "csv" / "jsonl" (text_columns, label_column, header, label_names: a classes.txt, or
                backslash_escapes), or "tweeteval" (train: the task's folder, with {split}_text.txt,
@@ -20,15 +21,14 @@ its examples appear once in the pool and carry a label for each of those tasks, 
 import dataclasses
 import json
 import os
-import re
 
 import numpy as np
 
-from mtl_jax import readers, sampling, spans, tfds_source
-from mtl_jax.data import Table, load_splits, load_test, validation_count
+from mtl_jax import kinds, readers, sampling, spans, tfds_source
+from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, with_tags
-from mtl_jax.tasks import Layout, chosen_tasks, layout_from_config, task_from_config
+from mtl_jax.tasks import Layout, build_layout, chosen_tasks, layout_from_config
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
@@ -36,10 +36,12 @@ SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), 
 
 @dataclasses.dataclass
 class Corpus:
-  """One data source and the tasks it labels; `splits[s]` is a list of (words or text, {task: label(s)}, where)."""
-  tasks: list[str]
+  """One data source and the tasks it labels. `splits[s]` is a list of (words or text, {task: label(s)}, where)
+  records, or for the "table" format a `data.Table` (None: no such split)."""
+  tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
   splits: dict[str, list]
+  trained: tuple[str, ...] = ()  # the tasks of the run it labels, in layout order
 
   @property
   def kind(self) -> str:
@@ -56,13 +58,20 @@ def plain(value):
   return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def group_tasks(config) -> list[Corpus]:
-  """Tasks grouped by the corpus they read (specs equal but for the label-selecting field)."""
+def group_tasks(config, chosen: list[str]) -> list[Corpus]:
+  """The corpora of the `chosen` tasks: the table, which labels every task (in its label order), or the tasks
+  grouped by the corpus they read (specs equal but for the label-selecting field)."""
+  if config.data.get("train"):
+    order = list(config.data.get("label_order") or config.tasks.keys())
+    table = {"format": "table", **{split: str(config.data.get(split) or "") for split in SPLITS}}
+    return [Corpus(order, table, {}, tuple(t for t in order if t in chosen))]
   corpora: dict[str, Corpus] = {}
-  for name in config.tasks.keys():
+  for name in (n for n in config.tasks.keys() if n in chosen):
     spec = plain(config.tasks[name].get("data") or {})  # checked by schema.validate
     key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
-    corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
+    corpus = corpora.setdefault(key, Corpus([], spec, {}))
+    corpus.tasks.append(name)
+    corpus.trained += (name,)
   return list(corpora.values())
 
 
@@ -136,14 +145,13 @@ def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
   return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
 
 
-def is_fraction(value: str) -> bool:
-  """A split given as a share of train ("0.1", "10%" or a row count "500") rather than a file path."""
-  return bool(re.fullmatch(r"[\d.]+%?", value))
-
-
 def load_corpus(corpus: Corpus, config, seed: int) -> None:
   """Fills corpus.splits from its files: reads, splits off missing dev/test, downsamples."""
   spec, root = corpus.spec, config.data.root
+  if spec["format"] == "table":  # rows validated against every task's labels (the config's), split by rows
+    layout = layout_from_config(config)
+    corpus.splits = dict(zip(SPLITS, (*load_splits(config.data, layout, seed), load_test(config.data, layout))))
+    return
   where = f"config.tasks.{corpus.tasks[0]}.data"
   corpus.splits["train"] = read_file(corpus, config, source(spec, root, spec["train"]))
   num_texts = len(distinct_texts(corpus.splits["train"]))  # fractions are of the whole file
@@ -165,9 +173,9 @@ def load_corpus(corpus: Corpus, config, seed: int) -> None:
 
 def convert_scheme(corpus: Corpus, config) -> None:
   """Rewrites tags read in the file's scheme (`data.scheme`) into the task's scheme."""
-  for t in corpus.tasks:
+  for t in corpus.tasks if corpus.kind == "words" else ():
     source, target = config.tasks[t].data.get("scheme"), config.tasks[t].get("scheme")
-    if corpus.kind == "words" and source and target and source != target:
+    if source and target and source != target:
       for records in corpus.splits.values():
         for _, labels, _ in records:
           labels[t] = tuple(spans.convert_tags(labels[t], source, target))
@@ -175,7 +183,10 @@ def convert_scheme(corpus: Corpus, config) -> None:
 
 def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
   """The labels of `task` in the training split (the words' tags, or the texts' classes), sorted. For a span
-  scheme, every prefix of every span type seen: a B-ORG in dev is not unknown because train only had I-ORG."""
+  scheme, every prefix of every span type seen: a B-ORG in dev is not unknown because train only had I-ORG. A
+  table's labels are the config's (empty here)."""
+  if corpus.spec["format"] == "table":
+    return ()
   found = set()
   for _, labels, _ in corpus.splits["train"]:
     value = labels[task]
@@ -201,9 +212,13 @@ def label_ids(values, task, where: str, words=None) -> list[int]:
   return ids
 
 
-def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded:
+def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded | None:
   """One corpus split -> examples with a slot for every task of the layout (-1 for tasks of other corpora)."""
   records, num_tasks = corpus.splits[split], len(layout.tasks)
+  if corpus.spec["format"] == "table":  # label ids already, one column per task of the table
+    keep = [corpus.tasks.index(t) for t in layout.names]
+    return None if records is None else encode_table(
+        Table(records.texts, records.labels[:, keep], records.weights[:, keep]), tokenizer, max_length)
   labels = np.full((len(records), num_tasks), -1, np.int32)
   weights = np.ones((len(records), num_tasks), np.float32)
   if corpus.kind == "text":
@@ -221,40 +236,24 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   return encode_words([r[0] for r in records], tag_ids, labels, weights, tokenizer, max_length)
 
 
-def load(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded], Encoded, Encoded | None]:
-  """(layout, train examples by corpus ("pos+ner": the tasks it labels), validation pool, test pool or None)."""
-  corpora = group_tasks(config)
+def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[str, ...], Encoded], Encoded,
+                                                          Encoded | None]:
+  """(layout, training examples by corpus (keyed by the tasks it labels), validation pool, test pool or None) of
+  the tasks `config.train.tasks` chooses, read from the table or from each task's corpus."""
+  chosen = chosen_tasks(config)
+  corpora = group_tasks(config, chosen)
   for corpus in corpora:
     load_corpus(corpus, config, config.seed)
     convert_scheme(corpus, config)
-  found = {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora for t in c.tasks}
-  layout = Layout(tuple(task_from_config(t, config.tasks[t], found[t]) for t in config.tasks.keys()))
+  layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme"))
+                                         for c in corpora for t in c.trained})
   encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):
       raise UserError(f"config.tasks.{c.tasks[0]}.data.train: no training examples")
-  tagged = bool(layout.of_kind("tagging"))  # a pool of text corpora only still needs (empty) tags for tagging heads
-  pools = [[with_tags(p) if tagged else p for p in encoded[s] if len(p)] for s in SPLITS[1:]]
+  words = any(k.reads_words for k in kinds.of_layout(layout))  # text corpora in such a pool need (empty) tags
+  pools = [[with_tags(p) if words else p for p in encoded[s] if p is not None and len(p)] for s in SPLITS[1:]]
   evaluate = [concat(parts) if parts else None for parts in pools]
   if evaluate[0] is None:
     raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
-  train = {"+".join(c.tasks): part for c, part in zip(corpora, encoded["train"])}
-  return layout, train, evaluate[0], evaluate[1]
-
-
-def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[str, Encoded], Encoded, Encoded | None]:
-  """(layout, training examples by corpus name, validation, test or None): one table (`config.data.train`) whose
-  rows label every task, or a corpus per task (`config.tasks.<name>.data`)."""
-  chosen = chosen_tasks(config)
-  if not config.data.get("train"):
-    only = config.copy_and_resolve_references()
-    with only.unlocked():
-      for name in set(config.tasks.keys()) - set(chosen):
-        del only.tasks[name]
-    return load(only, tokenizer, max_length)
-  full = layout_from_config(config)  # every labels column is read and checked, the chosen ones kept
-  keep = [i for i, name in enumerate(full.names) if name in chosen]
-  tables = (*load_splits(config.data, full, config.seed), load_test(config.data, full))  # test: None without one
-  train, validation, test = (None if t is None else encode_table(
-      Table(t.texts, t.labels[:, keep], t.weights[:, keep]), tokenizer, max_length) for t in tables)
-  return Layout(tuple(full.tasks[i] for i in keep)), {"table": train}, validation, test
+  return layout, {c.trained: part for c, part in zip(corpora, encoded["train"])}, evaluate[0], evaluate[1]

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from mtl_jax.errors import UserError, location
-from mtl_jax.readers import csv_rows
+from mtl_jax.readers import csv_rows, jsonl_objects
 from mtl_jax.tasks import Layout, Task
 
 csv.field_size_limit(2**31 - 1)
@@ -103,32 +103,12 @@ def parse_text(value, where: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # File formats: each yields (where, text, labels, weight) with raw field values.
 
-def _decode(raw: bytes, path: str, first_line: int = 1) -> str:
-  try:
-    return raw.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = first_line + raw[:e.start].count(b"\n")
-    raise UserError(f"{location(path, line)}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
-                    "save the file as UTF-8") from None
-
-
 def _jsonl_rows(path: str, layout: Layout) -> Iterator[tuple]:
-  with open(path, "rb") as f:
-    for line_no, raw in enumerate(f, 1):
-      line = _decode(raw, path, line_no).strip()
-      if not line:
-        continue
-      where = location(path, line_no)
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
-      if not isinstance(row, dict):
-        raise UserError(f"{where}: expected a JSON object with 'text' and 'labels', found {type(row).__name__}")
-      for field in ("text", "labels"):
-        if field not in row:
-          raise UserError(f"{where}: field '{field}' is missing (found fields: {sorted(row)})")
-      yield where, row["text"], parse_labels(row["labels"], layout, where), row.get("weight")
+  for where, row in jsonl_objects(path, "a JSON object with 'text' and 'labels'"):
+    for field in ("text", "labels"):
+      if field not in row:
+        raise UserError(f"{where}: field '{field}' is missing (found fields: {sorted(row)})")
+    yield where, row["text"], parse_labels(row["labels"], layout, where), row.get("weight")
 
 
 def _json_cell(value: str, where: str, field: str):
@@ -184,6 +164,11 @@ def read_table(path: str, layout: Layout) -> Table:
                np.asarray(weights, np.float32).reshape(len(texts), -1))
 
 
+def is_fraction(value: str) -> bool:
+  """A split given as a share of train ("0.1", "10%" or a row count "500") rather than a file (or TFDS split)."""
+  return bool(re.fullmatch(r"[\d.]+%?", value))
+
+
 def validation_count(spec: str, n: int, where: str = "config.data.validation") -> int:
   """Rows to hold out: `spec` is a fraction ("0.1" or "10%") or a row count ("500")."""
   try:
@@ -207,9 +192,7 @@ def load_splits(data_cfg, layout: Layout, seed: int) -> tuple[Table, Table]:
   """(train, validation) from `config.data`: validation is a file, or a seeded split of train."""
   train = read_table(data_cfg.train, layout)
   spec = str(data_cfg.validation)
-  if os.path.splitext(spec)[1].lower() in READERS:
-    return train, read_table(spec, layout)
-  return split_validation(train, spec, seed)
+  return (train, read_table(spec, layout)) if not is_fraction(spec) else split_validation(train, spec, seed)
 
 
 def load_test(data_cfg, layout: Layout) -> Table | None:

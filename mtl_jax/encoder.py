@@ -79,14 +79,16 @@ class EncoderConfig:
 _ACTIVATIONS = {"gelu": lambda x: nn.gelu(x, approximate=False), "gelu_new": nn.gelu, "relu": nn.relu}
 
 
-class Embeddings(nn.Module):
+class _Part(nn.Module):
+  """A part of the encoder: the architecture and the compute dtype."""
   config: EncoderConfig
   dtype: jnp.dtype = jnp.float32
 
+
+class Embeddings(_Part):
   @nn.compact
   def __call__(self, input_ids, token_type_ids, deterministic: bool):
-    c = self.config
-    init = nn.initializers.normal(0.02)
+    c, init = self.config, nn.initializers.normal(0.02)
     positions = jnp.arange(input_ids.shape[1])[None, :]
     x = (nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init, name="word")(input_ids)
          + nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init, name="position")(positions)
@@ -95,10 +97,8 @@ class Embeddings(nn.Module):
     return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic).astype(self.dtype)
 
 
-class Layer(nn.Module):
+class Layer(_Part):
   """One post-LayerNorm transformer layer, named so that HF weights map one to one."""
-  config: EncoderConfig
-  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, bias, deterministic: bool):

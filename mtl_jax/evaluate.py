@@ -23,8 +23,8 @@ import ml_collections
 import numpy as np
 
 from mtl_jax import checkpoint, cli, corpora, evaluation, kinds, report, steps
-from mtl_jax.corpora import is_fraction, resolve
-from mtl_jax.data import READERS
+from mtl_jax.corpora import resolve
+from mtl_jax.data import is_fraction
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, make_batch
 from mtl_jax.predict import Predictor
@@ -54,7 +54,7 @@ def split_sources(config, split: str, tasks: tuple[str, ...]) -> dict[str, str]:
     value = str(config.data.get(split) or "")
     if not value:
       return {}
-    if split == "validation" and os.path.splitext(value)[1].lower() not in READERS:
+    if is_fraction(value):
       return {"table": f"{value} of `{train_file}` (seeded split, seed {config.seed})"}
     return {"table": f"`{value}`"}
   sources = {}

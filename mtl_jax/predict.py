@@ -20,6 +20,7 @@ from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize
 from mtl_jax.model import Model
+from mtl_jax.readers import jsonl_objects
 from mtl_jax.steps import predict_step
 from mtl_jax.tasks import Layout
 
@@ -100,17 +101,10 @@ class Predictor:
 def read_jsonl_texts(path: str) -> list[str]:
   """The "text" field of every row of a JSONL file (errors name the line)."""
   texts = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{line_no}: invalid JSON at column {e.colno}: {e.msg}") from None
-      if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        raise UserError(f"{path}:{line_no}: field 'text': expected a JSON object with a string 'text'")
-      texts.append(row["text"])
+  for where, row in jsonl_objects(path, "a JSON object with a string 'text'"):
+    if not isinstance(row.get("text"), str):
+      raise UserError(f"{where}: field 'text': expected a string, found {row.get('text')!r}")
+    texts.append(row["text"])
   return texts
 
 

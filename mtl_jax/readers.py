@@ -273,23 +273,32 @@ def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> 
     yield where, [cells[i] for i in indices[:-1]], cells[indices[-1]]
 
 
-def _jsonl_records(path: str, text_columns: tuple, label_column) -> Iterator[tuple]:
-  """(where, text values, label value) per JSONL line."""
-  for column in (*text_columns, label_column):
-    if not isinstance(column, str):
-      raise UserError(f"{path}: JSONL rows are read by key name; found column {column!r}")
+def jsonl_objects(path: str, expected: str = "a JSON object") -> Iterator[tuple[str, dict]]:
+  """(where, object) per non-blank line of a JSONL file (gzip transparent, UTF-8 required); a line that is not
+  valid JSON or not `expected` (a JSON object, described for the message) is an error naming it."""
   for line_no, line in enumerate(split_lines(read_text(path)), 1):
     if not line.strip():
       continue
     where = location(path, line_no)
     try:
       row = json.loads(line)
-    except ValueError as e:  # JSONDecodeError, and int strings over Python's digit limit.
+    except json.JSONDecodeError as e:
+      raise UserError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
+    except ValueError as e:  # int strings over Python's digit limit
       raise UserError(f"{where}: invalid JSON: {e}") from None
     except RecursionError:
       raise UserError(f"{where}: invalid JSON: nested too deeply") from None
     if not isinstance(row, dict):
-      raise UserError(f"{where}: expected a JSON object, found {type(row).__name__}")
+      raise UserError(f"{where}: expected {expected}, found {type(row).__name__}")
+    yield where, row
+
+
+def _jsonl_records(path: str, text_columns: tuple, label_column) -> Iterator[tuple]:
+  """(where, text values, label value) per JSONL line."""
+  for column in (*text_columns, label_column):
+    if not isinstance(column, str):
+      raise UserError(f"{path}: JSONL rows are read by key name; found column {column!r}")
+  for where, row in jsonl_objects(path):
     for column in (*text_columns, label_column):
       if column not in row:
         raise UserError(f"{where}: field '{column}' is missing (found fields: {sorted(row)})")

@@ -261,19 +261,18 @@ class MixtureOrder:
     return StepBatch(rows, self.batch_sizes[length], length)
 
 
-def mixture_order(config, layout, parts: dict, lengths: np.ndarray,
-                  multiple: int = 1) -> MixtureOrder:
-  """The step-indexed batch order over the corpora (named by their tasks, "pos+ner"), with `config.sampling`'s
-  strategy and epoch definition, and `config.data.tokens_per_batch`'s budget (batch sizes per bucket are multiples
-  of `multiple`: the batch shards x train.grad_accumulation)."""
+def mixture_order(config, parts: dict, lengths: np.ndarray, multiple: int = 1) -> MixtureOrder:
+  """The step-indexed batch order over the corpora (`parts`: examples by the tasks each corpus labels), with
+  `config.sampling`'s strategy and epoch definition, and `config.data.tokens_per_batch`'s budget (batch sizes per
+  bucket are multiples of `multiple`: the batch shards x train.grad_accumulation)."""
   sc, tc = config.sampling, config.train
-  names, sizes = list(parts), [len(p) for p in parts.values()]
+  names, sizes = ["+".join(tasks) for tasks in parts], [len(p) for p in parts.values()]  # names for messages
   if sum(sizes) < tc.batch_size:
     raise UserError(f"config.train.batch_size: {tc.batch_size} is larger than the {sum(sizes)} training examples")
   p = corpus_probabilities(sizes, sc.strategy, sc.temperature, list(sc.weights) or None, names)
   epoch_examples = None
   if sc.epoch_task:  # a trained task, as schema.validate checked
-    i = next(i for i, n in enumerate(names) if sc.epoch_task in n.split("+"))
+    i = next(i for i, tasks in enumerate(parts) if sc.epoch_task in tasks)
     epoch_examples = epoch_examples_for(sizes[i], p[i], sc.epoch_task)
   return MixtureOrder(sizes, p, tc.batch_size, config.seed, lengths, config.data.group_by_length,
                       epoch_examples=epoch_examples, names=names, buckets=config.data.length_buckets,

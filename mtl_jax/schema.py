@@ -9,7 +9,6 @@ every check that needs only the config (no data, files or devices) once, at the 
 import difflib
 import math
 import os
-import types
 
 import ml_collections
 import numpy as np
@@ -170,7 +169,7 @@ def validate(config) -> None:
   chosen = check_chosen_tasks(config)
   if config.data.get("train"):  # a table: every task has a position in its rows' labels, chosen or not
     names = check_label_order(config)
-    check_test_table(config.data)
+    check_table_splits(config.data)
   else:  # a corpus per task: only the chosen tasks' corpora are read
     names = [n for n in config.tasks.keys() if n in chosen]
     for name in names:
@@ -264,8 +263,11 @@ def check_label_order(config) -> list[str]:
   return order
 
 
-def check_test_table(data_cfg) -> None:
-  """A table config's test split is a table file (data.load_test)."""
+def check_table_splits(data_cfg) -> None:
+  """A table config has a validation split, and its test split is a table file (data.load_test)."""
+  if not str(data_cfg.validation):
+    raise UserError("config.data.validation: expected a table file, a fraction (\"0.1\", \"10%\") or a row count of "
+                    "data.train, found ''")
   spec, tables = str(data_cfg.get("test") or ""), choices()["table"]
   if spec and os.path.splitext(spec)[1].lower() not in tables:
     raise UserError(f"config.data.test: expected a table file ({', '.join(tables)}), found {spec!r}")
@@ -318,11 +320,9 @@ def check_task(name: str, cfg) -> None:
 
 def corpus_count(config, trained: list[str]) -> int:
   """How many corpora a run samples from: one table, or the trained tasks' corpora (tasks that read one file count
-  once, as corpora.group_tasks groups them)."""
-  if config.data.get("train"):
-    return 1
+  once), as corpora.group_tasks groups them."""
   from mtl_jax import corpora
-  return len(corpora.group_tasks(types.SimpleNamespace(tasks={n: config.tasks[n] for n in trained})))
+  return len(corpora.group_tasks(config, trained))
 
 
 def check_sampling(config, trained: list[str]) -> None:

@@ -52,20 +52,12 @@ def split_tag(tag: str, scheme: str) -> tuple[str, str]:
 
 def _ends(prev_prefix: str, prev_type: str, prefix: str, type_: str) -> bool:
   """Whether the span open at the previous token ends before this token (conlleval/seqeval)."""
-  if prev_prefix == "O":
-    return False
-  if prev_prefix in "ES" or prev_type != type_:
-    return True
-  return prev_prefix in "BI" and prefix in "BSO"
+  return prev_prefix != "O" and (prev_prefix in "ES" or prev_type != type_ or (prev_prefix in "BI" and prefix in "BSO"))
 
 
 def _starts(prev_prefix: str, prev_type: str, prefix: str, type_: str) -> bool:
   """Whether a span starts at this token (conlleval/seqeval)."""
-  if prefix == "O":
-    return False
-  if prefix in "BS" or prev_type != type_:
-    return True
-  return prev_prefix in "ESO" and prefix in "EI"
+  return prefix != "O" and (prefix in "BS" or prev_type != type_ or (prev_prefix in "ESO" and prefix in "EI"))
 
 
 def extract_spans(tags: Sequence[str], scheme: str) -> list[Span]:

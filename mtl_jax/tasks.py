@@ -33,23 +33,18 @@ class Task:
     return kinds.KINDS[self.kind].main_metric(self)
 
 
+def _per_task(field: str, doc: str) -> property:
+  return property(lambda self: tuple(getattr(t, field) for t in self.tasks), doc=doc)
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Tasks in order, and where each task's logits sit in the grouped head's output."""
   tasks: tuple[Task, ...]
 
-  @property
-  def names(self) -> tuple[str, ...]:
-    return tuple(t.name for t in self.tasks)
-
-  @property
-  def weights(self) -> tuple[float, ...]:
-    """Each task's static factor in the training objective."""
-    return tuple(t.weight for t in self.tasks)
-
-  @property
-  def group_sizes(self) -> tuple[int, ...]:
-    return tuple(t.num_classes for t in self.tasks)
+  names = _per_task("name", "The tasks' names, in order.")
+  weights = _per_task("weight", "Each task's static factor in the training objective.")
+  group_sizes = _per_task("num_classes", "Each task's number of classes.")
 
   @property
   def offsets(self) -> tuple[int, ...]:
@@ -94,7 +89,14 @@ def chosen_tasks(config) -> list[str]:
   return list(config.train.get("tasks", ())) or list(config.tasks.keys())
 
 
-def layout_from_config(config) -> Layout:
-  """The layout of `config.tasks`, ordered as `config.data.label_order` (the order of `labels` in the table)."""
+def build_layout(config, chosen: list[str], data_labels: dict[str, tuple[str, ...]]) -> Layout:
+  """The layout of the `chosen` tasks, in the one task order: `config.data.label_order` (the order of a table row's
+  `labels`), else the order of `config.tasks`. `data_labels` (found in the training data) name the classes of the
+  tasks whose config names none."""
   order = list(config.data.get("label_order") or config.tasks.keys())
-  return Layout(tuple(task_from_config(n, config.tasks[n]) for n in order))
+  return Layout(tuple(task_from_config(n, config.tasks[n], data_labels.get(n, ())) for n in order if n in chosen))
+
+
+def layout_from_config(config) -> Layout:
+  """The layout of every task of `config.tasks`, with the classes the config names (a table's tasks)."""
+  return build_layout(config, list(config.tasks.keys()), {})

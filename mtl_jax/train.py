@@ -40,7 +40,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   log(f"data: {len(train_data)} training examples ({train_data.truncated} cut to {max(buckets)} tokens), "
       f"{len(val_data)} validation, {len(test_data) if test_data else 0} test; "
       f"tasks {dict(zip(layout.names, layout.group_sizes))}")
-  order = sampling.mixture_order(config, layout, train_parts, train_data.lengths, multiple)
+  order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 

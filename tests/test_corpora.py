@@ -3,12 +3,11 @@
 import importlib.util
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 from conftest import REPO
 
-from mtl_jax import corpora
+from mtl_jax import corpora, schema
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import encode_words
 from mtl_jax.predict import Predictor
@@ -38,10 +37,8 @@ def test_long_sentences_are_windowed_and_every_word_scored(tokenizer):
 
 
 def conll_config(root, **extra_ner):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = ml_collections.ConfigDict({"root": root})
-  c.tasks = ml_collections.ConfigDict()
+  c = schema.defaults()
+  c.data.root = root
   spec = dict(format="conll", columns=dict(pos=1, chunk=2, ner=3), train="conll2003/eng.testa",
               validation="conll2003/eng.testb")
   c.tasks.pos = dict(kind="tagging", data=dict(spec, tag="pos"))
@@ -51,10 +48,10 @@ def conll_config(root, **extra_ner):
 
 def test_tasks_on_one_file_share_examples(shared_data, tokenizer):
   config = conll_config(shared_data)
-  assert len(corpora.group_tasks(config)) == 1
-  layout, train, validation, test = corpora.load(config, tokenizer, 128)
-  assert list(train) == ["ner+pos"] and test is None
-  data = train["ner+pos"]
+  assert len(corpora.group_tasks(config, ["ner", "pos"])) == 1
+  layout, train, validation, test = corpora.load_data(config, tokenizer, 128)
+  assert list(train) == [("ner", "pos")] and test is None
+  data = train[("ner", "pos")]
   assert len(np.unique(data.sentence)) == 3250  # eng.testa's sentences, once each, labelled for both tasks
   both = [(data.tags[i][data.starts[i]] >= 0).all() for i in range(len(data))]
   assert all(both)
@@ -67,10 +64,10 @@ def first_tags(data, task, n=40):
 
 
 def test_iob1_file_converted_to_the_task_scheme(shared_data, tokenizer):
-  as_is = corpora.load(conll_config(shared_data), tokenizer, 128)
-  converted = corpora.load(conll_config(shared_data, scheme="IOB1"), tokenizer, 128)
+  as_is = corpora.load_data(conll_config(shared_data), tokenizer, 128)
+  converted = corpora.load_data(conll_config(shared_data, scheme="IOB1"), tokenizer, 128)
   labels = converted[0].tasks[0].labels
-  raw, new = (np.array(first_tags(run[1]["ner+pos"], 0)) for run in (as_is, converted))
+  raw, new = (np.array(first_tags(run[1][("ner", "pos")], 0)) for run in (as_is, converted))
   begins = [labels.index(f"B-{t}") for t in ("LOC", "MISC", "ORG", "PER")]
   assert np.isin(raw, begins).sum() < np.isin(new, begins).sum()  # IOB2 begins every span with B-
 
@@ -84,7 +81,7 @@ def test_unknown_tag_in_validation_is_named(shared_data, tokenizer, tmp_path):
     config.tasks[task].data.validation = str(tmp_path / "dev.txt")
   with pytest.raises(UserError, match=r"dev.txt:1: word 1 'Peter': label 'B-PER' of task 'ner' does not "
                                       r"occur in the training data"):
-    corpora.load(config, tokenizer, 128)
+    corpora.load_data(config, tokenizer, 128)
 
 
 def test_fraction_splits_keep_duplicate_texts_together():
@@ -112,12 +109,12 @@ def test_pos_chunk_smoke_trains_evaluates_tests_and_predicts(shared_data, tmp_pa
 def test_airline_three_tasks_one_corpus_reason_missing_for_non_negative(shared_data, tokenizer):
   config = load_config("airline", "")
   config.data.root = shared_data
-  layout, train, validation, test = corpora.load(config, tokenizer, 128)
-  assert list(train) == ["airline+reason+sentiment"]  # one corpus: each tweet once, labelled for all three
-  total = len(train["airline+reason+sentiment"]) + len(validation) + len(test)
+  layout, train, validation, test = corpora.load_data(config, tokenizer, 128)
+  assert list(train) == [("airline", "reason", "sentiment")]  # one corpus: each tweet once, labelled for all three
+  total = len(train[("airline", "reason", "sentiment")]) + len(validation) + len(test)
   assert total == 14640 and 1300 < len(test) < 1600
   assert layout.tasks[layout.names.index("airline")].num_classes == 6
-  labels = np.concatenate([train["airline+reason+sentiment"].labels, validation.labels, test.labels])
+  labels = np.concatenate([train[("airline", "reason", "sentiment")].labels, validation.labels, test.labels])
   sentiment = layout.tasks[layout.names.index("sentiment")]
   negative = labels[:, layout.names.index("sentiment")] == sentiment.labels.index("negative")
   has_reason = labels[:, layout.names.index("reason")] >= 0
@@ -128,9 +125,9 @@ def test_news_topic_ner_reads_ag_news_split_and_conll(shared_data, tokenizer):
   config = load_config("news_topic_ner", "")
   config.data.root = shared_data
   config.tasks.ner.data.train = "conll2003/eng.testa"  # the small split stands in for train here, for speed
-  layout, train, validation, test = corpora.load(config, tokenizer, 128)
-  assert set(train) == {"topic", "ner"}
+  layout, train, validation, test = corpora.load_data(config, tokenizer, 128)
+  assert set(train) == {("topic",), ("ner",)}
   assert layout.tasks[layout.names.index("topic")].labels == ("Business", "Sci/Tech", "Sports", "World")
-  assert len(train["topic"]) == 7600 - 2 * 760
+  assert len(train[("topic",)]) == 7600 - 2 * 760
   topic = layout.names.index("topic")
   assert (validation.labels[:, topic] >= 0).sum() == 760 and (test.labels[:, topic] >= 0).sum() == 760

@@ -158,7 +158,7 @@ def test_test_split_equals_training_log_seqeval_and_sklearn(pos_chunk_run, share
 
   # The Predictor's tags for every test sentence, scored by seqeval (span types) and scikit-learn (UPOS over words).
   tables, predictor = report_tables(report), Predictor.load(workdir)
-  for corpus in corpora.group_tasks(config):
+  for corpus in corpora.group_tasks(config, list(config.tasks.keys())):
     corpora.load_corpus(corpus, config, config.seed)
     (task,) = corpus.tasks
     records = corpus.splits["test"]

@@ -152,6 +152,9 @@ BAD = [  # (config, changes, the exact message)
      "config.data.label_order: tasks ['topic'] are defined but have no position in `labels`"),
     ("three_task", dict(data__label_order=("sentiment", "urgency", "topic", "topic")),
      "config.data.label_order: a task is listed twice: ['sentiment', 'urgency', 'topic', 'topic']"),
+    ("three_task", dict(data__validation=""),
+     "config.data.validation: expected a table file, a fraction (\"0.1\", \"10%\") or a row count of data.train, "
+     "found ''"),
     ("three_task", dict(data__test="test.txt"),
      "config.data.test: expected a table file (.csv, .json, .jsonl, .tsv), found 'test.txt'"),
     ("three_task", dict(tasks__topic__lables=("a", "b")),

@@ -85,10 +85,8 @@ def prepare_ner(tfds, root):
 
 
 def config(root, **tasks) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = ml_collections.ConfigDict({"root": str(root)})
-  c.tasks = ml_collections.ConfigDict()
+  c = schema.defaults()
+  c.data.root = str(root)
   for name, task in tasks.items():
     c.tasks[name] = task
   return c
@@ -124,8 +122,8 @@ def test_text_classification_reads_split_slices_class_names_and_missing_labels(t
                                                                                file_format):
   rows = prepare_news(tfds, tmp_path, file_format)
   c = config(tmp_path, **news_tasks())
-  assert len(corpora.group_tasks(c)) == 1  # two label features of one dataset: one corpus
-  records = {s: corpora.read_tfds(corpora.group_tasks(c)[0], c, split) for s, split in
+  (corpus,) = corpora.group_tasks(c, list(c.tasks.keys()))  # two label features of one dataset: one corpus
+  records = {s: corpora.read_tfds(corpus, c, split) for s, split in
              (("train", "train[:80%]"), ("validation", "train[80%:]"), ("test", "test"))}
   got = sorted((text, labels["topic"], labels["urgency"]) for s in ("train", "validation") for text, labels, _ in
                records[s])
@@ -133,12 +131,12 @@ def test_text_classification_reads_split_slices_class_names_and_missing_labels(t
   assert sorted((t, a["topic"], a["urgency"]) for t, a, _ in records["test"]) == expected_news(rows["test"])
   assert all(where.startswith("tfds:tiny_news test example ") for _, _, where in records["test"])
 
-  layout, train, validation, test = corpora.load(c, tokenizer, 64)
-  assert list(train) == ["topic+urgency"]
-  assert (len(train["topic+urgency"]), len(validation), len(test)) == (24, 6, 8)
+  layout, train, validation, test = corpora.load_data(c, tokenizer, 64)
+  assert list(train) == [("topic", "urgency")]
+  assert (len(train[("topic", "urgency")]), len(validation), len(test)) == (24, 6, 8)
   assert layout.tasks[layout.names.index("topic")].labels == ("Business", "Sports", "World")
   assert layout.tasks[layout.names.index("urgency")].labels == ("no", "yes")
-  both = [train["topic+urgency"], validation]
+  both = [train[("topic", "urgency")], validation]
   topics = collections.Counter(t for d in both for t in decoded(d, layout, "topic"))
   assert topics == collections.Counter(TOPICS[r["topic"]] for r in rows["train"])
   urgency = collections.Counter(u for d in both for u in decoded(d, layout, "urgency"))
@@ -150,9 +148,9 @@ def test_text_classification_reads_split_slices_class_names_and_missing_labels(t
 def test_token_tagging_reads_words_and_tags_of_two_tasks(tfds, tokenizer, tmp_path):
   rows = prepare_ner(tfds, tmp_path)
   c = config(tmp_path, **ner_tasks())
-  layout, train, validation, test = corpora.load(c, tokenizer, 64)
-  assert list(train) == ["ner+pos"] and test is None
-  data = train["ner+pos"]
+  layout, train, validation, test = corpora.load_data(c, tokenizer, 64)
+  assert list(train) == [("ner", "pos")] and test is None
+  data = train[("ner", "pos")]
   assert len(np.unique(data.sentence)) == 16  # 20 sentences, every fifth empty (dropped)
   ner = layout.tasks[layout.names.index("ner")]
   assert ner.labels == ("B-LOC", "B-PER", "I-LOC", "I-PER", "O")  # all prefixes of the span types seen
@@ -183,8 +181,8 @@ def test_trains_and_evaluates_on_a_tfds_text_corpus_and_a_tfds_tagging_corpus(tf
 def test_fraction_validation_and_downsample_apply_to_tfds_splits(tfds, tokenizer, tmp_path):
   prepare_news(tfds, tmp_path)
   c = config(tmp_path, **news_tasks(train="train", validation="0.2", test="", downsample=0.5))
-  layout, train, validation, test = corpora.load(c, tokenizer, 64)
-  assert (len(train["topic+urgency"]), len(validation), test) == (12, 3, None)  # 30 -> 24 + 6 -> halves
+  layout, train, validation, test = corpora.load_data(c, tokenizer, 64)
+  assert (len(train[("topic", "urgency")]), len(validation), test) == (12, 3, None)  # 30 -> 24 + 6 -> halves
 
 
 def test_missing_dataset_names_it_and_its_data_dir(tfds, tokenizer, tmp_path):
@@ -192,23 +190,21 @@ def test_missing_dataset_names_it_and_its_data_dir(tfds, tokenizer, tmp_path):
   where = re.escape(os.path.join(str(tmp_path), "tfds"))
   with pytest.raises(UserError, match=rf"tfds dataset 'not_prepared/plain:1.0.0' is not prepared in data_dir "
                                       rf"{where} \(nothing is downloaded here\): prepare it beforehand.*tfds build"):
-    corpora.load(c, tokenizer, 64)
+    corpora.load_data(c, tokenizer, 64)
 
 
 def test_unknown_split_and_feature_are_named(tfds, tokenizer, tmp_path):
   prepare_news(tfds, tmp_path)
   with pytest.raises(UserError, match=r"tfds:tiny_news: cannot read split 'dev' \(splits: \['test', 'train'\]|"
                                       r"tfds:tiny_news: cannot read split 'dev' \(splits: \['train', 'test'\]"):
-    corpora.load(config(tmp_path, **news_tasks(validation="dev")), tokenizer, 64)
+    corpora.load_data(config(tmp_path, **news_tasks(validation="dev")), tokenizer, 64)
   with pytest.raises(UserError, match=r"tfds:tiny_news: no feature 'headline'; the dataset has \['body', 'title', "
                                       r"'topic', 'urgent'\]"):
-    corpora.load(config(tmp_path, **news_tasks(text_columns=("headline",))), tokenizer, 64)
+    corpora.load_data(config(tmp_path, **news_tasks(text_columns=("headline",))), tokenizer, 64)
   with pytest.raises(UserError, match=r"tfds:tiny_news: feature 'topic' is ClassLabel\(.*\), expected Text"):
-    corpora.load(config(tmp_path, **news_tasks(text_columns=("title", "topic"))), tokenizer, 64)
-  no_dataset = schema.defaults()
-  no_dataset.tasks = config(tmp_path, **news_tasks(dataset="")).tasks
+    corpora.load_data(config(tmp_path, **news_tasks(text_columns=("title", "topic"))), tokenizer, 64)
   with pytest.raises(UserError, match=r"config.tasks.topic.data.dataset: a TFDS dataset is required"):
-    schema.validate(no_dataset)
+    schema.validate(config(tmp_path, **news_tasks(dataset="")))
 
 
 class FakeBuilder:
@@ -253,4 +249,4 @@ def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails, as when not installed
   c = config(tmp_path, **news_tasks())
   with pytest.raises(UserError, match=r"format 'tfds' needs tensorflow-datasets .*: pip install 'mtl_jax\[tfds\]'"):
-    corpora.load(c, None, 64)
+    corpora.load_data(c, None, 64)
