@@ -13,6 +13,7 @@ import os
 import ml_collections
 import numpy as np
 
+from mtl_jax import corpora, data, heads, kinds, model, sampling, spans, tasks, weighting
 from mtl_jax.errors import UserError
 
 
@@ -101,13 +102,13 @@ FIELDS: dict[str, tuple[object, str]] = {
 
 # `config.tasks.<name>`: field -> (default, what it means).
 TASK_FIELDS: dict[str, tuple[object, str]] = {
-    "kind": ("classification", "\"classification\" of a whole text or \"tagging\" of every word"),
+    "kind": (tasks.DEFAULTS["kind"], "\"classification\" of a whole text or \"tagging\" of every word"),
     "labels": ((), "class names, class id i = labels[i]; empty: from num_classes (\"0\", \"1\", ...), or for a corpus "
                "task the labels found in its training data"),
     "num_classes": (None, "the number of classes when labels are not named"),
-    "weight": (1.0, "factor of the task's mean loss in the total loss (>= 0)"),
-    "label_smoothing": (0.0, "label smoothing of the task's cross-entropy, in [0, 1)"),
-    "scheme": (None, "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags are not spans (POS)"),
+    "weight": (tasks.DEFAULTS["weight"], "factor of the task's mean loss in the total loss (>= 0)"),
+    "label_smoothing": (tasks.DEFAULTS["label_smoothing"], "label smoothing of the task's cross-entropy, in [0, 1)"),
+    "scheme": (tasks.DEFAULTS["scheme"], "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags are not spans (POS)"),
     "data": (None, "the task's own corpus (fields: DATA_FIELDS); ignored when data.train names a table"),
 }
 
@@ -184,9 +185,7 @@ def validate(config) -> None:
 
 
 def choices() -> dict[str, tuple]:
-  """The values of enumerated fields, from the modules that implement them (imported here rather than at the top:
-  those modules may import this one for its defaults)."""
-  from mtl_jax import corpora, data, heads, kinds, model, sampling, spans, weighting
+  """The values of enumerated fields, from the modules that implement them."""
   return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES),
           "train.loss_weighting": weighting.METHODS, "sampling.strategy": sampling.STRATEGIES,
           "kind": kinds.NAMES, "scheme": spans.SCHEMES, "format": tuple(sorted(corpora.SELECTOR)),
@@ -292,7 +291,6 @@ def check_data(name: str, task_cfg) -> None:
 def check_task(name: str, cfg) -> None:
   """The fields of `config.tasks.<name>` that the config alone decides (tasks.task_from_config). Whether a task has
   labels at all, and at least two, can depend on its training data: that stays where the data is read."""
-  from mtl_jax import kinds
   where, allowed, fields = f"config.tasks.{name}", choices(), tuple(TASK_FIELDS)
   for key in cfg:
     if key not in TASK_FIELDS:
@@ -321,7 +319,6 @@ def check_task(name: str, cfg) -> None:
 def corpus_count(config, trained: list[str]) -> int:
   """How many corpora a run samples from: one table, or the trained tasks' corpora (tasks that read one file count
   once), as corpora.group_tasks groups them."""
-  from mtl_jax import corpora
   return len(corpora.group_tasks(config, trained))
 
 

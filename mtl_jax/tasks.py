@@ -10,8 +10,11 @@ logits are a consecutive slice of its kind's head. Sizes are never typed twice.
 
 import dataclasses
 
-from mtl_jax import kinds, schema
+from mtl_jax import kinds
 from mtl_jax.errors import UserError
+
+# Defaults of the fields of `config.tasks.<name>` a Task takes (the schema documents every field: mtl_jax/schema.py).
+DEFAULTS = {"kind": "classification", "weight": 1.0, "label_smoothing": 0.0, "scheme": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +83,7 @@ def task_from_config(name: str, cfg, data_labels: tuple[str, ...] = ()) -> Task:
     raise UserError(f"{where}: give `labels` (class names) or `num_classes`")
   if len(labels) < 2:
     raise UserError(f"{where}: a task needs at least 2 classes, found {len(labels)}")
-  field = lambda key: cfg.get(key, schema.TASK_FIELDS[key][0])
+  field = lambda key: cfg.get(key, DEFAULTS[key])
   return Task(name, field("kind"), labels, float(field("weight")), float(field("label_smoothing")), field("scheme"))
 
 
