@@ -257,3 +257,9 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[st
   if evaluate[0] is None:
     raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
   return layout, {c.trained: part for c, part in zip(corpora, encoded["train"])}, evaluate[0], evaluate[1]
+
+
+def describe(layout: Layout, train: Encoded, validation: Encoded, test: Encoded | None, max_length: int) -> str:
+  """One line on what a run trains on."""
+  return (f"data: {len(train)} training examples ({train.truncated} cut to {max_length} tokens), {len(validation)} "
+          f"validation, {len(test) if test else 0} test; tasks {dict(zip(layout.names, layout.group_sizes))}")

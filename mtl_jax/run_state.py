@@ -1,12 +1,15 @@
-"""Run bookkeeping: the metrics log (metrics.jsonl and TensorBoard), the training-loss window between log events, the
-best / early-stopping state, and preemption. What must survive a restart travels in the checkpoint's meta as JSON
+"""Run bookkeeping: one run per workdir (a lock), the metrics log (metrics.jsonl and TensorBoard), the training-loss
+window between log events, the best / early-stopping state, and preemption. What must survive a restart travels in the checkpoint's meta as JSON
 (`Tracker.to_json`, `TrainWindow.state`), so a resumed run logs and stops exactly as an uninterrupted one.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import signal
+import socket
 import time
 
 import jax
@@ -22,6 +25,37 @@ def log(message: str) -> None:
   """A line on the console (process 0), above the progress bar."""
   if jax.process_index() == 0:
     tqdm.tqdm.write(message)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str, process: int = 0):
+  """Holds `<workdir>/.lock.<process>` (fcntl.flock, exclusive) while the run writes there, with its holder (host, pid,
+  start time) inside; a second run on the workdir gets a UserError naming the holder. One file per process index, so
+  the processes of one run don't block one another. The kernel drops the lock when its process ends, however it ends
+  (SIGKILL too), so a dead run's lock is taken over without a check of its own."""
+  path = os.path.join(workdir, f".lock.{process}")
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise UserError(f"{workdir}: in use by another run ({lock_holder(path)}); wait for it to end or use another "
+                      "--workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}).encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def lock_holder(path: str) -> str:
+  try:
+    with open(path, encoding="utf-8") as f:
+      holder = json.load(f)
+    return f"host {holder['host']}, pid {holder['pid']}, started {holder['started']}"
+  except (OSError, ValueError, KeyError):  # the holder has not written itself yet
+    return "holder not known yet"
 
 
 class MetricsLog:

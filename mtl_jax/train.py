@@ -14,14 +14,19 @@ from mtl_jax.encoder import build_encoder
 from mtl_jax.input_pipeline import concat, make_batch
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
-from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log
+from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log, workdir_lock
 from mtl_jax.sharding import batch_divisor, batch_multiple, batch_sharding, create_state, make_mesh, process_rows
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir` (resuming from its latest checkpoint); returns the last evaluation's metrics and,
-  with a test split, the best model's test metrics."""
+  """Trains `config` in `workdir` (resuming from its latest checkpoint; one run per workdir at a time); returns the
+  last evaluation's metrics and, with a test split, the best model's test metrics."""
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lock(workdir, jax.process_index()):
+    return run(config, workdir)
+
+
+def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body, the workdir locked
   tc, buckets = config.train, config.data.length_buckets
 
   # --- Config, encoder, mesh; the memory estimate before minutes of data loading -----------------------------------
@@ -37,9 +42,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   # --- Tasks and data ------------------------------------------------------------------------------------------------
   layout, train_parts, val_data, test_data = corpora.load_data(config, tokenizer, max(buckets))
   train_data = concat(list(train_parts.values()))
-  log(f"data: {len(train_data)} training examples ({train_data.truncated} cut to {max(buckets)} tokens), "
-      f"{len(val_data)} validation, {len(test_data) if test_data else 0} test; "
-      f"tasks {dict(zip(layout.names, layout.group_sizes))}")
+  log(corpora.describe(layout, train_data, val_data, test_data, max(buckets)))
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
@@ -65,9 +68,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   p_eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=model), in_shardings=(model_params(param_sh), data_sh),
                         out_shardings=replicated)
 
-  def global_batch(data, idx: np.ndarray, size: int, length: int | None = None) -> dict:
-    """Rows `idx` padded to `size` rows (and `length`, or their bucket) as global arrays; this process builds and
-    transfers only its own rows."""
+  def global_batch(data, idx: np.ndarray, size: int, length: int | None = None) -> dict:  # this process's rows only
+
     local = make_batch(data, idx, size, buckets, pad_id, process_rows(data_sh, size), length)
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 

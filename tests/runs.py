@@ -3,7 +3,9 @@
 import importlib.util
 import json
 import os
+import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -103,3 +105,14 @@ def train_command(table: str, workdir: str, **overrides) -> list[str]:
   script = TRAIN_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), table=table, overrides=overrides,
                                workdir=workdir)
   return [sys.executable, "-c", script]
+
+
+def start_training(table: str, workdir: str, **overrides) -> subprocess.Popen:
+  """The smoke run in a process of its own; returns once its first train-loss event is written."""
+  proc = subprocess.Popen(train_command(table, workdir, **overrides), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  metrics, deadline = os.path.join(workdir, "metrics.jsonl"), time.time() + 120
+  while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(0.05)
+  return proc

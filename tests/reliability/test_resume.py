@@ -6,13 +6,12 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import time
 
 import jax
 import numpy as np
 import pytest
-from runs import REPO, assert_same_run, crash_in_step, latest_params, read_history, smoke, train_command
+from runs import assert_same_run, crash_in_step, latest_params, read_history, smoke, start_training
 
 from mtl_jax import checkpoint
 from mtl_jax.errors import UserError
@@ -21,17 +20,6 @@ from mtl_jax.train import train_and_evaluate
 
 def latest_step(workdir):
   return checkpoint.manager(os.path.join(workdir, checkpoint.LATEST), create=False).latest_step()
-
-
-def start_training(table, workdir, **overrides) -> subprocess.Popen:
-  """The smoke run in a process of its own; returns once its first train-loss event is written."""
-  proc = subprocess.Popen(train_command(table, workdir, **overrides), cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-  metrics, deadline = os.path.join(workdir, "metrics.jsonl"), time.time() + 120
-  while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    time.sleep(0.05)
-  return proc
 
 
 def test_crash_in_a_step_then_the_same_command_is_exact(table, tmp_path, monkeypatch):
