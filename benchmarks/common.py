@@ -357,8 +357,8 @@ def argument_parser(doc: str, variants: tuple[str, ...], default_output: str) ->
 
 def main(parse_args, run, argv=None) -> None:
   """A benchmark's command line: run it, print the table, say where the JSON went. The host allocator setting of
-  mtl_jax's entry points (mtl_jax/host_memory.py) is made first, before JAX starts its threads; the PyTorch reference
-  runs in the same process, so under it too (benchmarks/README.md)."""
+  mtl_jax's entry points (mtl_jax/host_memory.py) is made first, before JAX initialises its backend; the PyTorch
+  reference runs in the same process, so under it too (benchmarks/README.md)."""
   host_memory.keep_freed_memory()
   args = parse_args(argv)
   _, table = run(args)

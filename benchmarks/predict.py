@@ -38,10 +38,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.encoder import (
-  hf_to_flax,  # noqa: E402
-  tokenizer_dir,  # noqa: E402
-)
+from mtl_jax.encoder import hf_to_flax, tokenizer_dir  # noqa: E402
 from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402

@@ -7,7 +7,7 @@ README's "Config reference". A config takes `get_config()` and sets only what di
   c.tasks.topic = dict(kind="classification", data=dict(format="csv", train="ag_news/train.csv", ...))
   return default.smoke(c, steps=6, topic=0.02) if default.check_arg(arg) else c
 
-  python -m mtl_jax.main --config=configs/default.py:smoke --workdir=/tmp/d --config.data.train=...  # no tasks yet
+It has no tasks, so it does not train by itself (schema.validate asks for at least one task).
 """
 
 import ml_collections

@@ -20,7 +20,7 @@ def user_errors():
 
 
 def run(main, **kwargs) -> None:
-  """absl's app.run(main), after the process-wide settings an entry point makes before JAX starts its threads."""
+  """absl's app.run(main), after the process-wide settings an entry point makes before JAX initialises its backend."""
   from absl import app
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" banner
   host_memory.keep_freed_memory()  # see mtl_jax/host_memory.py

@@ -1,21 +1,11 @@
 """The data of a run: its corpora read, the task layout built once, every split pooled with one label slot per task.
 
 A run reads either one table (`config.data.train`, see mtl_jax/data.py), a corpus whose rows label every task, or a
-corpus per task (the Flair way). `config.tasks.<name>.data` names a task's corpus:
-  format       "conll" (columns: {name: index}, tag: the column of this task, separator), "conllu" (column: upos or
-               xpos), "csv" / "jsonl" (text_columns, label_column, header, label_names: a classes.txt, or
-               backslash_escapes), or "tweeteval" (train: the task's folder, with {split}_text.txt,
-               {split}_labels.txt and mapping.txt), or "tfds": a TensorFlow Datasets dataset prepared on disk (dataset:
-               "name/config:version", data_dir, text_columns + label_column features, or words + tag features for
-               tagging; train / validation / test are TFDS splits; see `tfds_source`, the optional extra `tfds`).
-  train        a path under `config.data.root` (or absolute); for tfds a split name ("train", "train[:90%]").
-  validation   a path, or a fraction of train ("0.1") split off with a seed; identical texts stay in one split.
-  test         likewise; empty for none.
-  downsample   keep this fraction of every split (seeded), as Flair's `corpus.downsample`.
-  scheme       the span scheme of the file's tags, when it differs from the task's (IOB1 files read as IOB2, say).
-Tasks whose specs differ only in the field that picks their labels (tag, column, label_column) or in the file's
-scheme share one corpus:
-its examples appear once in the pool and carry a label for each of those tasks, so one encoder pass trains them all.
+corpus per task (the Flair way), named by `config.tasks.<name>.data` (its fields per format: mtl_jax/schema.py,
+DATA_FIELDS). Tasks whose specs differ only in the field that picks their labels (tag, column, label_column) or in
+the file's scheme share one corpus: its examples appear once in the pool and carry a label for each of those tasks,
+so one encoder pass trains them all. A split given as a fraction of train is split off with the seed, identical
+texts staying in one split (a table splits by rows).
 """
 
 import dataclasses
@@ -28,7 +18,7 @@ from mtl_jax import kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, with_tags
-from mtl_jax.tasks import Layout, build_layout, chosen_tasks, layout_from_config
+from mtl_jax.tasks import Layout, build_layout, chosen_tasks, layout_from_config, task_order
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
@@ -40,7 +30,7 @@ class Corpus:
   records, or for the "table" format a `data.Table` (None: no such split)."""
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
-  splits: dict[str, list]
+  splits: dict[str, "list | Table | None"]
   trained: tuple[str, ...] = ()  # the tasks of the run it labels, in layout order
 
   @property
@@ -62,7 +52,7 @@ def group_tasks(config, chosen: list[str]) -> list[Corpus]:
   """The corpora of the `chosen` tasks: the table, which labels every task (in its label order), or the tasks
   grouped by the corpus they read (specs equal but for the label-selecting field)."""
   if config.data.get("train"):
-    order = list(config.data.get("label_order") or config.tasks.keys())
+    order = task_order(config)
     table = {"format": "table", **{split: str(config.data.get(split) or "") for split in SPLITS}}
     return [Corpus(order, table, {}, tuple(t for t in order if t in chosen))]
   corpora: dict[str, Corpus] = {}

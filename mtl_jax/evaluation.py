@@ -13,8 +13,7 @@ from mtl_jax.input_pipeline import Encoded, eval_indices
 from mtl_jax.tasks import Layout
 
 METRIC_NAMES = kinds.metric_names()
-SHOWN = {"main": "main", "loss": "loss", "accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro",
-         "mcc": "mcc", "auroc_macro": "auroc", "precision": "span_p", "recall": "span_r", "f1": "span_f1"}
+SHOWN = kinds.shown()
 
 
 def collect(step, batch, data: Encoded, layout: Layout, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:

@@ -12,11 +12,12 @@ most 2 GB), a step whose temporaries pass it is trimmed and faults in again ever
 batches: 0.25M faults and 1.5 s of kernel time per step).
 
 `keep_freed_memory()` is called by the entry points (`mtl_jax.cli.run`: main, predict, evaluate; the benchmarks'
-`common.main`) before JAX starts its threads (a thread keeps the arena it first allocated from); importing mtl_jax
-leaves the allocator alone, so a program that imports it (a notebook, another framework's loop) keeps its own. It is for CPU training: where an accelerator plugin for JAX is installed (CUDA, ROCm, TPU) the
-temporaries live on the device, so it leaves the allocator alone unless JAX_PLATFORMS=cpu. Set
-MTL_JAX_KEEP_HOST_MEMORY=0 to leave it alone always. It does nothing outside Linux with glibc (other allocators keep
-large blocks on their own terms).
+`common.main`) before JAX initialises its backend, where XLA's worker threads start (a thread keeps the arena it
+first allocated from; the two threads `import jax` leaves are idle: tested in tests/test_host_memory.py). Importing
+mtl_jax leaves the allocator alone, so a program that imports it (a notebook, another framework's loop) keeps its
+own. It is for CPU training: where an accelerator plugin for JAX is installed (CUDA, ROCm, TPU) the temporaries live
+on the device, so it leaves the allocator alone unless JAX_PLATFORMS=cpu. Set MTL_JAX_KEEP_HOST_MEMORY=0 to leave it
+alone always. It does nothing outside Linux with glibc (other allocators keep large blocks on their own terms).
 """
 
 import ctypes

@@ -5,14 +5,15 @@ import optax
 
 from mtl_jax import weighting
 
+DECAYS = ("linear", "cosine", "constant")  # config.train.decay: after warmup, to 0 at the last step (or constant)
+
 
 def learning_rate_schedule(train_cfg, total_steps: int) -> optax.Schedule:
   """Linear warmup to the peak, then linear or cosine decay to 0 at the last step (or constant)."""
   peak, warmup = train_cfg.learning_rate, min(train_cfg.warmup_steps, total_steps)
   decay_steps = max(total_steps - warmup, 1)
-  decays = {"linear": optax.linear_schedule(peak, 0.0, decay_steps),
-            "cosine": optax.cosine_decay_schedule(peak, decay_steps),
-            "constant": optax.constant_schedule(peak)}
+  decays = dict(zip(DECAYS, (optax.linear_schedule(peak, 0.0, decay_steps),
+                             optax.cosine_decay_schedule(peak, decay_steps), optax.constant_schedule(peak))))
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decays[train_cfg.decay]], [warmup])
 
 

@@ -1,6 +1,7 @@
 """Run bookkeeping: one run per workdir (a lock), the metrics log (metrics.jsonl and TensorBoard), the training-loss
-window between log events, the best / early-stopping state, and preemption. What must survive a restart travels in the checkpoint's meta as JSON
-(`Tracker.to_json`, `TrainWindow.state`), so a resumed run logs and stops exactly as an uninterrupted one.
+window between log events, the best / early-stopping state, and preemption. What must survive a restart travels in
+the checkpoint's meta as JSON (`Tracker.to_json`, `TrainWindow.state`), so a resumed run logs and stops exactly as an
+uninterrupted one.
 """
 
 import contextlib

@@ -20,7 +20,7 @@ STRATEGIES = ("proportional", "temperature", "uniform", "explicit")
 _CORPUS_TAG, _DOWNSAMPLE_TAG = 0x6D6978, 0x647377  # keep these seed streams apart from the epoch shuffle's [seed, e]
 
 
-def _number(value, field: str, expected: str, ok) -> float:
+def number(value, field: str, expected: str, ok) -> float:
   """`value` as a float, or a UserError naming `field` when it is not a number satisfying `ok`."""
   if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not ok(value):
     raise UserError(f"{field}: expected {expected}, found {value!r}")
@@ -72,8 +72,9 @@ def epoch_examples_for(size: int, probability: float, name: str = "") -> int:
 
 
 def downsample(num_examples: int, fraction: float, seed: int) -> np.ndarray:
-  """Sorted, seeded subset of round(fraction * n) row indices (at least 1); fraction 1 keeps every row."""
-  f = _number(fraction, "config.sampling.fraction", "a number in (0, 1]", lambda x: 0 < x <= 1)
+  """Sorted, seeded subset of round(fraction * n) row indices (at least 1); fraction (in (0, 1], as schema.validate
+  checks `data.downsample`) 1 keeps every row."""
+  f = float(fraction)
   if f == 1:
     return np.arange(num_examples)
   k = min(max(math.floor(f * num_examples + 0.5), 1), num_examples)
@@ -106,7 +107,7 @@ def bucket_batch_sizes(buckets: Sequence[int], tokens_per_batch: int, multiple: 
   """{L: B_L}: the training batch size of each bucket length L under a token budget, the largest multiple of
   `multiple` (the batch shards x micro-batches) with B_L * L <= tokens_per_batch. A budget that gives the longest
   bucket fewer than `multiple` rows is a UserError naming config.data.tokens_per_batch."""
-  budget = int(_number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 1",
+  budget = int(number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 1",
                        lambda x: x >= 1 and x == int(x)))
   longest = max(buckets)
   if budget < multiple * longest:
@@ -184,10 +185,10 @@ class MixtureOrder:
       raise UserError(f"config.sampling: expected {len(self.sizes)} sampling probabilities >= 0 (one per corpus, "
                       f"not all 0), found {list(probabilities)}")
     self.probabilities = p / p.sum()
-    self.batch_size = int(_number(batch_size, "config.train.batch_size", "an integer >= 1",
+    self.batch_size = int(number(batch_size, "config.train.batch_size", "an integer >= 1",
                                   lambda x: x >= 1 and x == int(x)))
     total = int(self.sizes.sum()) if epoch_examples is None else epoch_examples
-    total = int(_number(total, "config.sampling.epoch_examples", "an integer >= 1", lambda x: x >= 1 and x == int(x)))
+    total = int(number(total, "config.sampling.epoch_examples", "an integer >= 1", lambda x: x >= 1 and x == int(x)))
     self.seed = seed
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
     self.lengths = None if lengths is None else np.asarray(lengths)
@@ -196,7 +197,7 @@ class MixtureOrder:
     self.group = group if group_by_length and self.lengths is not None else 0
     self.per_epoch = max(total // self.batch_size, 1)
     self.counts = largest_remainder(self.probabilities, self.per_epoch * self.batch_size)
-    self.tokens_per_batch = int(_number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 0 (0 = off)",
+    self.tokens_per_batch = int(number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 0 (0 = off)",
                                         lambda x: x >= 0 and x == int(x)))
     self.buckets = None if buckets is None else tuple(sorted(int(b) for b in buckets))
     self.batch_sizes: dict[int, int] = {}  # {L: B_L} with a token budget

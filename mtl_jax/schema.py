@@ -11,9 +11,8 @@ import math
 import os
 
 import ml_collections
-import numpy as np
 
-from mtl_jax import corpora, data, heads, kinds, model, sampling, spans, tasks, weighting
+from mtl_jax import corpora, data, heads, kinds, model, optim, sampling, spans, tasks, weighting
 from mtl_jax.errors import UserError
 
 
@@ -108,7 +107,8 @@ TASK_FIELDS: dict[str, tuple[object, str]] = {
     "num_classes": (None, "the number of classes when labels are not named"),
     "weight": (tasks.DEFAULTS["weight"], "factor of the task's mean loss in the total loss (>= 0)"),
     "label_smoothing": (tasks.DEFAULTS["label_smoothing"], "label smoothing of the task's cross-entropy, in [0, 1)"),
-    "scheme": (tasks.DEFAULTS["scheme"], "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags are not spans (POS)"),
+    "scheme": (tasks.DEFAULTS["scheme"], "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags "
+               "are not spans (POS)"),
     "data": (None, "the task's own corpus (fields: DATA_FIELDS); ignored when data.train names a table"),
 }
 
@@ -146,7 +146,6 @@ DATA_FIELDS: dict[str, tuple[object, str, tuple[str, ...]]] = {
     "words": ("", "tagging: the Sequence(Text) feature of the words; empty: a text dataset", ("tfds",)),
 }
 
-DECAYS = ("linear", "cosine", "constant")  # config.train.decay, see optim.learning_rate_schedule
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -161,12 +160,14 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# validate: every check that needs only the config. Each names the function it was made in before.
+# validate: every check that needs only the config.
 
 def validate(config) -> None:
   """Raises a UserError for the first field of `config` that a run would reject, before anything is loaded."""
   check_values(config)
   check_mesh(config.mesh)
+  if not config.tasks:
+    raise UserError("config.tasks: no tasks; name at least one (config.tasks.<name> = dict(kind=..., ...))")
   chosen = check_chosen_tasks(config)
   if config.data.get("train"):  # a table: every task has a position in its rows' labels, chosen or not
     names = check_label_order(config)
@@ -180,8 +181,8 @@ def validate(config) -> None:
   trained = [n for n in names if n in chosen]  # the run's layout, in its order
   check_best_metric(config.train.best_metric, trained)
   check_sampling(config, trained)
-  if config.train.decay not in DECAYS:
-    raise UserError(f"config.train.decay: expected one of {sorted(DECAYS)}, found {config.train.decay!r}")
+  if config.train.decay not in optim.DECAYS:
+    raise UserError(f"config.train.decay: expected one of {sorted(optim.DECAYS)}, found {config.train.decay!r}")
 
 
 def choices() -> dict[str, tuple]:
@@ -192,12 +193,8 @@ def choices() -> dict[str, tuple]:
           "table": tuple(sorted(data.READERS)), "metric": kinds.metric_names()}
 
 
-def _is_number(value) -> bool:
-  return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-
-
 def check_values(config) -> None:
-  """Ranges and choices of single fields (train.check_config)."""
+  """Ranges and choices of single fields."""
   allowed = choices()
   one_of = lambda path: (lambda v: v in allowed[path], f"one of {allowed[path]}")
   checks = {  # field -> (ok(value), what was expected)
@@ -243,17 +240,16 @@ def check_task_names(field: str, given, names: list[str]) -> None:
 
 
 def check_chosen_tasks(config) -> list[str]:
-  """`config.train.tasks` names tasks; returns the chosen ones, all when empty (tasks.chosen_tasks)."""
+  """`config.train.tasks` names tasks; returns the chosen ones, all when empty."""
   names, chosen = list(config.tasks.keys()), list(config.train.get("tasks", ()))
   check_task_names("config.train.tasks", chosen, names)
   return chosen or names
 
 
 def check_label_order(config) -> list[str]:
-  """Every task has one position in a table row's labels; returns the tasks in that order
-  (tasks.layout_from_config)."""
+  """Every task has one position in a table row's labels; returns the tasks in that order."""
   names = list(config.tasks.keys())
-  order = list(config.data.get("label_order") or names)
+  order = tasks.task_order(config)
   check_task_names("config.data.label_order", order, names)
   if missing := [n for n in names if n not in order]:
     raise UserError(f"config.data.label_order: tasks {missing} are defined but have no position in `labels`")
@@ -263,17 +259,17 @@ def check_label_order(config) -> list[str]:
 
 
 def check_table_splits(data_cfg) -> None:
-  """A table config has a validation split, and its test split is a table file (data.load_test)."""
-  if not str(data_cfg.validation):
-    raise UserError("config.data.validation: expected a table file, a fraction (\"0.1\", \"10%\") or a row count of "
-                    "data.train, found ''")
-  spec, tables = str(data_cfg.get("test") or ""), choices()["table"]
-  if spec and os.path.splitext(spec)[1].lower() not in tables:
+  """A table config's validation split is a table file or a share of data.train, its test split a table file."""
+  tables, is_table = choices()["table"], lambda spec: os.path.splitext(spec)[1].lower() in choices()["table"]
+  if not (data.is_fraction(spec := str(data_cfg.validation)) or is_table(spec)):
+    raise UserError(f"config.data.validation: expected a table file ({', '.join(tables)}), a fraction (\"0.1\", "
+                    f"\"10%\") or a row count of data.train, found {spec!r}")
+  if (spec := str(data_cfg.get("test") or "")) and not is_table(spec):
     raise UserError(f"config.data.test: expected a table file ({', '.join(tables)}), found {spec!r}")
 
 
 def check_data(name: str, task_cfg) -> None:
-  """The fields of a task's corpus (corpora.task_spec)."""
+  """The fields of a task's corpus."""
   where, formats = f"config.tasks.{name}.data", choices()["format"]
   spec = task_cfg.get("data") or {}
   if spec.get("format") not in formats:
@@ -286,10 +282,11 @@ def check_data(name: str, task_cfg) -> None:
   if spec["format"] == "tfds" and not spec.get("dataset"):
     raise UserError(f"{where}.dataset: a TFDS dataset is required (\"name\", \"name/config\" or "
                     "\"name/config:version\")")
+  sampling.number(spec.get("downsample", 1.0), f"{where}.downsample", "a number in (0, 1]", lambda x: 0 < x <= 1)
 
 
 def check_task(name: str, cfg) -> None:
-  """The fields of `config.tasks.<name>` that the config alone decides (tasks.task_from_config). Whether a task has
+  """The fields of `config.tasks.<name>` that the config alone decides. Whether a task has
   labels at all, and at least two, can depend on its training data: that stays where the data is read."""
   where, allowed, fields = f"config.tasks.{name}", choices(), tuple(TASK_FIELDS)
   for key in cfg:
@@ -323,23 +320,22 @@ def corpus_count(config, trained: list[str]) -> int:
 
 
 def check_sampling(config, trained: list[str]) -> None:
-  """`config.sampling` (sampling.corpus_probabilities and sampling.mixture_order; the corpus sizes are checked
-  there, once they are known)."""
+  """`config.sampling`, as sampling.corpus_probabilities and sampling.mixture_order read it (the corpus sizes are
+  checked there, once they are known)."""
   sc, strategies = config.sampling, choices()["sampling.strategy"]
   weights = list(sc.weights) or None
   if sc.strategy not in strategies:
     raise UserError(f"config.sampling.strategy: expected one of {', '.join(strategies)}, found {sc.strategy!r}")
   if weights is not None and sc.strategy != "explicit":
     raise UserError(f"config.sampling.weights: only used with strategy 'explicit', found strategy {sc.strategy!r}")
-  if sc.strategy == "temperature" and not (_is_number(sc.temperature) and sc.temperature > 0):
-    raise UserError(f"config.sampling.temperature: expected a number > 0, found {sc.temperature!r}")
+  if sc.strategy == "temperature":
+    sampling.number(sc.temperature, "config.sampling.temperature", "a number > 0", lambda x: x > 0)
   if sc.strategy == "explicit":
     count = corpus_count(config, trained)
     if weights is None or len(weights) != count:
       raise UserError(f"config.sampling.weights: expected {count} weights (one per corpus), found {weights!r}")
     for i, w in enumerate(weights):
-      if not (_is_number(w) and math.isfinite(w) and w >= 0):
-        raise UserError(f"config.sampling.weights[{i}]: expected a finite number >= 0, found {w!r}")
+      sampling.number(w, f"config.sampling.weights[{i}]", "a finite number >= 0", lambda x: math.isfinite(x) and x >= 0)
     if sum(float(w) for w in weights) <= 0:
       raise UserError(f"config.sampling.weights: expected at least one weight > 0, found {weights}")
   if sc.epoch_task and sc.epoch_task not in trained:
@@ -347,7 +343,7 @@ def check_sampling(config, trained: list[str]) -> None:
 
 
 def check_best_metric(name: str, trained: list[str]) -> None:
-  """`config.train.best_metric` is a metric the run logs (train.check_metric_name, now run_state's)."""
+  """`config.train.best_metric` is a metric the run logs."""
   known = [f"eval/{t}/{m}" for t in (*trained, "mean", "std") for m in choices()["metric"]]
   if name not in known:
     hint = difflib.get_close_matches(name, known, n=1)

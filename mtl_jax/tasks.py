@@ -1,11 +1,9 @@
 """Named tasks and the layout of their logits: the one place the task layout is computed.
 
-A task comes from `config.tasks.<name>`: `kind` ('classification' of a whole text, or 'tagging' of every word),
-`labels` (class names) or `num_classes`, `weight` (its factor in the total loss), `label_smoothing`, and for taggers
-the span `scheme` (IOB1, IOB2, BIOES; None for tags without spans, e.g. POS). The layout fixes an order of the tasks
-(the order of each table row's `labels` list) and derives group sizes and offsets from it: classification tasks
-share one grouped head over the pooled text, tagging tasks one grouped head over every token, and each task's
-logits are a consecutive slice of its kind's head. Sizes are never typed twice.
+A task comes from `config.tasks.<name>` (its fields: mtl_jax/schema.py, TASK_FIELDS). The layout fixes the one order
+of the tasks (`task_order`: a table row's `labels`, else config.tasks) and derives group sizes and offsets from it:
+the tasks of a kind share one grouped head (mtl_jax/kinds), and each task's logits are a consecutive slice of its
+kind's head. Sizes are never typed twice.
 """
 
 import dataclasses
@@ -92,12 +90,17 @@ def chosen_tasks(config) -> list[str]:
   return list(config.train.get("tasks", ())) or list(config.tasks.keys())
 
 
+def task_order(config) -> list[str]:
+  """The one task order: a table's `config.data.label_order` (the order of a row's `labels`), else (and for a corpus
+  per task always) the order of `config.tasks`."""
+  return list(config.data.get("train") and config.data.get("label_order") or config.tasks.keys())
+
+
 def build_layout(config, chosen: list[str], data_labels: dict[str, tuple[str, ...]]) -> Layout:
-  """The layout of the `chosen` tasks, in the one task order: `config.data.label_order` (the order of a table row's
-  `labels`), else the order of `config.tasks`. `data_labels` (found in the training data) name the classes of the
-  tasks whose config names none."""
-  order = list(config.data.get("label_order") or config.tasks.keys())
-  return Layout(tuple(task_from_config(n, config.tasks[n], data_labels.get(n, ())) for n in order if n in chosen))
+  """The layout of the `chosen` tasks, in `task_order`; `data_labels` (found in the training data) name the classes
+  of the tasks whose config names none."""
+  return Layout(tuple(task_from_config(n, config.tasks[n], data_labels.get(n, ()))
+                      for n in task_order(config) if n in chosen))
 
 
 def layout_from_config(config) -> Layout:

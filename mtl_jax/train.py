@@ -69,7 +69,6 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
                         out_shardings=replicated)
 
   def global_batch(data, idx: np.ndarray, size: int, length: int | None = None) -> dict:  # this process's rows only
-
     local = make_batch(data, idx, size, buckets, pad_id, process_rows(data_sh, size), length)
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 
@@ -104,7 +103,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   disable=jax.process_index() != 0)
   window = TrainWindow(saved["tracker"].get("window") if saved else None)  # a window a checkpoint interrupted
-  shapes, finished, preemption = set(), False, Preemption()
+  shapes, finished, preempted, preemption = set(), False, False, Preemption()
   try:
     for step in range(start + 1, total_steps + 1):
       if tracker.stopped:
@@ -133,7 +132,6 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
       if is_eval or preempted or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
         save_latest(step)
       if preempted:
-        log(f"SIGTERM: saved step {step} to {latest.directory}; the same command resumes from there")
         break
 
     # --- The best model on the test split, then the last checkpoint --------------------------------------------------
@@ -143,6 +141,8 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
             model_params(state["params"]), model_params(param_sh))})["params"]
         tracker.test = evaluate(best_params, test_data, step, split="test")
       save_latest(step)
+    if preempted:
+      log(f"SIGTERM: saved step {step} to {latest.directory}; the same command resumes from there")
   finally:
     preemption.close()
     history.close()

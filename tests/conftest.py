@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # The suite's models are tiny: there glibc's single arena (mtl_jax/host_memory.py) costs more in lock contention
 # between XLA's threads than it saves in page faults (tests/test_train.py: 55 s without it, 65 s with it). Off for
-# this process and the runs it starts; tests/test_host_memory.py turns it on where it is tested.
+# the entry points (CLIs, benchmarks) the tests start; tests/test_host_memory.py turns it on where it is tested.
 os.environ.setdefault("MTL_JAX_KEEP_HOST_MEMORY", "0")
 # One persistent XLA compilation cache for the session, this process and the subprocesses it starts: the many smoke
 # runs compile the same steps, and a cached executable computes exactly what a fresh compile does.

@@ -17,7 +17,8 @@ REQUIRED = [name for name, f in inspect.getmembers(Kind, inspect.isfunction) if 
 def test_every_kind_implements_the_interface(kind):
   missing = [name for name in REQUIRED if getattr(type(kind), name) is getattr(Kind, name)]
   assert not missing, f"{kind.name} leaves {missing} to the base class"
-  assert kind.name and kind.metric_names and kind.salt not in [k.salt for k in kinds.KINDS.values() if k is not kind]
+  assert kind.name and kind.metric_names and set(kind.shown) <= set(kind.metric_names)
+  assert kind.salt not in [k.salt for k in kinds.KINDS.values() if k is not kind]  # its own dropout stream
 
 
 def test_outputs_are_softmax_per_group_and_argmax_per_task():

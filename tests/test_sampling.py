@@ -198,8 +198,10 @@ def test_downsample():
   assert len(downsample(10, 0.01, seed=0)) == 1  # at least one example
   assert len(downsample(10, 0.35, seed=0)) == 4  # round half up
   for bad in (0, -0.5, 1.5, math.nan, "0.5"):
-    with pytest.raises(UserError, match="^config.sampling.fraction: expected a number in \\(0, 1\\]"):
-      downsample(10, bad, seed=0)
+    config = two_corpus_config()
+    config.tasks.pos.data.downsample = bad
+    with pytest.raises(UserError, match="^config.tasks.pos.data.downsample: expected a number in \\(0, 1\\]"):
+      validate(config)
 
 
 # ---------------------------------------------------------------------------------------------------------------

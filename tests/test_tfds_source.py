@@ -1,5 +1,5 @@
 """The `tfds` data source: tiny TFDS datasets prepared in tmp_path (array_record / parquet, no TensorFlow, no network)
-read back through `corpora.load`, and the errors for a missing dataset, split, feature or extra.
+read back through `corpora.load_data`, and the errors for a missing dataset, split, feature or extra.
 
 Needs the optional extra (`pip install 'mtl_jax[tfds]'`): skipped without it on a developer machine, failed in CI.
 """

@@ -19,6 +19,11 @@ def of_layout(layout) -> tuple[Kind, ...]:
   return tuple(k for k in KINDS.values() if layout.of_kind(k.name))
 
 
+def shown() -> dict[str, str]:
+  """The metrics of the console's eval lines (each kind's, in registry order) by their short names there."""
+  return {"main": "main", "loss": "loss", **{k: v for kind in KINDS.values() for k, v in kind.shown.items()}}
+
+
 def metric_names() -> tuple[str, ...]:
   """Every metric a task can report: `main`, `loss`, then each kind's (as metrics.jsonl names them)."""
   return ("main", "loss", *(m for k in KINDS.values() for m in k.metric_names))

@@ -15,6 +15,7 @@ class Kind:
   reads_words: bool = False  # its examples are word sequences whose first sub-tokens are scored
   schemes: tuple[str, ...] = ()  # the span schemes its tasks may name
   metric_names: tuple[str, ...] = ()  # what `metrics` returns
+  shown: dict[str, str] = {}  # the metrics of the console's eval lines, by their short names there
 
   def main_metric(self, task) -> str:
     """The task's headline score (`main` in the metrics)."""

@@ -18,6 +18,8 @@ from mtl_jax.kinds.base import Kind
 class Classification(Kind):
   name, salt = "classification", 1
   metric_names = metrics_lib.METRIC_NAMES
+  shown = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro", "mcc": "mcc",
+           "auroc_macro": "auroc"}
 
   def main_metric(self, task) -> str:
     return "accuracy"

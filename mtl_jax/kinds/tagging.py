@@ -18,6 +18,7 @@ class Tagging(Kind):
   name, salt, reads_words = "tagging", 2, True
   schemes = spans.SCHEMES
   metric_names = ("accuracy", "precision", "recall", "f1")
+  shown = {"accuracy": "acc", "precision": "span_p", "recall": "span_r", "f1": "span_f1"}
 
   def main_metric(self, task) -> str:
     return "f1" if task.scheme else "accuracy"
