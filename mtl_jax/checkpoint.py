@@ -10,7 +10,9 @@ each step to a temporary directory and renames it when complete, so a half-writt
 """
 
 import base64
+import logging
 import os
+import re
 import tempfile
 
 import jax
@@ -49,13 +51,42 @@ def restore_tokenizer(mngr: ocp.CheckpointManager, step: int):
 
 
 def save(mngr: ocp.CheckpointManager, step: int, arrays: dict, meta: dict, tokenizer: dict[str, str]) -> None:
-  """Saves `arrays` (e.g. params and opt_state) with meta and tokenizer, and waits until it is committed."""
+  """Saves `arrays` (e.g. params and opt_state) with meta and tokenizer, and waits until it is committed. A write the
+  filesystem refuses (disk full, read-only, file too large) is a UserError naming the directory; the checkpoint
+  before it stays the latest (orbax commits a step by renaming its temporary directory)."""
   items = {name: ocp.args.StandardSave(tree) for name, tree in arrays.items()}
-  if step in mngr.all_steps():  # a resumed run redoing a step whose checkpoint a crash left behind
-    mngr.delete(step)
-  mngr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), tokenizer=ocp.args.JsonSave(tokenizer),
-                                          **items), force=True)
-  mngr.wait_until_finished()
+  quiet = _FilesystemErrors()  # orbax's threads log the failed write with a traceback; the UserError below says it
+  logging.getLogger("absl").addFilter(quiet)
+  try:
+    if step in mngr.all_steps():  # a resumed run redoing a step whose checkpoint a crash left behind
+      mngr.delete(step)
+    mngr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), tokenizer=ocp.args.JsonSave(tokenizer),
+                                            **items), force=True)
+    mngr.wait_until_finished()
+  except (OSError, ValueError) as e:
+    if (reason := write_error(e)) is None:
+      raise
+    raise UserError(f"{mngr.directory}: cannot write the checkpoint of step {step} ({reason}); the last complete "
+                    "checkpoint stays the latest: make room (or the directory writable) and run the same command")\
+        from None
+  finally:
+    logging.getLogger("absl").removeFilter(quiet)
+
+
+class _FilesystemErrors(logging.Filter):
+  """Drops log records of writes the filesystem refused."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return write_error(ValueError(record.getMessage())) is None
+
+
+def write_error(error: Exception) -> str | None:
+  """What the filesystem said when a write failed: an OSError's, or the OS error inside tensorstore's ValueError
+  (`... Failed to write 187352 bytes to file 8: No space left on device [os_error_code='28']`); None otherwise."""
+  if isinstance(error, OSError):
+    return error.strerror or str(error)
+  found = re.search(r": ([^:\[]+?) \[os_error_code='?\d+'?\]", str(error))
+  return found.group(1) if found else None
 
 
 def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
