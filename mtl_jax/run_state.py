@@ -85,8 +85,12 @@ class MetricsLog:
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
       return
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
+    try:
+      with open(self.path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
+    except OSError as e:  # a torn last line is dropped when the run resumes (`_event_step`)
+      raise UserError(f"{self.path}: cannot write step {step}'s metrics ({e.strerror}); the checkpoints are as they "
+                      "were: make room (or the directory writable) and run the same command") from None
     if self.board is not None:
       for k, v in values.items():
         if _jsonable(v) is not None:
