@@ -16,6 +16,7 @@ import re
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from mtl_jax.errors import UserError
@@ -77,15 +78,19 @@ class _FilesystemErrors(logging.Filter):
   """Drops log records of writes the filesystem refused."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return write_error(ValueError(record.getMessage())) is None
+    return os_error_in(record.getMessage()) is None
 
 
 def write_error(error: Exception) -> str | None:
-  """What the filesystem said when a write failed: an OSError's, or the OS error inside tensorstore's ValueError
-  (`... Failed to write 187352 bytes to file 8: No space left on device [os_error_code='28']`); None otherwise."""
-  if isinstance(error, OSError):
-    return error.strerror or str(error)
-  found = re.search(r": ([^:\[]+?) \[os_error_code='?\d+'?\]", str(error))
+  """What the filesystem said when a write failed: an OSError's, or the OS error inside tensorstore's ValueError;
+  None for any other error."""
+  return (error.strerror or str(error)) if isinstance(error, OSError) else os_error_in(str(error))
+
+
+def os_error_in(text: str) -> str | None:
+  """The OS error tensorstore quotes (`... Failed to write 187352 bytes to file 8: No space left on device
+  [os_error_code='28']`), or None."""
+  found = re.search(r": ([^:\[]+?) \[os_error_code='?\d+'?\]", text)
   return found.group(1) if found else None
 
 
@@ -135,5 +140,5 @@ def resume(mngr: ocp.CheckpointManager, meta: dict, state: dict, shardings: dict
   if changed := [k for k in meta if saved.get(k) != meta[k]]:
     raise UserError(f"{workdir}: holds a run with another {', '.join(changed)}; use a new --workdir")
   state.update(restore_arrays(mngr, step, {k: abstract(state[k], shardings[k]) for k in ("params", "opt_state")}))
-  state["step"] = jax.device_put(jax.numpy.asarray(step, jax.numpy.int32), shardings["step"])
+  state["step"] = jax.device_put(jnp.asarray(step, jnp.int32), shardings["step"])
   return saved

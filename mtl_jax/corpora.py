@@ -31,7 +31,6 @@ class Corpus:
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
   splits: dict[str, "list | Table | None"]
-  trained: tuple[str, ...] = ()  # the tasks of the run it labels, in layout order
 
   @property
   def kind(self) -> str:
@@ -54,14 +53,12 @@ def group_tasks(config, chosen: list[str]) -> list[Corpus]:
   if config.data.get("train"):
     order = task_order(config)
     table = {"format": "table", **{split: str(config.data.get(split) or "") for split in SPLITS}}
-    return [Corpus(order, table, {}, tuple(t for t in order if t in chosen))]
+    return [Corpus(order, table, {})]
   corpora: dict[str, Corpus] = {}
   for name in (n for n in config.tasks.keys() if n in chosen):
     spec = plain(config.tasks[name].get("data") or {})  # checked by schema.validate
     key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
-    corpus = corpora.setdefault(key, Corpus([], spec, {}))
-    corpus.tasks.append(name)
-    corpus.trained += (name,)
+    corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
   return list(corpora.values())
 
 
@@ -236,7 +233,7 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[st
     load_corpus(corpus, config, config.seed)
     convert_scheme(corpus, config)
   layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme"))
-                                         for c in corpora for t in c.trained})
+                                         for c in corpora for t in c.tasks})
   encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):
@@ -246,7 +243,8 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[st
   evaluate = [concat(parts) if parts else None for parts in pools]
   if evaluate[0] is None:
     raise UserError("config.tasks: no task has validation data (give data.validation: a file or a fraction)")
-  return layout, {c.trained: part for c, part in zip(corpora, encoded["train"])}, evaluate[0], evaluate[1]
+  trained = lambda c: tuple(t for t in c.tasks if t in layout.names)  # a table's columns may hold untrained tasks
+  return layout, {trained(c): part for c, part in zip(corpora, encoded["train"])}, evaluate[0], evaluate[1]
 
 
 def describe(layout: Layout, train: Encoded, validation: Encoded, test: Encoded | None, max_length: int) -> str:
