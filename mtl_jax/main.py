@@ -16,6 +16,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run:
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process's id, 0..num_processes-1.")
 _MULTIPROCESS = flags.DEFINE_bool("multiprocess", False, "Multi-process run with the settings JAX detects itself "
                                   "(TPU pod, SLURM); not needed with --coordinator_address.")
+_PEER_TIMEOUT = flags.DEFINE_integer("peer_timeout", 30, "Multi-process run: seconds a process may show no sign of "
+                                     "life before the others stop (mtl_jax/distributed.py).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -49,8 +51,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   from mtl_jax import distributed, train  # imported late so `--help` stays fast
   with cli.user_errors():
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIPROCESS.value)
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    watchdog = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                      _MULTIPROCESS.value, _PEER_TIMEOUT.value)
+    with distributed.stopped_by_lost_peers(watchdog):
+      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

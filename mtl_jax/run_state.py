@@ -89,17 +89,25 @@ class MetricsLog:
       with open(self.path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in values.items()}}) + "\n")
     except OSError as e:  # a torn last line is dropped when the run resumes (`_event_step`)
-      raise UserError(f"{self.path}: cannot write step {step}'s metrics ({e.strerror}); the checkpoints are as they "
-                      "were: make room (or the directory writable) and run the same command") from None
+      raise _write_error(self.path, step, e) from None
     if self.board is not None:
-      for k, v in values.items():
-        if _jsonable(v) is not None:
-          self.board.add_scalar(k, float(v), step)
-      self.board.flush()
+      try:  # the flush reaches the disk here, in this thread (the writer's own thread only fills the file's buffer)
+        for k, v in values.items():
+          if _jsonable(v) is not None:
+            self.board.add_scalar(k, float(v), step)
+        self.board.flush()
+      except OSError as e:  # the next run writes a new event file and purges this one's later steps
+        self.board = None  # closing it would fail again and hide this error
+        raise _write_error(self.board_dir, step, e) from None
 
   def close(self) -> None:
     if self.board is not None:
       self.board.close()
+
+
+def _write_error(path: str, step: int, error: OSError) -> UserError:
+  return UserError(f"{path}: cannot write step {step}'s metrics ({error.strerror}); the checkpoints are as they were: "
+                   "make room (or the directory writable) and run the same command")
 
 
 def _event_step(line: str) -> float:

@@ -9,14 +9,13 @@ import subprocess
 
 import pytest
 from runs import REPO, assert_same_run, crash_in_step, smoke, train_command
+from tensorboardX.record_writer import RecordWriter
 
 from mtl_jax import checkpoint, run_state
 from mtl_jax.errors import UserError
 from mtl_jax.train import train_and_evaluate
 
 OVERRIDES = {"train.steps": 8, "train.eval_every": 4, "train.log_every": 2}
-
-
 
 
 def limited(script: str, max_bytes: int) -> str:
@@ -67,4 +66,32 @@ def test_a_refused_metrics_write_stops_the_run_and_the_same_command_starts_over_
   monkeypatch.undo()
   assert checkpoint.manager(os.path.join(split, checkpoint.LATEST), create=False).latest_step() is None
   train_and_evaluate(smoke(table, **OVERRIDES), split)  # with room again: starts over, ends as the uninterrupted run
+  assert_same_run(split, full)
+
+
+def test_a_refused_tensorboard_write_stops_the_run_and_the_same_command_resumes(table, tmp_path, monkeypatch):
+  """Injected: the event file's flushes fail as on a full disk from step 6's log event on (after the step-4
+  checkpoint)."""
+  full, split = str(tmp_path / "full"), str(tmp_path / "split")
+  overrides = {**OVERRIDES, "train.checkpoint_every": 4}
+  train_and_evaluate(smoke(table, **overrides), full)
+  steps, real_write, real_flush = [], run_state.MetricsLog.write, RecordWriter.flush
+
+  def logging(self, step, values):
+    steps.append(step)
+    real_write(self, step, values)
+
+  def full_disk_flush(self):
+    if steps and steps[-1] >= 6:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_flush(self)
+
+  monkeypatch.setattr(run_state.MetricsLog, "write", logging)
+  monkeypatch.setattr(RecordWriter, "flush", full_disk_flush)
+  with pytest.raises(UserError, match=rf"^{re.escape(split)}/tensorboard: cannot write step 6's metrics \(No space "
+                                      r"left on device\); the checkpoints are as they were"):
+    train_and_evaluate(smoke(table, **overrides), split)
+  monkeypatch.undo()
+  assert checkpoint.manager(os.path.join(split, checkpoint.LATEST), create=False).latest_step() == 4
+  train_and_evaluate(smoke(table, **overrides), split)
   assert_same_run(split, full)
