@@ -106,19 +106,19 @@ class Watchdog(threading.Thread):
 
 @contextlib.contextmanager
 def stopped_by_lost_peers(watchdog: "Watchdog | None"):
-  """Runs the job; a runtime error in a multi-process run (a collective whose peer went away) waits for the
-  watchdog's verdict, so the user sees its one line rather than the collective's traceback. A clean end tells the
-  others; an error nobody was lost for keeps its traceback."""
+  """Runs the job. An error in a multi-process run that may come from a collective whose peer went away (gloo raises
+  JaxRuntimeError, or ValueError from a dispatch) waits for the watchdog's verdict, so the user sees its one line
+  rather than the collective's traceback; an error nobody was lost for keeps its traceback. The others learn that
+  this process stopped from its silence; a clean end tells them."""
   if watchdog is None:
     yield
     return
   try:
     yield
-  except jax.errors.JaxRuntimeError:
-    watchdog.timeout = min(watchdog.timeout, COLLECTIVE_FAILED_S)  # a dead peer's socket closed: no need to wait
-    watchdog.join(watchdog.timeout + 3 * BEAT_S)  # stop_job exits the process if a peer was lost
-    raise
-  except BaseException:  # this process stops (a user error, Ctrl-C): the others learn it from its silence
+  except BaseException as e:
+    if isinstance(e, Exception) and not isinstance(e, UserError):
+      watchdog.timeout = min(watchdog.timeout, COLLECTIVE_FAILED_S)  # a dead peer's socket closed: no need to wait
+      watchdog.join(watchdog.timeout + 3 * BEAT_S)  # stop_job exits the process if a peer was lost
     watchdog.finished.set()
     raise
   watchdog.close()

@@ -96,11 +96,11 @@ def test_a_killed_process_stops_the_other_then_the_same_launch_resumes_exactly(k
   procs[killed].wait()
   text = output(logs, 1 - killed)
   if killed == 1:  # the watchdog's one line; process 0's loss takes the coordination service along (JAX aborts)
-    assert code == distributed.EXIT_LOST
+    assert code == distributed.EXIT_LOST, text[-3000:]
     assert re.fullmatch(r"error: process 0: lost process 1 of 2 \(no sign of life for (6|30) s\); stopping\. Run "
                         r"the same launch again to resume from the last complete checkpoint",
                         text.strip().splitlines()[-1]), text[-2000:]
-    assert "Traceback" not in text
+    assert "Traceback" not in text, text[-3000:]
   else:  # both processes gone, as after a crash of both: test_resume.py covers resuming from that
     assert code != 0
     return
