@@ -20,7 +20,8 @@ import numpy as np
 
 from configs import three_task
 from mtl_jax import host_memory
-from mtl_jax.encoder import RANDOM_PRESETS, EncoderConfig, build_encoder, resolve_encoder_dir
+from mtl_jax.encoder import RANDOM_PRESETS, build_encoder, resolve_encoder_dir
+from mtl_jax.encoders import EncoderConfig
 from mtl_jax.input_pipeline import Encoded, make_batch, tokenize
 from mtl_jax.model import DTYPES, Model
 from mtl_jax.readers import read_conll, read_paired_text_labels

@@ -38,7 +38,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.encoder import hf_to_flax, tokenizer_dir  # noqa: E402
+from mtl_jax.encoder import tokenizer_dir  # noqa: E402
+from mtl_jax.encoders import bert, weights  # noqa: E402
 from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402
@@ -97,11 +98,11 @@ def predictor_processed(lengths: np.ndarray, batch_size: int, buckets) -> int:
 
 
 def jax_params_from_torch(model, torch_model) -> dict:
-  """mtl_jax params holding the PyTorch reference's weights (encoder through hf_to_flax, the head transposed)."""
+  """mtl_jax params holding the PyTorch reference's weights (encoder through BERT's names, the head transposed)."""
   tensors = {k: v.detach().numpy() for k, v in torch_model["bert"].state_dict().items()}
   head = torch_model["head"]
   params = jax.device_get(jax.jit(model.init)(jax.random.key(0)))
-  params["encoder"] = hf_to_flax(tensors)
+  params["encoder"] = weights.to_tree(tensors, bert.hf_name_to_path, "bert", "the PyTorch reference")
   params["heads"]["classification"] = {"kernel": head.weight.detach().numpy().T.copy(),
                                        "bias": head.bias.detach().numpy().copy()}
   return jax.device_put(params)

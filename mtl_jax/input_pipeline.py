@@ -59,6 +59,20 @@ def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
   return Encoded(ids, table.labels, table.weights, truncated)
 
 
+def word_pieces(words: list[str], tokenizer) -> dict[str, list[int]]:
+  """Each word's sub-tokens as it reads inside a sentence, after a space: what byte-level BPE marks with `Ġ`
+  (RoBERTa; the same as transformers' `is_split_into_words` with `add_prefix_space`), SentencePiece with `▁`, and
+  WordPiece not at all. Each word is tokenized after an anchor word whose tokens are then dropped."""
+  if not words:
+    return {}
+  anchor = tokenizer("x", add_special_tokens=False)["input_ids"]
+  after = tokenizer([f"x {w}" for w in words], add_special_tokens=False, verbose=False)["input_ids"]
+  pieces = {w: ids[len(anchor):] for w, ids in zip(words, after) if ids[:len(anchor)] == anchor}
+  if merged := [w for w in words if w not in pieces]:  # the word merged into the anchor: tokenized alone
+    pieces.update(zip(merged, tokenizer(merged, add_special_tokens=False, verbose=False)["input_ids"]))
+  return pieces
+
+
 def word_windows(piece_counts: list[int], budget: int) -> list[tuple[int, int]]:
   """Consecutive word ranges [a, b) whose sub-tokens fit `budget`; every word lands in exactly one window."""
   windows, start, used = [], 0, 0
@@ -74,18 +88,17 @@ def encode_words(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray], la
                  weights: np.ndarray, tokenizer, max_length: int) -> Encoded:
   """Word sequences with word-level tag ids [n_words, T] -> windows of at most max_length tokens, tags on first
   sub-tokens. Text-level labels go to a sentence's first window only, so a split sentence counts once."""
-  vocab = sorted({w for words in sentences for w in words})
-  pieces = dict(zip(vocab, tokenizer(vocab, add_special_tokens=False, verbose=False)["input_ids"] if vocab else []))
+  pieces = word_pieces(sorted({w for words in sentences for w in words}), tokenizer)
   lead, trail = special_tokens(tokenizer)
   budget = max_length - len(lead) - len(trail)
   num_tasks = labels.shape[1]
   out = Encoded([], [], [], 0, [], [], [])
   for s, words in enumerate(sentences):
-    word_pieces = [(pieces[w] or [tokenizer.unk_token_id])[:budget] for w in words]
-    for a, b in word_windows([len(p) for p in word_pieces], budget):
-      body = [i for p in word_pieces[a:b] for i in p]
+    per_word = [(pieces[w] or [tokenizer.unk_token_id])[:budget] for w in words]
+    for a, b in word_windows([len(p) for p in per_word], budget):
+      body = [i for p in per_word[a:b] for i in p]
       ids = np.asarray(lead + body + trail, np.int32)
-      starts = len(lead) + np.concatenate([[0], np.cumsum([len(p) for p in word_pieces[a:b]])[:-1]]).astype(np.int32)
+      starts = len(lead) + np.concatenate([[0], np.cumsum([len(p) for p in per_word[a:b]])[:-1]]).astype(np.int32)
       tags = np.full((len(ids), num_tasks), -1, np.int32)
       tags[starts] = tag_ids[s][a:b]
       out.ids.append(ids)

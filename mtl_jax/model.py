@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax import heads, kinds
-from mtl_jax.encoder import Encoder, EncoderConfig
+from mtl_jax.encoders import Encoder, EncoderConfig
 from mtl_jax.tasks import Layout
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # config.encoder.dtype -> compute dtype

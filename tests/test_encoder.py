@@ -9,6 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from mtl_jax import encoder as enc
+from mtl_jax.encoders import Encoder, bert, init_params, weights
 from mtl_jax.errors import UserError
 from mtl_jax.heads import pool
 
@@ -35,7 +36,7 @@ def test_tokenizer_matches_golden_ids(minilm, golden):
 
 def test_hidden_states_match_pytorch(minilm, golden):
   _, config, params = minilm
-  out, state = enc.Encoder(config).apply({"params": params}, golden["input_ids"], golden["attention_mask"],
+  out, state = Encoder(config).apply({"params": params}, golden["input_ids"], golden["attention_mask"],
                                          golden["token_type_ids"], capture_intermediates=True)
   mask = golden["attention_mask"].astype(bool)
   # Padded positions are not compared: their values depend on the attention kernel, and nothing reads them.
@@ -49,21 +50,25 @@ def test_hidden_states_match_pytorch(minilm, golden):
 
 
 def test_hf_names_map_to_our_tree():
-  assert enc.hf_name_to_path("encoder.layer.3.attention.self.query.weight") == ("layer_3", "query", "kernel")
-  assert enc.hf_name_to_path("bert.embeddings.LayerNorm.gamma") == ("embeddings", "norm", "scale")
-  assert enc.hf_name_to_path("encoder.layer.0.output.LayerNorm.bias") == ("layer_0", "output_norm", "bias")
-  assert enc.hf_name_to_path("pooler.dense.weight") is None
+  assert bert.hf_name_to_path("encoder.layer.3.attention.self.query.weight") == ("layer_3", "query", "kernel")
+  assert bert.hf_name_to_path("bert.embeddings.LayerNorm.gamma") == ("embeddings", "norm", "scale")
+  assert bert.hf_name_to_path("encoder.layer.0.output.LayerNorm.bias") == ("layer_0", "output_norm", "bias")
+  assert bert.hf_name_to_path("pooler.dense.weight") is None
+
+
+def to_tree(tensors):
+  return weights.to_tree(tensors, bert.hf_name_to_path, "bert", "model.safetensors")
 
 
 def test_linear_weights_are_transposed():
   w = np.arange(6, dtype=np.float32).reshape(2, 3)  # torch Linear: [out, in]
-  tree = enc.hf_to_flax({"encoder.layer.0.intermediate.dense.weight": w})
+  tree = to_tree({"encoder.layer.0.intermediate.dense.weight": w})
   np.testing.assert_array_equal(tree["layer_0"]["intermediate"]["kernel"], w.T)
 
 
 def test_unknown_tensor_is_an_error():
-  with pytest.raises(UserError, match="unexpected tensors.*encoder.layer.0.crossattention"):
-    enc.hf_to_flax({"encoder.layer.0.crossattention.self.query.weight": np.zeros((2, 2))})
+  with pytest.raises(UserError, match="unexpected tensors for a bert encoder.*encoder.layer.0.crossattention"):
+    to_tree({"encoder.layer.0.crossattention.self.query.weight": np.zeros((2, 2))})
 
 
 def _copy_minilm(directory, tmp_path, drop=None):
@@ -96,20 +101,20 @@ def test_directory_without_weights_is_named(tmp_path):
 
 def test_unsupported_position_embeddings_rejected():
   with pytest.raises(UserError, match="position_embedding_type"):
-    enc.EncoderConfig.from_hf({"position_embedding_type": "relative_key"})
+    bert.config_from_hf({"position_embedding_type": "relative_key"}, "config.json")
 
 
 @pytest.mark.parametrize("preset", sorted(enc.RANDOM_PRESETS))
 def test_random_presets_shapes(preset):
   config = enc.random_config(preset)
-  shapes = jax.eval_shape(lambda: enc.init_params(jax.random.key(0), config))
+  shapes = jax.eval_shape(lambda: init_params(jax.random.key(0), config))
   assert shapes["layer_0"]["query"]["kernel"].shape == (config.hidden_size, config.hidden_size)
   assert len([k for k in shapes if k.startswith("layer_")]) == config.num_layers
 
 
 def test_bfloat16_compute_stays_close_to_float32(minilm, golden):
   _, config, params = minilm
-  out = enc.Encoder(config, jax.numpy.bfloat16).apply({"params": params}, golden["input_ids"],
+  out = Encoder(config, jax.numpy.bfloat16).apply({"params": params}, golden["input_ids"],
                                                       golden["attention_mask"])
   assert out.dtype == jax.numpy.bfloat16
   pooled = np.asarray(pool(out.astype(np.float32), golden["attention_mask"], "mean"))
@@ -121,8 +126,8 @@ def test_bfloat16_compute_stays_close_to_float32(minilm, golden):
 def test_remat_gives_the_same_gradients():
   config = enc.random_config("random-tiny")
   ids = jax.random.randint(jax.random.key(1), (2, 8), 0, config.vocab_size)
-  params = enc.init_params(jax.random.key(0), config)
-  grads = [jax.grad(lambda p: enc.Encoder(config, remat=r).apply({"params": p}, ids, np.ones((2, 8))).sum())(params)
+  params = init_params(jax.random.key(0), config)
+  grads = [jax.grad(lambda p: Encoder(config, remat=r).apply({"params": p}, ids, np.ones((2, 8))).sum())(params)
            for r in (False, True)]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
 

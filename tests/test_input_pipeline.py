@@ -1,9 +1,14 @@
 """Buckets, padding, and windows of long sentences; training on token-budget batches."""
 
+import json
+import os
+
 import numpy as np
+import pytest
 from runs import assert_same_run, crash_in_step, read_history, smoke
 
-from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch
+from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch, word_pieces
+from mtl_jax.tokenizer import load_tokenizer
 from mtl_jax.train import train_and_evaluate
 
 
@@ -67,3 +72,31 @@ def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(tabl
   crash_in_step(5, smoke(table, **overrides), split, monkeypatch)  # after the step-3 checkpoint
   assert train_and_evaluate(smoke(table, **overrides), split) == final
   assert_same_run(split, full)
+
+
+def byte_level_bpe(directory) -> str:
+  """A small RoBERTa-style tokenizer (byte-level BPE, `Ġ` marks a preceding space) trained here on a few sentences."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  text = ["Paris is the capital of France .", "The U.S. open starts in New York on Monday 's night"] * 20
+  tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok.save(os.path.join(directory, "tokenizer.json"))
+  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
+    json.dump({"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, f)
+  return str(directory)
+
+
+@pytest.mark.parametrize("kind", ["byte-level BPE", "WordPiece"])
+def test_words_get_the_sub_tokens_they_have_inside_a_sentence(kind, tokenizer, tmp_path):
+  """Tagged words are tokenized one by one; each must get the pieces it has in the running text (after a space:
+  `ĠParis`, not `Paris`, for byte-level BPE), as the tokenizer itself splits the sentence."""
+  tok = load_tokenizer(byte_level_bpe(tmp_path)) if kind == "byte-level BPE" else tokenizer
+  words = ["Paris", "is", "in", "the", "U.S.", "'s", "Monday", "--", "1.", "Paris"]
+  pieces = word_pieces(sorted(set(words)), tok)
+  sentence = tok(" " + " ".join(words), add_special_tokens=False)["input_ids"]
+  assert [i for w in words for i in pieces[w]] == sentence
+  if kind == "byte-level BPE":
+    assert tok.backend.id_to_token(pieces["Paris"][0]).startswith("Ġ")

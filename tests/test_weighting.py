@@ -11,7 +11,7 @@ import pytest
 from runs import assert_same_run, crash_in_step, read_history, smoke
 
 from mtl_jax import weighting
-from mtl_jax.encoder import Encoder, EncoderConfig
+from mtl_jax.encoders import Encoder, EncoderConfig
 from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means
 from mtl_jax.model import Model
 from mtl_jax.predict import Predictor

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import pytest
 from runs import load_config
 
-from mtl_jax.encoder import RANDOM_PRESETS, Encoder, EncoderConfig
+from mtl_jax.encoder import RANDOM_PRESETS
+from mtl_jax.encoders import Encoder, EncoderConfig
 from mtl_jax.errors import UserError
 from mtl_jax.resources import (
   GIB,

@@ -1,0 +1,148 @@
+"""Every encoder family against PyTorch `transformers`, without a hub: a small randomly initialised model of each
+family, saved with `save_pretrained` (safetensors, as task checkpoints are: a head and the base model's prefix),
+loaded by mtl_jax; the last hidden states must match on every real token of a padded batch of different lengths.
+Then each family trains a few steps through the real entry point and predicts."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import torch
+import transformers
+from runs import smoke
+
+from mtl_jax import encoder as enc
+from mtl_jax import encoders
+from mtl_jax.encoders import Encoder
+from mtl_jax.errors import UserError
+from mtl_jax.predict import Predictor
+from mtl_jax.tokenizer import FILES
+from mtl_jax.train import train_and_evaluate
+
+SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+# family -> (transformers config, model class as checkpoints are saved, whether it has token types)
+FAMILIES = {
+    "bert": (lambda v: transformers.BertConfig(vocab_size=v, max_position_embeddings=130, **SIZES),
+             transformers.BertForMaskedLM, True),
+    "roberta": (lambda v: transformers.RobertaConfig(vocab_size=v, max_position_embeddings=132, pad_token_id=1,
+                                                     layer_norm_eps=1e-5, **SIZES),
+                transformers.RobertaForMaskedLM, False),
+    "xlm-roberta": (lambda v: transformers.XLMRobertaConfig(vocab_size=v, max_position_embeddings=132,
+                                                            pad_token_id=1, **SIZES),
+                    transformers.XLMRobertaForTokenClassification, False),
+    "camembert": (lambda v: transformers.CamembertConfig(vocab_size=v, max_position_embeddings=132, pad_token_id=1,
+                                                         **SIZES),
+                  transformers.CamembertForSequenceClassification, False),
+    "distilbert": (lambda v: transformers.DistilBertConfig(vocab_size=v, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                                           max_position_embeddings=130),
+                   transformers.DistilBertForMaskedLM, False),
+    "distilbert-sinusoidal": (lambda v: transformers.DistilBertConfig(
+        vocab_size=v, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=130,
+        sinusoidal_pos_embds=True), transformers.DistilBertModel, False),
+    "electra": (lambda v: transformers.ElectraConfig(vocab_size=v, embedding_size=16, max_position_embeddings=130,
+                                                     **SIZES),
+                transformers.ElectraForPreTraining, True),
+}
+LENGTHS = (12, 9, 5, 1)
+
+
+def save_family(name: str, directory, vocab: int = 99, seed: int = 0):
+  """A random model of the family saved to `directory`; returns the PyTorch base model (eval mode)."""
+  make_config, model_class, _ = FAMILIES[name]
+  torch.manual_seed(seed)
+  model = model_class(make_config(vocab)).eval()
+  model.save_pretrained(str(directory), safe_serialization=True)
+  return model.base_model
+
+
+def padded_batch(pad_id: int, vocab: int = 99, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  ids = np.full((len(LENGTHS), max(LENGTHS)), pad_id, np.int64)
+  mask = np.zeros_like(ids)
+  for row, n in enumerate(LENGTHS):
+    ids[row, :n] = rng.integers(3, vocab, n)
+    mask[row, :n] = 1
+  types = np.where(np.arange(ids.shape[1]) >= 4, 1, 0)[None, :] * mask
+  return ids, mask, types
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_hidden_states_match_transformers(name, tmp_path):
+  reference = save_family(name, tmp_path)
+  config, params = enc.load_pretrained(str(tmp_path))
+  ids, mask, types = padded_batch(reference.config.pad_token_id or 0)
+  with_types = FAMILIES[name][2]
+  with torch.no_grad():
+    kwargs = {"token_type_ids": torch.tensor(types)} if with_types else {}
+    want = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs).last_hidden_state
+  got = Encoder(config).apply({"params": params}, ids, mask, types if with_types else None)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(np.asarray(got)[real], want.numpy()[real], atol=1e-4, rtol=0)
+  assert config.family == name.split("-sinusoidal")[0]
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "gpt2", None])
+def test_an_unsupported_family_is_refused_by_name(model_type, tmp_path):
+  save_family("bert", tmp_path)
+  hf = json.loads((tmp_path / "config.json").read_text())
+  hf.pop("model_type")
+  if model_type:
+    hf["model_type"] = model_type
+  (tmp_path / "config.json").write_text(json.dumps(hf))
+  found = repr(model_type) if model_type else "no model_type"
+  with pytest.raises(UserError, match=rf"config.json: field 'model_type': found {found}; supported encoder families: "
+                                      r"bert, camembert, distilbert, electra, roberta, xlm-roberta$"):
+    enc.load_pretrained(str(tmp_path))
+
+
+def test_a_family_s_weights_under_another_family_s_name_are_refused(tmp_path):
+  save_family("distilbert", tmp_path)
+  hf = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").write_text(json.dumps({**hf, "model_type": "roberta"}))
+  with pytest.raises(UserError, match="config.json: missing field 'hidden_size' \\(expected a roberta config\\)"):
+    enc.load_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra"])
+def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tmp_path):
+  """The packaged tokenizer beside a small model of the family (its vocabulary of 30522 ids)."""
+  model_dir = tmp_path / "encoder"
+  save_family(name, model_dir, vocab=30522)
+  minilm = enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED)
+  for file in FILES:
+    if os.path.exists(os.path.join(minilm, file)):
+      shutil.copy(os.path.join(minilm, file), model_dir / file)
+  workdir = str(tmp_path / "run")
+  final = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 4,
+                                             "train.eval_every": 4}), workdir)
+  assert np.isfinite(final["eval/mean/loss"])
+  predictor = Predictor.load(os.path.join(workdir, "best"))
+  assert predictor.model.encoder.config.family == name
+  out = predictor.predict(["app login awful broken"])
+  assert set(out[0]) == {"sentiment", "urgency", "topic"}
+  shapes = jax.tree.map(np.shape, predictor.params["encoder"])
+  assert ("project" in shapes["embeddings"]) == (name == "electra")
+  assert ("token_type" in shapes["embeddings"]) == (name != "distilbert")
+
+
+def test_every_family_s_matrices_are_covered_by_the_sharding_rules():
+  from mtl_jax.sharding import DEFAULT_RULES, path_name, spec_for
+  for name, (make_config, _, _) in FAMILIES.items():
+    hf = make_config(99).to_dict()
+    config = encoders.family(hf, "config.json").config_from_hf(hf, "config.json", hf["model_type"])
+    shapes = jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+      if len(leaf.shape) == 2 and "norm" not in path_name(path):
+        assert spec_for(f"encoder/{path_name(path)}", DEFAULT_RULES) != jax.sharding.PartitionSpec(), (name, path)
+
+
+def test_the_memory_estimate_counts_every_family_s_parameters():
+  from mtl_jax.resources import encoder_params
+  for name, (make_config, _, _) in FAMILIES.items():
+    hf = make_config(99).to_dict()
+    config = encoders.family(hf, "config.json").config_from_hf(hf, "config.json", hf["model_type"])
+    shapes = jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
+    assert encoder_params(config) == sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)), name
