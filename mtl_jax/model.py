@@ -32,7 +32,7 @@ class Model:
   @classmethod
   def from_meta(cls, meta: dict) -> "Model":
     """The model a checkpoint's meta describes, for inference."""
-    encoder = Encoder(EncoderConfig(**meta["encoder"]), DTYPES[meta.get("dtype", "float32")])
+    encoder = Encoder(EncoderConfig.from_dict(meta["encoder"]), DTYPES[meta.get("dtype", "float32")])
     return cls(encoder, Layout.from_dict(meta["tasks"]), meta["pooling"])
 
   @property

@@ -1,10 +1,11 @@
 """Memory of the train and eval steps, estimated from the settings before anything is loaded or compiled.
 
 A batch or length that cannot fit fails in seconds with the setting named, rather than minutes later inside XLA
-with an allocation error (or, on CPU, with the machine swapping). The estimate counts what a BERT-family encoder
-(any family: they share the layers) keeps for the backward pass (per layer: the projections, the attention scores and probabilities, the feed-forward
-activations) plus the float32 parameters, gradients (one per task with PCGrad) and the two AdamW moments. It is an estimate: XLA fuses some of
-these away and adds workspace; `config.train.memory_limit_gb` overrides the device memory it is checked against.
+with an allocation error (or, on CPU, with the machine swapping). The estimate counts what the encoder (any family:
+they share the layers) keeps for the backward pass (per layer: the projections, the attention scores and
+probabilities, the feed-forward activations) plus the float32 parameters, gradients (one per task with PCGrad) and
+the two AdamW moments. It is an estimate: XLA fuses some of these away and adds workspace;
+`config.train.memory_limit_gb` overrides the device memory it is checked against.
 """
 
 import os
@@ -21,10 +22,16 @@ GIB = 1024**3
 def encoder_params(enc: EncoderConfig) -> int:
   """Parameter count of the encoder (embeddings, layers), the bulk of the model."""
   h, i, w = enc.hidden_size, enc.intermediate_size, enc.embedding_size or enc.hidden_size
-  embeddings = (enc.vocab_size + enc.max_position_embeddings + enc.type_vocab_size) * w + 2 * w
-  embeddings += (w * h + h) if w != h else 0  # ELECTRA's projection to the hidden size
+  tables = enc.vocab_size + (enc.max_position_embeddings if enc.absolute_positions else 0) + enc.type_vocab_size
+  embeddings = tables * w + 2 * (h if enc.project_before_norm else w)  # the LayerNorm's width
+  if w != h:  # the projection to the hidden size (ELECTRA after the LayerNorm with a bias, DeBERTa before, without)
+    embeddings += w * h + (0 if enc.project_before_norm else h)
   layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
-  return embeddings + enc.num_layers * layer
+  relative = 0
+  if enc.relative_attention:  # DeBERTa: the shared relative-position table (and its LayerNorm), own projections
+    relative = 2 * enc.rel_span * h + (2 * h if enc.rel_norm else 0)
+    layer += 0 if enc.share_att_key else len(enc.pos_att_type) * (h * h + h)
+  return embeddings + relative + enc.num_layers * layer
 
 
 def layer_activations(enc: EncoderConfig, length: int) -> int:

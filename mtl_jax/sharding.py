@@ -27,7 +27,8 @@ BATCH_AXES = ("data", "fsdp")
 DEFAULT_RULES = (
     (r"embeddings/word/embedding$", ("model", "fsdp")),  # [vocab, hidden]
     (r"embeddings/(position|token_type)/embedding$", (None, "fsdp")),
-    (r"embeddings/project/kernel$", (None, "fsdp")),  # ELECTRA: [embedding width, hidden]
+    (r"embeddings/project/kernel$", (None, "fsdp")),  # ELECTRA, DeBERTa: [embedding width, hidden]
+    (r"rel_embeddings$", (None, "fsdp")),  # DeBERTa: [2 x relative span, hidden]
     (r"(query|key|value|intermediate)/kernel$", ("fsdp", "model")),  # [hidden, heads x head_dim | ffn]: columns
     (r"(query|key|value|intermediate)/bias$", ("model",)),
     (r"output/kernel$", ("model", "fsdp")),  # attention_output [heads x head_dim, hidden], output [ffn, hidden]: rows

@@ -22,7 +22,8 @@ from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
 from mtl_jax.train import train_and_evaluate
 
-SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+# initializer_range 0.2, not 0.02: weights large enough that every term (e.g. DeBERTa's relative scores) shows
+SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, initializer_range=0.2)
 # family -> (transformers config, model class as checkpoints are saved, whether it has token types)
 FAMILIES = {
     "bert": (lambda v: transformers.BertConfig(vocab_size=v, max_position_embeddings=130, **SIZES),
@@ -37,16 +38,29 @@ FAMILIES = {
                                                          **SIZES),
                   transformers.CamembertForSequenceClassification, False),
     "distilbert": (lambda v: transformers.DistilBertConfig(vocab_size=v, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-                                                           max_position_embeddings=130),
+                                                           max_position_embeddings=130, initializer_range=0.2),
                    transformers.DistilBertForMaskedLM, False),
     "distilbert-sinusoidal": (lambda v: transformers.DistilBertConfig(
         vocab_size=v, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=130,
-        sinusoidal_pos_embds=True), transformers.DistilBertModel, False),
+        sinusoidal_pos_embds=True, initializer_range=0.2), transformers.DistilBertModel, False),
     "electra": (lambda v: transformers.ElectraConfig(vocab_size=v, embedding_size=16, max_position_embeddings=130,
                                                      **SIZES),
                 transformers.ElectraForPreTraining, True),
 }
-LENGTHS = (12, 9, 5, 1)
+DEBERTA = dict(relative_attention=True, position_buckets=8, max_relative_positions=32, pos_att_type=["p2c", "c2p"],
+               layer_norm_eps=1e-7, **SIZES)
+FAMILIES.update({  # v3 as microsoft/deberta-v3-* (shared keys, no absolute positions, normed relative embeddings),
+    # and a v2 with its own position projections, absolute positions, token types, embeddings of another width
+    "deberta-v3": (lambda v: transformers.DebertaV2Config(
+        vocab_size=v, max_position_embeddings=130, share_att_key=True, position_biased_input=False,
+        norm_rel_ebd="layer_norm", type_vocab_size=0, **DEBERTA),
+                   transformers.DebertaV2ForMaskedLM, False),
+    "deberta-v2": (lambda v: transformers.DebertaV2Config(
+        vocab_size=v, max_position_embeddings=130, share_att_key=False, position_biased_input=True, type_vocab_size=2,
+        embedding_size=24, **DEBERTA),
+                   transformers.DebertaV2ForSequenceClassification, True),
+})
+LENGTHS = (12, 9, 5, 1)  # the longest beyond position_buckets / 2, so DeBERTa's log buckets are used
 
 
 def save_family(name: str, directory, vocab: int = 99, seed: int = 0):
@@ -81,10 +95,10 @@ def test_hidden_states_match_transformers(name, tmp_path):
   got = Encoder(config).apply({"params": params}, ids, mask, types if with_types else None)
   real = mask.astype(bool)
   np.testing.assert_allclose(np.asarray(got)[real], want.numpy()[real], atol=1e-4, rtol=0)
-  assert config.family == name.split("-sinusoidal")[0]
+  assert config.family == {"distilbert-sinusoidal": "distilbert", "deberta-v3": "deberta-v2"}.get(name, name)
 
 
-@pytest.mark.parametrize("model_type", ["deberta-v2", "gpt2", None])
+@pytest.mark.parametrize("model_type", ["modernbert", "gpt2", None])
 def test_an_unsupported_family_is_refused_by_name(model_type, tmp_path):
   save_family("bert", tmp_path)
   hf = json.loads((tmp_path / "config.json").read_text())
@@ -94,7 +108,7 @@ def test_an_unsupported_family_is_refused_by_name(model_type, tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(hf))
   found = repr(model_type) if model_type else "no model_type"
   with pytest.raises(UserError, match=rf"config.json: field 'model_type': found {found}; supported encoder families: "
-                                      r"bert, camembert, distilbert, electra, roberta, xlm-roberta$"):
+                                      r"bert, camembert, deberta-v2, distilbert, electra, roberta, xlm-roberta$"):
     enc.load_pretrained(str(tmp_path))
 
 
@@ -106,7 +120,7 @@ def test_a_family_s_weights_under_another_family_s_name_are_refused(tmp_path):
     enc.load_pretrained(str(tmp_path))
 
 
-@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra"])
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra", "deberta-v3"])
 def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tmp_path):
   """The packaged tokenizer beside a small model of the family (its vocabulary of 30522 ids)."""
   model_dir = tmp_path / "encoder"
@@ -119,13 +133,17 @@ def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tm
   final = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 4,
                                              "train.eval_every": 4}), workdir)
   assert np.isfinite(final["eval/mean/loss"])
+  resumed = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 6,
+                                               "train.eval_every": 4}), workdir)  # the same run, continued
+  assert np.isfinite(resumed["eval/mean/loss"])
   predictor = Predictor.load(os.path.join(workdir, "best"))
-  assert predictor.model.encoder.config.family == name
+  assert predictor.model.encoder.config.family == name.replace("v3", "v2")
   out = predictor.predict(["app login awful broken"])
   assert set(out[0]) == {"sentiment", "urgency", "topic"}
   shapes = jax.tree.map(np.shape, predictor.params["encoder"])
   assert ("project" in shapes["embeddings"]) == (name == "electra")
-  assert ("token_type" in shapes["embeddings"]) == (name != "distilbert")
+  assert ("token_type" in shapes["embeddings"]) == (name in ("roberta", "electra"))
+  assert ("rel_embeddings" in shapes) == (name == "deberta-v3")
 
 
 def test_every_family_s_matrices_are_covered_by_the_sharding_rules():
@@ -146,3 +164,12 @@ def test_the_memory_estimate_counts_every_family_s_parameters():
     config = encoders.family(hf, "config.json").config_from_hf(hf, "config.json", hf["model_type"])
     shapes = jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
     assert encoder_params(config) == sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)), name
+
+
+def test_deberta_s_convolution_layer_is_refused_by_name(tmp_path):
+  save_family("deberta-v2", tmp_path)
+  hf = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").write_text(json.dumps({**hf, "conv_kernel_size": 3}))
+  with pytest.raises(UserError, match="config.json: field 'conv_kernel_size': DeBERTa's convolution layer is not "
+                                      "supported \\(expected 0, found 3\\)"):
+    enc.load_pretrained(str(tmp_path))

@@ -74,29 +74,38 @@ def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(tabl
   assert_same_run(split, full)
 
 
-def byte_level_bpe(directory) -> str:
-  """A small RoBERTa-style tokenizer (byte-level BPE, `Ġ` marks a preceding space) trained here on a few sentences."""
+def trained_tokenizer(kind: str, directory) -> str:
+  """A small tokenizer trained here on a few sentences: RoBERTa-style byte-level BPE (`Ġ` marks a preceding space)
+  or DeBERTa-v3 / XLM-R-style SentencePiece (a unigram model, `▁` marks a word start)."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-  tok = Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = decoders.ByteLevel()
   text = ["Paris is the capital of France .", "The U.S. open starts in New York on Monday 's night"] * 20
-  tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  specials = ["<s>", "<pad>", "</s>", "<unk>"]
+  if kind == "byte-level BPE":
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  else:
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token="<unk>")
+  tok.train_from_iterator(text, trainer)
   tok.save(os.path.join(directory, "tokenizer.json"))
   with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
     json.dump({"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, f)
   return str(directory)
 
 
-@pytest.mark.parametrize("kind", ["byte-level BPE", "WordPiece"])
+@pytest.mark.parametrize("kind", ["byte-level BPE", "SentencePiece", "WordPiece"])
 def test_words_get_the_sub_tokens_they_have_inside_a_sentence(kind, tokenizer, tmp_path):
   """Tagged words are tokenized one by one; each must get the pieces it has in the running text (after a space:
-  `ĠParis`, not `Paris`, for byte-level BPE), as the tokenizer itself splits the sentence."""
-  tok = load_tokenizer(byte_level_bpe(tmp_path)) if kind == "byte-level BPE" else tokenizer
+  `ĠParis`, not `Paris`, for byte-level BPE; `▁Paris` for SentencePiece), as the tokenizer itself splits the
+  sentence."""
+  tok = tokenizer if kind == "WordPiece" else load_tokenizer(trained_tokenizer(kind, tmp_path))
   words = ["Paris", "is", "in", "the", "U.S.", "'s", "Monday", "--", "1.", "Paris"]
   pieces = word_pieces(sorted(set(words)), tok)
   sentence = tok(" " + " ".join(words), add_special_tokens=False)["input_ids"]
   assert [i for w in words for i in pieces[w]] == sentence
-  if kind == "byte-level BPE":
-    assert tok.backend.id_to_token(pieces["Paris"][0]).startswith("Ġ")
+  if kind != "WordPiece":
+    assert tok.backend.id_to_token(pieces["Paris"][0]).startswith("Ġ" if kind == "byte-level BPE" else "▁")

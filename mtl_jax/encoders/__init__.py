@@ -3,12 +3,12 @@ onto the shared layers (`layers.py`); anything else is refused by name, never lo
 
 from types import ModuleType
 
-from mtl_jax.encoders import bert, distilbert, electra, roberta
+from mtl_jax.encoders import bert, deberta_v2, distilbert, electra, roberta
 from mtl_jax.encoders.layers import Encoder, EncoderConfig, init_params
 from mtl_jax.errors import UserError
 
 FAMILIES: dict[str, ModuleType] = {"bert": bert, "roberta": roberta, "xlm-roberta": roberta, "camembert": roberta,
-                                   "distilbert": distilbert, "electra": electra}
+                                   "distilbert": distilbert, "electra": electra, "deberta-v2": deberta_v2}
 
 __all__ = ["FAMILIES", "Encoder", "EncoderConfig", "family", "init_params"]
 

@@ -30,14 +30,36 @@ class EncoderConfig:
   family: str = "bert"  # config.json's model_type
   embedding_size: int = 0  # width of the embeddings when it differs from hidden_size (ELECTRA), else 0
   padding_idx: int = -1  # RoBERTa-style positions (counted over real tokens from padding_idx + 1), else -1
+  absolute_positions: bool = True  # a position embedding added to the input (DeBERTa-v3: relative positions only)
+  project_before_norm: bool = False  # DeBERTa: the embedding projection (no bias) comes before the LayerNorm
+  # DeBERTa's disentangled attention: relative-position embeddings shared by the layers, scored against content
+  relative_attention: bool = False
+  position_buckets: int = -1  # log buckets of relative positions (-1: none)
+  max_relative_positions: int = -1
+  pos_att_type: tuple[str, ...] = ()  # "c2p" (content to position) and/or "p2c"
+  share_att_key: bool = False  # positions projected with the layer's query/key matrices instead of their own
+  rel_norm: bool = False  # a LayerNorm on the relative-position embeddings
 
   @property
   def max_length(self) -> int:
     """The longest sequence the position embeddings cover."""
     return self.max_position_embeddings - (self.padding_idx + 1 if self.padding_idx >= 0 else 0)
 
+  @property
+  def rel_span(self) -> int:
+    """Relative positions on each side: the buckets, or the positions covered."""
+    if self.position_buckets > 0:
+      return self.position_buckets
+    return self.max_relative_positions if self.max_relative_positions > 0 else self.max_position_embeddings
+
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    """As checkpoint meta stores it (JSON: tuples become lists)."""
+    return {**dataclasses.asdict(self), "pos_att_type": list(self.pos_att_type)}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "EncoderConfig":
+    """From checkpoint meta (older checkpoints lack the newer fields: their defaults are BERT's)."""
+    return cls(**{**d, "pos_att_type": tuple(d.get("pos_att_type", ()))})
 
 
 class _Part(nn.Module):
@@ -60,41 +82,88 @@ class Embeddings(_Part):
   def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool):
     c, init = self.config, nn.initializers.normal(0.02)
     width = c.embedding_size or c.hidden_size
-    x = (nn.Embed(c.vocab_size, width, embedding_init=init, name="word")(input_ids)
-         + nn.Embed(c.max_position_embeddings, width, embedding_init=init, name="position")(
-             position_ids(attention_mask, c.padding_idx)))
+    x = nn.Embed(c.vocab_size, width, embedding_init=init, name="word")(input_ids)
+    if c.absolute_positions:
+      x = x + nn.Embed(c.max_position_embeddings, width, embedding_init=init, name="position")(
+          position_ids(attention_mask, c.padding_idx))
     if c.type_vocab_size:
       x = x + nn.Embed(c.type_vocab_size, width, embedding_init=init, name="token_type")(token_type_ids)
+    project = lambda x, bias: nn.Dense(c.hidden_size, use_bias=bias, dtype=self.dtype, kernel_init=init,
+                                       name="project")(x)
+    if width != c.hidden_size and c.project_before_norm:
+      x = project(x, False)
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="norm")(x)
+    if c.project_before_norm:  # DeBERTa zeroes the padding's embeddings
+      x = x * (attention_mask[..., None] > 0)
     x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic).astype(self.dtype)
-    if width != c.hidden_size:
-      x = nn.Dense(c.hidden_size, dtype=self.dtype, kernel_init=init, name="project")(x)
+    if width != c.hidden_size and not c.project_before_norm:
+      x = project(x, True)
     return x
 
 
+def relative_positions(length: int, buckets: int, max_position: int) -> np.ndarray:
+  """[length, length] query position minus key position, log-bucketed beyond buckets / 2 when `buckets` > 0
+  (DeBERTa-v2's `make_log_bucket_position`, in float32 as it computes)."""
+  rel = np.arange(length)[:, None] - np.arange(length)[None, :]
+  if buckets <= 0 or max_position <= 0:
+    return rel
+  mid = buckets // 2
+  abs_pos = np.where((rel < mid) & (rel > -mid), mid - 1, np.abs(rel)).astype(np.float32)
+  log_pos = np.ceil(np.log(abs_pos / np.float32(mid)) / np.log(np.float32((max_position - 1) / mid))
+                    * np.float32(mid - 1)) + mid
+  return np.where(abs_pos <= mid, rel, log_pos * np.sign(rel)).astype(np.int64)
+
+
 class Layer(_Part):
-  """One post-LayerNorm transformer layer (BERT, RoBERTa, DistilBERT, ELECTRA)."""
+  """One post-LayerNorm transformer layer (every family); with `rel` (DeBERTa's relative-position embeddings and
+  the [length, length] relative positions) the attention adds the disentangled content/position scores."""
 
   @nn.compact
-  def __call__(self, x, bias, deterministic: bool):
+  def __call__(self, x, bias, deterministic: bool, rel=None):
     c = self.config
     dense = lambda n, name: nn.Dense(n, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name)
     norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
     head_dim = c.hidden_size // c.num_heads
-    split = lambda t: t.reshape(t.shape[:2] + (c.num_heads, head_dim))
-    q, k, v = (split(dense(c.hidden_size, n)(x)) for n in ("query", "key", "value"))
-    if deterministic or c.attention_dropout_rate == 0:  # JAX's fused attention (a cuDNN/flash kernel where there is one)
-      attended = jax.nn.dot_product_attention(q, k, v, bias=bias).reshape(x.shape)
+    split = lambda t: t.reshape(t.shape[:-1] + (c.num_heads, head_dim))
+    query, key = dense(c.hidden_size, "query"), dense(c.hidden_size, "key")
+    q, k, v = split(query(x)), split(key(x)), split(dense(c.hidden_size, "value")(x))
+    # DeBERTa divides the scores by the root of head_dim times the number of score terms
+    scaled_dim = head_dim * (1 + len(c.pos_att_type)) if rel is not None else head_dim
+    if rel is not None:
+      bias = bias + self.disentangled(q, k, rel, split, query, key, dense, np.sqrt(scaled_dim))
+    if deterministic or c.attention_dropout_rate == 0:  # JAX's fused attention (cuDNN/flash where there is one)
+      attended = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=None if rel is None else
+                                              float(1 / np.sqrt(scaled_dim)))
     else:  # dropout on the attention probabilities, as BERT trains: written out
-      scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim).astype(self.dtype) + bias
+      scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(scaled_dim).astype(self.dtype) + bias
       probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
       probs = nn.Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
-      attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(x.shape)
+      attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+    attended = attended.reshape(x.shape)
     attended = nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
     x = norm("attention_norm")(x + attended)
     h = ACTIVATIONS[c.hidden_act](dense(c.intermediate_size, "intermediate")(x))
     h = nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "output")(h), deterministic)
     return norm("output_norm")(x + h)
+
+  def disentangled(self, q, k, rel, split, query, key, dense, root):
+    """DeBERTa's content-to-position and position-to-content scores [batch, heads, query, key], already scaled."""
+    c = self.config
+    embeddings, positions = rel
+    span = embeddings.shape[0] // 2
+    score = 0.0
+    if "c2p" in c.pos_att_type:
+      pos_key = split(key(embeddings) if c.share_att_key else dense(c.hidden_size, "pos_key")(embeddings))
+      c2p = jnp.einsum("bqhd,rhd->bhqr", q, pos_key)
+      index = jnp.clip(positions + span, 0, 2 * span - 1)
+      score = score + jnp.take_along_axis(c2p, jnp.broadcast_to(index, c2p.shape[:2] + index.shape), axis=-1)
+    if "p2c" in c.pos_att_type:
+      pos_query = split(query(embeddings) if c.share_att_key else dense(c.hidden_size, "pos_query")(embeddings))
+      p2c = jnp.einsum("bkhd,rhd->bhkr", k, pos_query)
+      index = jnp.clip(-positions + span, 0, 2 * span - 1)
+      score = score + jnp.swapaxes(
+          jnp.take_along_axis(p2c, jnp.broadcast_to(index, p2c.shape[:2] + index.shape), axis=-1), -1, -2)
+    return score / np.float32(root).astype(q.dtype)
 
 
 class Encoder(nn.Module):
@@ -111,10 +180,21 @@ class Encoder(nn.Module):
                                                                deterministic)
     # Additive mask: padded keys get a large negative score, so they receive no attention.
     bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(self.dtype)
+    rel = self.relative(input_ids.shape[1], deterministic) if self.config.relative_attention else None
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if self.remat else Layer
     for i in range(self.config.num_layers):
-      x = layer_cls(self.config, self.dtype, name=f"layer_{i}")(x, bias, deterministic)
+      x = layer_cls(self.config, self.dtype, name=f"layer_{i}")(x, bias, deterministic, rel)
     return x
+
+  def relative(self, length: int, deterministic: bool):
+    """DeBERTa: the relative-position embeddings every layer shares, and the relative positions of this length."""
+    c = self.config
+    table = self.param("rel_embeddings", nn.initializers.normal(0.02), (2 * c.rel_span, c.hidden_size))
+    if c.rel_norm:
+      table = nn.LayerNorm(epsilon=c.layer_norm_eps, name="rel_norm")(table)
+    table = nn.Dropout(c.dropout_rate)(table, deterministic=deterministic).astype(self.dtype)
+    max_position = c.max_relative_positions if c.max_relative_positions > 0 else c.max_position_embeddings
+    return table, jnp.asarray(relative_positions(length, c.position_buckets, max_position))
 
 
 def init_params(rng, config: EncoderConfig) -> dict:
