@@ -133,9 +133,10 @@ def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tm
   final = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 4,
                                              "train.eval_every": 4}), workdir)
   assert np.isfinite(final["eval/mean/loss"])
-  resumed = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 6,
-                                               "train.eval_every": 4}), workdir)  # the same run, continued
-  assert np.isfinite(resumed["eval/mean/loss"])
+  if name == "deberta-v3":  # the family with the most architecture fields in checkpoint meta: they must compare equal
+    resumed = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 6,
+                                                 "train.eval_every": 4}), workdir)  # the same run, continued
+    assert np.isfinite(resumed["eval/mean/loss"])
   predictor = Predictor.load(os.path.join(workdir, "best"))
   assert predictor.model.encoder.config.family == name.replace("v3", "v2")
   out = predictor.predict(["app login awful broken"])
