@@ -104,6 +104,8 @@ def test_pos_chunk_smoke_trains_evaluates_tests_and_predicts(shared_data, tmp_pa
   assert len(result["pos"]["tags"]) == 11 and "spans" not in result["pos"]
   for span in result["chunk"]["spans"]:
     assert span["text"] == " ".join(result["chunk"]["words"][span["start"]:span["end"]])
+  empty = Predictor.load(str(tmp_path)).predict(["", "  "])  # texts without words: no tags, nothing raised
+  assert [r["pos"]["words"] + r["chunk"]["tags"] for r in empty] == [[], []]
 
 
 def test_airline_three_tasks_one_corpus_reason_missing_for_non_negative(shared_data, tokenizer):

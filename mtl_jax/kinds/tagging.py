@@ -54,7 +54,7 @@ class Tagging(Kind):
     return result
 
   def prediction(self, task, output, rows, words):
-    tags = [task.labels[k] for k in np.concatenate([output[i] for i in rows])]
+    tags = [task.labels[k] for i in rows for k in output[i]]  # no rows: a text without words, no tags
     result = {"words": list(words), "tags": tags}
     if task.scheme:
       result["spans"] = [{"text": " ".join(words[a:b]), "label": label, "start": a, "end": b}
