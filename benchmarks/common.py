@@ -329,11 +329,16 @@ def format_table(results: dict[str, dict], baselines: str | tuple[str, ...]) -> 
 def finish(report: dict, output: str, baselines: str | tuple[str, ...]) -> str:
   """Adds the load average at the end, writes the JSON report and returns the table."""
   report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+  write_report(report, output, allow_nan=False)
+  return format_table(report["results"], baselines)
+
+
+def write_report(report: dict, output: str, allow_nan: bool = True) -> None:
+  """A benchmark's JSON report at `output` (its folder created)."""
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2, allow_nan=False)
+    json.dump(report, f, indent=2, allow_nan=allow_nan)
     f.write("\n")
-  return format_table(report["results"], baselines)
 
 
 

@@ -9,7 +9,6 @@ embeddings), runs a jitted forward + backward + SGD update on random ids. Report
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -38,7 +37,7 @@ CONFIGS = {  # transformers configs of one size; their other fields are each fam
 
 def measure(name: str, batch: int, length: int, steps: int) -> dict:
   hf = CONFIGS[name]().to_dict()
-  config = encoders.family(hf, name).config_from_hf(hf, name, hf["model_type"])
+  _, config = encoders.from_hf(hf, name)
   model = encoders.Encoder(config)
   params = encoders.init_params(jax.random.key(0), config)
   ids = jax.random.randint(jax.random.key(1), (batch, length), 3, config.vocab_size)
@@ -78,9 +77,7 @@ def main(argv=None) -> None:
     print(f"{name:12s} {r['params']:10,d} {r['first_call_s']:15.2f} {r['step_s']:9.4f}")
   report = {"batch": args.batch, "length": args.length, "steps": args.steps, "results": results,
             "machine": common.machine_info(), "versions": common.versions()}
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output, "w") as f:
-    json.dump(report, f, indent=2)
+  common.write_report(report, args.output)
   print(f"wrote {args.output}")
 
 

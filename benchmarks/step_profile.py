@@ -214,9 +214,7 @@ def run(args) -> tuple[dict, str]:
             "settings": vars(args), "parameters": sum(x.size for x in jax.tree.leaves(params)),
             "matmul_gflop_per_s": ceiling, "optimizer_update_s": optimizer_s,
             "optimizer_share_of_step": optimizer_s / mean_step, "shapes": shapes, "op_profile": ops}
-  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-  with open(args.output, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
+  common.write_report(report, args.output)
   return report, table(report)
 
 

@@ -71,8 +71,7 @@ def load_pretrained(directory: str) -> tuple[EncoderConfig, dict]:
       hf = json.load(f)
     except json.JSONDecodeError as e:
       raise UserError(f"{config_path}:{e.lineno}: invalid JSON: {e.msg}") from None
-  module = encoders.family(hf, config_path)
-  config = module.config_from_hf(hf, config_path, hf["model_type"])
+  module, config = encoders.from_hf(hf, config_path)
   try:
     tensors = load_file(weights_path)
   except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files

@@ -147,12 +147,16 @@ def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tm
   assert ("rel_embeddings" in shapes) == (name == "deberta-v3")
 
 
+def family_shapes():
+  """(name, EncoderConfig, parameter shapes) of every family's test config."""
+  for name, (make_config, _, _) in FAMILIES.items():
+    _, config = encoders.from_hf(make_config(99).to_dict(), "config.json")
+    yield name, config, jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
+
+
 def test_every_family_s_matrices_are_covered_by_the_sharding_rules():
   from mtl_jax.sharding import DEFAULT_RULES, path_name, spec_for
-  for name, (make_config, _, _) in FAMILIES.items():
-    hf = make_config(99).to_dict()
-    config = encoders.family(hf, "config.json").config_from_hf(hf, "config.json", hf["model_type"])
-    shapes = jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
+  for name, _, shapes in family_shapes():
     for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
       if len(leaf.shape) == 2 and "norm" not in path_name(path):
         assert spec_for(f"encoder/{path_name(path)}", DEFAULT_RULES) != jax.sharding.PartitionSpec(), (name, path)
@@ -160,10 +164,7 @@ def test_every_family_s_matrices_are_covered_by_the_sharding_rules():
 
 def test_the_memory_estimate_counts_every_family_s_parameters():
   from mtl_jax.resources import encoder_params
-  for name, (make_config, _, _) in FAMILIES.items():
-    hf = make_config(99).to_dict()
-    config = encoders.family(hf, "config.json").config_from_hf(hf, "config.json", hf["model_type"])
-    shapes = jax.eval_shape(lambda c=config: encoders.init_params(jax.random.key(0), c))
+  for name, config, shapes in family_shapes():
     assert encoder_params(config) == sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)), name
 
 

@@ -10,7 +10,7 @@ from mtl_jax.errors import UserError
 FAMILIES: dict[str, ModuleType] = {"bert": bert, "roberta": roberta, "xlm-roberta": roberta, "camembert": roberta,
                                    "distilbert": distilbert, "electra": electra, "deberta-v2": deberta_v2}
 
-__all__ = ["FAMILIES", "Encoder", "EncoderConfig", "family", "init_params"]
+__all__ = ["FAMILIES", "Encoder", "EncoderConfig", "family", "from_hf", "init_params"]
 
 
 def family(hf: dict, where: str) -> ModuleType:
@@ -21,3 +21,9 @@ def family(hf: dict, where: str) -> ModuleType:
     raise UserError(f"{where}: field 'model_type': found {found}; supported encoder families: "
                     f"{', '.join(sorted(FAMILIES))}")
   return FAMILIES[model_type]
+
+
+def from_hf(hf: dict, where: str) -> tuple[ModuleType, EncoderConfig]:
+  """The family of a config.json dict and the EncoderConfig it describes."""
+  module = family(hf, where)
+  return module, module.config_from_hf(hf, where, hf["model_type"])
