@@ -65,7 +65,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from mtl_jax.input_pipeline import Encoded, make_batch  # noqa: E402
-from mtl_jax.losses import grouped_cross_entropy, total_loss  # noqa: E402
+from mtl_jax.losses import grouped_loss, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
 from mtl_jax.optim import make_optimizer  # noqa: E402
 from mtl_jax.sampling import MixtureOrder, StepBatch, bucket_batch_sizes, bucket_of  # noqa: E402
@@ -273,7 +273,7 @@ def task_grads(params: dict, acc: dict, batch: dict, step: jax.Array, salt: jax.
   rng = jax.random.fold_in(jax.random.fold_in(dropout_key, step), salt)
 
   def loss_fn(p):
-    sums, counts = grouped_cross_entropy(model.logits(p, batch, rng), batch, model.layout)
+    sums, counts = grouped_loss(model.logits(p, batch, rng), batch, model.layout)
     return total_loss(sums, counts, model.layout)
 
   return jax.tree.map(jnp.add, acc, jax.grad(loss_fn)(params))

@@ -205,7 +205,7 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   if corpus.spec["format"] == "table":  # label ids already, one column per task of the table
     keep = [corpus.tasks.index(t) for t in layout.names]
     return None if records is None else encode_table(
-        Table(records.texts, records.labels[:, keep], records.weights[:, keep]), tokenizer, max_length)
+        records.select(keep), tokenizer, max_length)
   labels = np.full((len(records), num_tasks), -1, np.int32)
   weights = np.ones((len(records), num_tasks), np.float32)
   if corpus.kind == "text":

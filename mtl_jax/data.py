@@ -5,9 +5,11 @@ table never trains silently.
 
 Row fields:
   text    a non-empty string.
-  labels  a list with one entry per task, in `config.data.label_order`: a class id (0..K-1), a class name, or
-          -1 / null for "no label for this task". In CSV the cell holds the list as JSON (`[2, 0, null]`); a CSV may
-          instead have one column per task, named after the task (an empty cell = no label).
+  labels  a list with one entry per task, in `config.data.label_order`, as the task's kind reads it
+          (mtl_jax/kinds): classification a class id (0..K-1) or name; multilabel a list of label names or ids
+          ([] = none applies); regression a number. -1 / null mean "no label for this task" (for regression only
+          null: -1 is a score). In CSV the cell holds the list as JSON (`[2, 0, null]`); a CSV may instead have one
+          column per task, named after the task (an empty cell = no label; a multilabel cell holds a JSON list).
   weight  optional: one number >= 0 for the row, or a list with one number per task. Default 1.
 
 The standard library reads the files (rather than `datasets`): it keeps exact line numbers for errors, and the
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from mtl_jax import kinds
 from mtl_jax.errors import UserError, location
 from mtl_jax.readers import csv_rows, jsonl_objects
 from mtl_jax.tasks import Layout, Task
@@ -34,41 +37,34 @@ csv.field_size_limit(2**31 - 1)
 
 @dataclasses.dataclass
 class Table:
-  """Validated examples: texts, labels [N, T] int32 (-1 = no label) and weights [N, T] float32."""
+  """Validated examples: texts, labels [N, T] int32 (-1 = no label), weights [N, T] float32, and per task its float
+  targets [N, target_width] (multi-hot labels, a score; width 0 for the other kinds)."""
   texts: list[str]
   labels: np.ndarray
   weights: np.ndarray
+  targets: list[np.ndarray]
 
   def __len__(self) -> int:
     return len(self.texts)
 
   def take(self, idx: np.ndarray) -> "Table":
-    return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx])
+    return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx], [x[idx] for x in self.targets])
+
+  def select(self, positions: list[int]) -> "Table":
+    """The columns of the tasks at `positions`, in that order."""
+    return Table(self.texts, self.labels[:, positions], self.weights[:, positions],
+                 [self.targets[t] for t in positions])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Row validation.
 
-def parse_label(value, task: Task, where: str, field: str) -> int:
-  """One label entry -> class id, or -1 for no label."""
-  expected = f"expected a class id in 0..{task.num_classes - 1}, a label name of {list(task.labels)}, or -1/null"
-  if value is None or value == "":
-    return -1
-  if isinstance(value, str):
-    if value in task.labels:
-      return task.labels.index(value)
-    if re.fullmatch(r"-?\d+", value.strip()):
-      value = int(value)
-    else:
-      raise UserError(f"{where}: field {field} (task '{task.name}'): {expected}; found {value!r}")
-  if isinstance(value, float) and value.is_integer():
-    value = int(value)
-  if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < task.num_classes:
-    raise UserError(f"{where}: field {field} (task '{task.name}'): {expected}; found {value!r}")
-  return value
+def parse_label(value, task: Task, where: str, field: str) -> tuple[int, list[float]]:
+  """One label entry, as the task's kind reads it -> (label id, -1 for no label; float targets)."""
+  return kinds.KINDS[task.kind].parse(value, task, where, field)
 
 
-def parse_labels(value, layout: Layout, where: str) -> list[int]:
+def parse_labels(value, layout: Layout, where: str) -> list[tuple[int, list[float]]]:
   if not isinstance(value, list):
     raise UserError(f"{where}: field 'labels': expected a list of {len(layout.tasks)} class ids "
                     f"({', '.join(layout.names)}), found {value!r}")
@@ -153,15 +149,18 @@ def read_table(path: str, layout: Layout) -> Table:
     raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)}")
   if not os.path.isfile(path):
     raise UserError(f"{path}: file not found")
-  texts, labels, weights = [], [], []
+  texts, labels, weights, targets = [], [], [], []
   for where, text, row_labels, weight in READERS[ext](path, layout):
     texts.append(parse_text(text, where))
-    labels.append(row_labels)
+    labels.append([label for label, _ in row_labels])
+    targets.append([values for _, values in row_labels])
     weights.append(parse_weight(weight, len(layout.tasks), where))
   if not texts:
     raise UserError(f"{path}: no rows (expected {ext[1:].upper()} rows with 'text' and 'labels')")
   return Table(texts, np.asarray(labels, np.int32).reshape(len(texts), -1),
-               np.asarray(weights, np.float32).reshape(len(texts), -1))
+               np.asarray(weights, np.float32).reshape(len(texts), -1),
+               [np.asarray([row[t] for row in targets], np.float32).reshape(len(texts), task.target_width)
+                for t, task in enumerate(layout.tasks)])
 
 
 def is_fraction(value: str) -> bool:

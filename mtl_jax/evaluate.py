@@ -127,9 +127,11 @@ def format_report(header: dict, per_task: dict, flat: dict, details: dict, layou
     source = header["sources"].get(task.name, header["sources"].get("table"))
     lines.append(f"  - {task.name}: {source or f'no {split} data'} ({details[task.name]['count']})")
   lines += ["", "## Summary", "", *summary_table(per_task, flat, prefix), "",
-            "Classification: `accuracy` and macro averages over classes; taggers: `accuracy` over words, "
-            "`precision` / `recall` / `f1` micro over spans. `main` is each task's headline score (`f1` for span "
-            "taggers, `accuracy` otherwise); mean and std are over tasks.", ""]
+            "Classification: `accuracy` and macro averages over classes; multilabel: micro and macro F1 at the "
+            "task's threshold, `subset_accuracy` (every label right), macro AUROC; regression: Pearson, Spearman, "
+            "MSE, MAE; taggers: `accuracy` over words, `precision` / `recall` / `f1` micro over spans. `main` is each "
+            "task's headline score (`f1` for span taggers, `f1_micro` for multilabel, `pearson` for regression, "
+            "`accuracy` otherwise); mean and std are over tasks.", ""]
   for task in layout.tasks:
     lines += kinds.KINDS[task.kind].report_section(task, details[task.name], split)
   return "\n".join(lines)
@@ -176,7 +178,7 @@ def run(checkpoint_path: str, split: str = "test", output: str | None = None, ba
   per_task, flat, stores = evaluation.score(
       lambda b: eval_step(predictor.params, b), lambda idx: make_batch(data, idx, batch_size, buckets, pad_id),
       data, layout, batch_size, SPLITS[split])
-  details = {task.name: kinds.KINDS[task.kind].details(data, output, t, task)
+  details = {task.name: kinds.KINDS[task.kind].details(data, output, t, layout)
              for t, (task, output) in enumerate(zip(layout.tasks, evaluation.task_outputs(stores, layout)))}
 
   examples = f"{len(data)}" + (f" ({len(np.unique(data.sentence))} sentences or texts, long sentences split into "

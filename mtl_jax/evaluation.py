@@ -41,7 +41,7 @@ def task_metrics(data: Encoded, stores: dict, loss_sums: np.ndarray, loss_counts
   """Host-side metrics per task from the gathered outputs (rows without a label for a task are left out)."""
   result = {}
   for t, (task, output) in enumerate(zip(layout.tasks, task_outputs(stores, layout))):
-    m = kinds.KINDS[task.kind].metrics(data, output, t, task)
+    m = kinds.KINDS[task.kind].metrics(data, output, t, layout)
     m["loss"] = float(loss_sums[t] / loss_counts[t]) if loss_counts[t] > 0 else float("nan")
     m["main"] = m[task.main_metric]
     result[task.name] = m

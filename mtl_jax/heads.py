@@ -40,5 +40,5 @@ def apply_grouped(params: dict, features: jax.Array) -> jax.Array:
 
 def split_groups(logits: jax.Array, layout: "Layout", kind: str) -> dict[int, jax.Array]:
   """A kind's head output [..., sum K] -> {task position: its [..., K_t] logits}."""
-  return {t: logits[..., layout.offsets[t]:layout.offsets[t] + layout.tasks[t].num_classes]
+  return {t: logits[..., layout.offsets[t]:layout.offsets[t] + layout.tasks[t].width]
           for t in layout.of_kind(kind)}

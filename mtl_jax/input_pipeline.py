@@ -19,6 +19,7 @@ class Encoded:
   Tagging examples also carry `tags` ([len, T] tag ids at each word's first sub-token, -1 elsewhere), `starts` (the
   positions of those first sub-tokens) and `sentence` (the source sentence: a sentence longer than the window is
   split into several consecutive examples, so that every word is scored). Text examples have no starts.
+  Multilabel and regression tasks keep their float targets in `targets` ([N, V], `Layout.target_columns`).
   """
   ids: list[np.ndarray]
   labels: np.ndarray  # [N, T] int32, -1 = no label
@@ -27,6 +28,7 @@ class Encoded:
   tags: list[np.ndarray] | None = None  # None when no task is a tagging task
   starts: list[np.ndarray] | None = None
   sentence: np.ndarray | None = None
+  targets: np.ndarray | None = None  # None when no task has float targets
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -54,9 +56,15 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> tuple[list[np.ndar
   return ids, sum(len(x) > budget for x in bodies)
 
 
+def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:
+  """Per-task float targets [N, width_t] -> [N, V] in task order; None when no task has any."""
+  targets = np.concatenate(per_task, axis=1) if per_task else None
+  return targets if targets is not None and targets.shape[1] else None
+
+
 def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
   ids, truncated = tokenize(table.texts, tokenizer, max_length)
-  return Encoded(ids, table.labels, table.weights, truncated)
+  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets))
 
 
 def word_pieces(words: list[str], tokenizer) -> dict[str, list[int]]:
@@ -128,11 +136,14 @@ def concat(parts: list[Encoded]) -> Encoded:
     parts = [with_tags(p) for p in parts]
   tagged = parts[0].tags is not None
   offsets = np.cumsum([0] + [int(p.sentence.max()) + 1 if tagged and len(p) else 0 for p in parts])
+  width = max((p.targets.shape[1] for p in parts if p.targets is not None), default=0)
   return Encoded([x for p in parts for x in p.ids], np.concatenate([p.labels for p in parts]),
                  np.concatenate([p.weights for p in parts]), sum(p.truncated for p in parts),
                  [x for p in parts for x in p.tags] if tagged else None,
                  [x for p in parts for x in p.starts] if tagged else None,
-                 np.concatenate([p.sentence + o for p, o in zip(parts, offsets)]) if tagged else None)
+                 np.concatenate([p.sentence + o for p, o in zip(parts, offsets)]) if tagged else None,
+                 np.concatenate([np.zeros((len(p), width), np.float32) if p.targets is None else p.targets
+                                 for p in parts]) if width else None)
 
 
 def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
@@ -157,6 +168,9 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
   weights = np.zeros((batch_size, data.weights.shape[1]), np.float32)
   labels[:len(idx)], weights[:len(idx)] = data.labels[idx], data.weights[idx]
   batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
+  if data.targets is not None:
+    batch["targets"] = np.zeros((batch_size, data.targets.shape[1]), np.float32)
+    batch["targets"][:len(idx)] = data.targets[idx]
   if data.tags is not None:
     batch["tags"] = np.full((batch_size, length, labels.shape[1]), -1, np.int32)
     for row, i in enumerate(idx):

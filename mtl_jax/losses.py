@@ -1,10 +1,11 @@
-"""Grouped cross-entropy as (sum, count) per task.
+"""The grouped loss as (sum, count) per task; each kind (mtl_jax/kinds) gives its tasks' per-item loss.
 
-Normalisation. For task t with label smoothing e_t and K_t classes, a scored item i (a text for classification, a
-word's first sub-token for tagging) contributes
-    w_it * CE(smooth(y_it), logits_it),  smooth(y) = (1 - e_t) * onehot(y) + e_t / K_t,
-where w_it is the example's weight for t (0 where the label is missing, -1, or the row is padding). The task loss is
-    L_t = sum_i w_it * CE_it / sum_i w_it
+Normalisation. A scored item i of task t (a text for the text kinds, a word's first sub-token for tagging)
+contributes w_it * loss_it, where w_it is the example's weight for t (0 where the label is missing, -1, or the row is
+padding) and loss_it the kind's: cross-entropy against smooth(y) = (1 - e_t) * onehot(y) + e_t / K_t with label
+smoothing e_t (classification, tagging), binary cross-entropy averaged over the task's labels (multilabel), squared
+error or Huber loss (regression). The task loss is
+    L_t = sum_i w_it * loss_it / sum_i w_it
 over the *global* batch: both sums are reduced over every device before dividing (under `jit` with a sharded batch,
 `jnp.sum` is that global reduction), so L_t does not depend on how the batch is split. A tagging task's loss is thus a
 mean over scored words. A task with no labelled item in the batch contributes 0. The training objective is
@@ -13,27 +14,19 @@ sum_t lambda_t * L_t with the per-task weights lambda_t.
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from mtl_jax import kinds
 from mtl_jax.heads import split_groups
-from mtl_jax.tasks import Layout, Task
+from mtl_jax.tasks import Layout
 
 
-def task_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
-                       task: Task) -> tuple[jax.Array, jax.Array]:
-  """logits [..., K], labels [...] (-1 = not scored), weights broadcastable to labels -> (loss sum, weight sum)."""
-  w = jnp.where(labels >= 0, weights, 0.0)
-  target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(labels, 0), task.num_classes), task.label_smoothing)
-  return jnp.sum(w * optax.softmax_cross_entropy(logits, target)), jnp.sum(w)
-
-
-def grouped_cross_entropy(logits: dict[str, jax.Array], batch: dict, layout: Layout) -> tuple[jax.Array, jax.Array]:
-  """Head outputs by kind and a batch (labels [B, T], weights [B, T], tags [B, L, T]) -> (sums [T], counts [T])."""
+def grouped_loss(logits: dict[str, jax.Array], batch: dict, layout: Layout) -> tuple[jax.Array, jax.Array]:
+  """Head outputs by kind and a batch (labels [B, T], weights [B, T], tags [B, L, T], targets [B, V]) -> (sums [T],
+  counts [T])."""
   parts = {}
   for kind in kinds.of_layout(layout):
     for t, task_logits in split_groups(logits[kind.name], layout, kind.name).items():
-      parts[t] = task_cross_entropy(task_logits, *kind.targets(batch, t), layout.tasks[t])
+      parts[t] = kind.loss(task_logits, batch, t, layout)
   sums, counts = zip(*(parts[t] for t in range(len(layout.tasks))))
   return jnp.stack(sums), jnp.stack(counts)
 

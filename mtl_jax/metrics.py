@@ -145,6 +145,59 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, f
   }
 
 
+MULTILABEL_NAMES: tuple[str, ...] = ("f1_micro", "f1_macro", "precision_micro", "recall_micro", "subset_accuracy",
+                                     "auroc_macro")
+
+
+def multilabel_counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per label (true positives, predicted, true) of boolean [n, K] arrays."""
+  return (y_true & y_pred).sum(0).astype(np.float64), y_pred.sum(0).astype(np.float64), y_true.sum(0).astype(
+      np.float64)
+
+
+def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+  """Multi-label scores of one task, a label predicted where its probability is >= ``threshold``: micro P/R/F1
+  (counts summed over labels), macro F1 over every label (0 for 0/0, as scikit-learn's ``zero_division=0``), subset
+  accuracy (every label right), and macro AUROC over the labels with positives and negatives (NaN if none)."""
+  y_true, probs = np.asarray(y_true, bool), np.asarray(probs, np.float64)
+  if y_true.shape[0] == 0:
+    return {name: math.nan for name in MULTILABEL_NAMES}
+  y_pred = probs >= threshold
+  tp, predicted, true = multilabel_counts(y_true, y_pred)
+  aucs = [a for a in (binary_auroc(y_true[:, k], probs[:, k]) for k in range(y_true.shape[1])) if not math.isnan(a)]
+  ratio = lambda a, b: float(a / b) if b > 0 else 0.0
+  return {"f1_micro": ratio(2 * tp.sum(), true.sum() + predicted.sum()),
+          "f1_macro": float(np.mean(_safe_div(2 * tp, true + predicted))),
+          "precision_micro": ratio(tp.sum(), predicted.sum()), "recall_micro": ratio(tp.sum(), true.sum()),
+          "subset_accuracy": float(np.mean(np.all(y_true == y_pred, axis=1))),
+          "auroc_macro": float(np.mean(aucs)) if aucs else math.nan}
+
+
+REGRESSION_NAMES: tuple[str, ...] = ("pearson", "spearman", "mse", "mae")
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+  """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default)."""
+  s = np.sort(x)
+  return (np.searchsorted(s, x, side="left") + np.searchsorted(s, x, side="right") + 1) / 2.0
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+  """Pearson's r; NaN when either side is constant (as scipy, which also warns)."""
+  x, y = x - x.mean(), y - y.mean()
+  denom = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
+  return float(np.dot(x, y) / denom) if denom > 0 else math.nan
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+  """Pearson and Spearman correlation, mean squared and mean absolute error of one score per example."""
+  y_true, y_pred = np.asarray(y_true, np.float64).reshape(-1), np.asarray(y_pred, np.float64).reshape(-1)
+  if y_true.size == 0:
+    return {name: math.nan for name in REGRESSION_NAMES}
+  return {"pearson": pearson(y_true, y_pred), "spearman": pearson(average_ranks(y_true), average_ranks(y_pred)),
+          "mse": float(np.mean((y_true - y_pred) ** 2)), "mae": float(np.mean(np.abs(y_true - y_pred)))}
+
+
 def mean_and_std(per_task: dict[str, dict[str, float]]) -> dict[str, float]:
   """``mean/<metric>`` and ``std/<metric>`` (ddof=0) over tasks with a finite value.
 

@@ -81,8 +81,9 @@ class Predictor:
 
   def predict(self, inputs: list, batch_size: int = 64) -> list[dict]:
     """Per input (a text, or a list of words), keyed by task name:
-    classification {"label", "probs"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}]
-    for span tasks."""
+    classification {"label", "probs"}; multilabel {"labels" (those at or above the task's threshold), "probs"};
+    regression {"value"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}] for span
+    tasks."""
     if not inputs:
       return []
     data, words = self.encode(list(inputs))
@@ -110,7 +111,9 @@ def read_jsonl_texts(path: str) -> list[str]:
 
 def format_readable(text: str, result: dict) -> str:
   """The text, then one line with every classification and one per tagger (spans, or word/TAG pairs)."""
-  labels = [f"{task}={r['label']} ({r['probs'][r['label']]:.2f})" for task, r in result.items() if "label" in r]
+  labels = [f"{task}={r['label']} ({r['probs'][r['label']]:.2f})" if "label" in r
+            else f"{task}={','.join(r['labels']) or '-'}" if "labels" in r else f"{task}={r['value']:.3f}"
+            for task, r in result.items() if "tags" not in r]
   lines = [text] + (["  " + "  ".join(labels)] if labels else [])
   for task, r in result.items():
     if "spans" in r:

@@ -14,6 +14,7 @@ import ml_collections
 
 from mtl_jax import corpora, data, heads, kinds, model, optim, sampling, spans, tasks, weighting
 from mtl_jax.errors import UserError
+from mtl_jax.kinds import regression
 
 
 class _Required:
@@ -101,12 +102,16 @@ FIELDS: dict[str, tuple[object, str]] = {
 
 # `config.tasks.<name>`: field -> (default, what it means).
 TASK_FIELDS: dict[str, tuple[object, str]] = {
-    "kind": (tasks.DEFAULTS["kind"], "\"classification\" of a whole text or \"tagging\" of every word"),
+    "kind": (tasks.DEFAULTS["kind"], "\"classification\" of a whole text (one class), \"multilabel\" (any set of "
+             "labels), \"regression\" (a score), or \"tagging\" of every word"),
     "labels": ((), "class names, class id i = labels[i]; empty: from num_classes (\"0\", \"1\", ...), or for a corpus "
                "task the labels found in its training data"),
     "num_classes": (None, "the number of classes when labels are not named"),
     "weight": (tasks.DEFAULTS["weight"], "factor of the task's mean loss in the total loss (>= 0)"),
-    "label_smoothing": (tasks.DEFAULTS["label_smoothing"], "label smoothing of the task's cross-entropy, in [0, 1)"),
+    "label_smoothing": (tasks.DEFAULTS["label_smoothing"], "label smoothing of the task's cross-entropy, in [0, 1) "
+                        "(classification, tagging, multilabel)"),
+    "threshold": (tasks.DEFAULTS["threshold"], "multilabel: a label is predicted when its probability is >= this"),
+    "loss": (tasks.DEFAULTS["loss"], "regression: \"mse\" (squared error) or \"huber\" (delta 1); None: mse"),
     "scheme": (tasks.DEFAULTS["scheme"], "tagging: the span scheme of the tags (IOB1, IOB2, BIOES); None when tags "
                "are not spans (POS)"),
     "data": (None, "the task's own corpus (fields: DATA_FIELDS); ignored when data.train names a table"),
@@ -175,6 +180,9 @@ def validate(config) -> None:
   else:  # a corpus per task: only the chosen tasks' corpora are read
     names = [n for n in config.tasks.keys() if n in chosen]
     for name in names:
+      kind = config.tasks[name].get("kind", TASK_FIELDS["kind"][0])
+      if kind in kinds.KINDS and not kinds.KINDS[kind].reads_corpora:
+        raise UserError(f"config.tasks.{name}: a {kind} task reads a table (config.data.train), not its own corpus")
       check_data(name, config.tasks[name])
   for name in names:
     check_task(name, config.tasks[name])
@@ -298,6 +306,16 @@ def check_task(name: str, cfg) -> None:
   if kind not in allowed["kind"]:
     raise UserError(f"{where}.kind: expected one of {allowed['kind']}, found {kind!r}")
   labels, num_classes = tuple(str(label) for label in cfg.get("labels") or ()), cfg.get("num_classes")
+  for key in ("label_smoothing", "threshold", "loss"):
+    if cfg.get(key, TASK_FIELDS[key][0]) != TASK_FIELDS[key][0] and key not in kinds.KINDS[kind].options:
+      readers = [k.name for k in kinds.KINDS.values() if key in k.options]
+      raise UserError(f"{where}.{key}: only {' and '.join(readers)} tasks have it, this task is {kind}")
+  if not kinds.KINDS[kind].min_labels and (labels or num_classes):
+    raise UserError(f"{where}: a {kind} task has no labels (its value is a number), found labels/num_classes")
+  if cfg.get("loss") not in (None, *regression.LOSSES):
+    raise UserError(f"{where}.loss: expected one of {regression.LOSSES}, found {cfg.get('loss')!r}")
+  if not 0 < float(cfg.get("threshold", TASK_FIELDS["threshold"][0])) < 1:
+    raise UserError(f"{where}.threshold: expected a number in (0, 1), found {cfg.get('threshold')!r}")
   if labels and num_classes and num_classes != len(labels):
     raise UserError(f"{where}: num_classes={num_classes} but {len(labels)} labels are named")
   if len(set(labels)) != len(labels):

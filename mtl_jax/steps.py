@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mtl_jax import weighting
-from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means
+from mtl_jax.losses import grouped_loss, label_counts, task_means
 from mtl_jax.model import Model
 
 
@@ -28,7 +28,7 @@ def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTran
   weights = jnp.asarray(model.layout.weights, jnp.float32)
 
   def task_losses(params, micro, micro_rng):  # this micro-batch's share of each task's mean loss, and loss sums
-    sums, _ = grouped_cross_entropy(model.logits(params, micro, micro_rng), micro, model.layout)
+    sums, _ = grouped_loss(model.logits(params, micro, micro_rng), micro, model.layout)
     return task_means(sums, counts), sums
 
   def loss_and_grads(params, micro, micro_rng):  # ((objective, sums), grads); PCGrad: grads per task
@@ -68,7 +68,7 @@ def train_step(state: dict, batch: dict, *, model: Model, tx: optax.GradientTran
 def eval_step(params: dict, batch: dict, *, model: Model):
   """What evaluation gathers per kind (`Model.outputs`) and the global per-task loss (sums, counts)."""
   logits = model.logits(params, batch)
-  return (model.outputs(logits), *grouped_cross_entropy(logits, batch, model.layout))
+  return (model.outputs(logits), *grouped_loss(logits, batch, model.layout))
 
 
 def predict_step(params: dict, batch: dict, *, model: Model):

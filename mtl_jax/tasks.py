@@ -12,7 +12,8 @@ from mtl_jax import kinds
 from mtl_jax.errors import UserError
 
 # Defaults of the fields of `config.tasks.<name>` a Task takes (the schema documents every field: mtl_jax/schema.py).
-DEFAULTS = {"kind": "classification", "weight": 1.0, "label_smoothing": 0.0, "scheme": None}
+DEFAULTS = {"kind": "classification", "weight": 1.0, "label_smoothing": 0.0, "scheme": None, "loss": None,
+            "threshold": 0.5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +24,22 @@ class Task:
   weight: float = 1.0  # factor of this task's mean loss in the total loss
   label_smoothing: float = 0.0
   scheme: str | None = None  # tagging: the span scheme of the tags, None when tags are not spans (POS)
+  loss: str | None = None  # regression: "mse" or "huber"; None: the kind's default
+  threshold: float = 0.5  # multilabel: a label is predicted when its probability is at least this
 
   @property
   def num_classes(self) -> int:
     return len(self.labels)
+
+  @property
+  def width(self) -> int:
+    """The task's outputs in its kind's head (a logit per class or label; one score for regression)."""
+    return kinds.KINDS[self.kind].width(self)
+
+  @property
+  def target_width(self) -> int:
+    """The task's float targets per example (a batch's `targets` columns): multi-hot labels, a score, or none."""
+    return kinds.KINDS[self.kind].target_width(self)
 
   @property
   def main_metric(self) -> str:
@@ -45,12 +58,25 @@ class Layout:
 
   names = _per_task("name", "The tasks' names, in order.")
   weights = _per_task("weight", "Each task's static factor in the training objective.")
-  group_sizes = _per_task("num_classes", "Each task's number of classes.")
+  group_sizes = _per_task("width", "Each task's outputs in its head (its number of classes, 1 for a score).")
 
   @property
   def offsets(self) -> tuple[int, ...]:
     """Where each task's logits start in its kind's head output."""
-    return tuple(sum(u.num_classes for u in self.tasks[:i] if u.kind == t.kind) for i, t in enumerate(self.tasks))
+    return tuple(sum(u.width for u in self.tasks[:i] if u.kind == t.kind) for i, t in enumerate(self.tasks))
+
+  @property
+  def target_offsets(self) -> tuple[int, ...]:
+    """Where each task's float targets start in an example's `targets` (multilabel and regression tasks)."""
+    return tuple(sum(u.target_width for u in self.tasks[:i]) for i in range(len(self.tasks)))
+
+  @property
+  def target_total(self) -> int:
+    return sum(t.target_width for t in self.tasks)
+
+  def target_columns(self, t: int) -> slice:
+    """Task t's columns of `targets`."""
+    return slice(self.target_offsets[t], self.target_offsets[t] + self.tasks[t].target_width)
 
   def of_kind(self, kind: str) -> tuple[int, ...]:
     """Positions of the tasks of one kind."""
@@ -58,7 +84,7 @@ class Layout:
 
   def total(self, kind: str) -> int:
     """Width of the head of one kind: the sum of its tasks' class counts."""
-    return sum(t.num_classes for t in self.tasks if t.kind == kind)
+    return sum(t.width for t in self.tasks if t.kind == kind)
 
   def to_dict(self) -> list[dict]:
     return [{**dataclasses.asdict(t), "labels": list(t.labels)} for t in self.tasks]
@@ -72,17 +98,19 @@ def task_from_config(name: str, cfg, data_labels: tuple[str, ...] = ()) -> Task:
   """Builds one Task from its config entry (checked by schema.validate); `data_labels` (the label set found in the
   training data) serve when the config names none."""
   where = f"config.tasks.{name}"
+  field = lambda key: cfg.get(key, DEFAULTS[key])
+  kind = kinds.KINDS[field("kind")]
   labels, num_classes = cfg.get("labels") or data_labels, cfg.get("num_classes")
   if labels:
     labels = tuple(str(label) for label in labels)
   elif num_classes:
     labels = tuple(str(i) for i in range(num_classes))
-  else:
+  elif kind.min_labels:
     raise UserError(f"{where}: give `labels` (class names) or `num_classes`")
-  if len(labels) < 2:
-    raise UserError(f"{where}: a task needs at least 2 classes, found {len(labels)}")
-  field = lambda key: cfg.get(key, DEFAULTS[key])
-  return Task(name, field("kind"), labels, float(field("weight")), float(field("label_smoothing")), field("scheme"))
+  if len(labels) < kind.min_labels:
+    raise UserError(f"{where}: a {kind.name} task needs at least {kind.min_labels} labels, found {len(labels)}")
+  return Task(name, kind.name, labels, float(field("weight")), float(field("label_smoothing")), field("scheme"),
+              field("loss"), float(field("threshold")))
 
 
 def chosen_tasks(config) -> list[str]:

@@ -10,8 +10,9 @@ import time
 import jax
 import numpy as np
 import pytest
+from absl import flags
 
-from mtl_jax import checkpoint
+from mtl_jax import checkpoint, evaluate
 from mtl_jax.predict import Predictor
 from mtl_jax.sampling import MixtureOrder
 from mtl_jax.train import train_and_evaluate
@@ -116,3 +117,11 @@ def start_training(table: str, workdir: str, **overrides) -> subprocess.Popen:
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     time.sleep(0.05)
   return proc
+
+
+def evaluate_cli(*args):
+  """The evaluate CLI's main in-process: its own flags parsed from `args`, as `python -m mtl_jax.evaluate ARGS`."""
+  fv = flags.FlagValues()
+  evaluate.define_flags(fv)
+  fv(["evaluate", *args])
+  evaluate.main(["evaluate"], fv)

@@ -5,6 +5,7 @@ import pytest
 
 from mtl_jax.data import read_table, split_validation, validation_count
 from mtl_jax.errors import UserError
+from mtl_jax.tasks import Layout, Task
 
 
 def test_jsonl_rows_labels_missing_and_weights(layout, write_jsonl):
@@ -109,3 +110,41 @@ def test_validation_count(spec, count):
 def test_validation_count_rejects(spec):
   with pytest.raises(UserError, match="config.data.validation"):
     validation_count(spec, 100)
+
+
+MIXED = Layout((Task("sentiment", "classification", ("negative", "neutral", "positive")),
+                Task("moderation", "multilabel", ("toxic", "spam", "offtopic")), Task("score", "regression", ())))
+
+
+def test_multilabel_and_regression_cells(write_jsonl, tmp_path):
+  path = write_jsonl([
+      {"text": "a", "labels": [0, ["spam", "toxic"], 4.5]},
+      {"text": "b", "labels": [1, [], -1]},  # none applies; -1 is a score
+      {"text": "c", "labels": [2, -1, None]},  # no moderation label, no score
+      {"text": "d", "labels": [None, [2, "spam"], 0]},
+  ])
+  table = read_table(path, MIXED)
+  np.testing.assert_array_equal(table.labels, [[0, 0, 0], [1, 0, 0], [2, -1, -1], [-1, 0, 0]])
+  np.testing.assert_array_equal(table.targets[1], [[1, 1, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1]])
+  np.testing.assert_array_equal(table.targets[2][:, 0], [4.5, -1, 0, 0])
+  assert table.targets[0].shape == (4, 0)
+  csv = tmp_path / "t.csv"  # one column per task: a JSON list, a number as text, empty cells for no label
+  csv.write_text('text,sentiment,moderation,score\na,neutral,"[""offtopic""]",2.5\nb,0,,\n')
+  table = read_table(str(csv), MIXED)
+  np.testing.assert_array_equal(table.labels, [[1, 0, 0], [0, -1, -1]])
+  np.testing.assert_array_equal(table.targets[1][0], [0, 0, 1])
+  assert float(table.targets[2][0, 0]) == 2.5
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, "spam", 1], r"field 'labels'\[1\] \(task 'moderation'\): expected a list of label names .*found 'spam'"),
+    ([0, ["rude"], 1], r"field 'labels'\[1\] \(task 'moderation'\).*found \['rude'\]"),
+    ([0, [3], 1], r"field 'labels'\[1\] \(task 'moderation'\).*found \[3\]"),
+    ([0, [], "high"], r"field 'labels'\[2\] \(task 'score'\): expected a finite number, or null .*found 'high'"),
+    ([0, [], True], r"field 'labels'\[2\] \(task 'score'\).*found True"),
+    ([0, [], [1.0]], r"field 'labels'\[2\] \(task 'score'\).*found \[1.0\]"),
+])
+def test_bad_multilabel_and_regression_cells_are_named(write_jsonl, labels, message):
+  path = write_jsonl([{"text": "fine", "labels": [0, [], 1]}, {"text": "bad", "labels": labels}])
+  with pytest.raises(UserError, match=r"table.jsonl:2: " + message):
+    read_table(path, MIXED)

@@ -10,8 +10,8 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from absl import flags
 from runs import REPO, make_table, read_history, smoke
+from runs import evaluate_cli as cli
 from seqeval.metrics import classification_report as seqeval_report
 from sklearn.metrics import classification_report, confusion_matrix
 
@@ -29,14 +29,6 @@ def load_config(name, arg="smoke"):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
-
-
-def cli(*args):
-  """The CLI's main in-process: its own flags parsed from `args`, as `python -m mtl_jax.evaluate ARGS` would."""
-  fv = flags.FlagValues()
-  evaluate.define_flags(fv)
-  fv(["evaluate", *args])
-  evaluate.main(["evaluate"], fv)
 
 
 def report_tables(text):

@@ -16,6 +16,8 @@ from mtl_jax.metrics import (
   classification_metrics,
   confusion_matrix,
   mean_and_std,
+  multilabel_metrics,
+  regression_metrics,
 )
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -216,3 +218,37 @@ def test_mean_and_std_ignores_nan_and_missing() -> None:
   assert out["mean/only_a"] == 1.0 and out["std/only_a"] == 0.0
   assert math.isnan(out["mean/all_nan"]) and math.isnan(out["std/all_nan"])
   assert mean_and_std({}) == {}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multilabel_metrics_match_sklearn(seed: int) -> None:
+  rng = np.random.default_rng(seed)
+  n, k, threshold = 50, 5, [0.5, 0.3, 0.7, 0.5][seed]
+  y_true = rng.random((n, k)) < 0.3
+  y_true[:, 4] = False  # a label no example has: macro F1 counts it as 0, AUROC skips it
+  probs = np.round(np.clip(y_true * 0.3 + rng.random((n, k)) * 0.7, 0, 1), 1)  # ties
+  got = multilabel_metrics(y_true, probs, threshold)
+  y_pred = probs >= threshold
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UndefinedMetricWarning)
+    assert got["f1_micro"] == pytest.approx(skm.f1_score(y_true, y_pred, average="micro", zero_division=0))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert got["precision_micro"] == pytest.approx(skm.precision_score(y_true, y_pred, average="micro",
+                                                                       zero_division=0))
+    assert got["recall_micro"] == pytest.approx(skm.recall_score(y_true, y_pred, average="micro", zero_division=0))
+  assert got["subset_accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+  assert got["auroc_macro"] == pytest.approx(skm.roc_auc_score(y_true[:, :4], probs[:, :4], average="macro"))
+
+
+def test_regression_metrics_match_scipy_and_sklearn() -> None:
+  from scipy import stats
+  rng = np.random.default_rng(0)
+  y_true = np.round(rng.uniform(0, 5, 80), 0)  # many ties, as STS-B's scores
+  y_pred = np.round(y_true + rng.normal(0, 1.5, 80), 1)
+  got = regression_metrics(y_true, y_pred)
+  assert got["pearson"] == pytest.approx(stats.pearsonr(y_true, y_pred)[0])
+  assert got["spearman"] == pytest.approx(stats.spearmanr(y_true, y_pred)[0])
+  assert got["mse"] == pytest.approx(skm.mean_squared_error(y_true, y_pred))
+  assert got["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
+  assert math.isnan(regression_metrics(y_true, np.ones(80))["pearson"])  # a constant prediction: undefined
+  assert all(math.isnan(v) for v in regression_metrics(np.zeros(0), np.zeros(0)).values())

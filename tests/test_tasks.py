@@ -33,7 +33,7 @@ def test_label_order_is_a_tables_only():
 
 @pytest.mark.parametrize("task_b,message", [
     ({"num_classes": None}, r"config.tasks.b: give `labels` \(class names\) or `num_classes`"),
-    ({"num_classes": 1}, r"config.tasks.b: a task needs at least 2 classes, found 1"),
+    ({"num_classes": 1}, r"config.tasks.b: a classification task needs at least 2 labels, found 1"),
 ])
 def test_classes_are_required(task_b, message):
   """What the layout checks itself: a task's classes (from the config or its data); the config's other mistakes are

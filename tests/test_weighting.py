@@ -12,7 +12,7 @@ from runs import assert_same_run, crash_in_step, read_history, smoke
 
 from mtl_jax import weighting
 from mtl_jax.encoders import Encoder, EncoderConfig
-from mtl_jax.losses import grouped_cross_entropy, label_counts, task_means
+from mtl_jax.losses import grouped_loss, label_counts, task_means
 from mtl_jax.model import Model
 from mtl_jax.predict import Predictor
 from mtl_jax.steps import train_step
@@ -151,7 +151,7 @@ def per_task_gradients(model: Model, params: dict, batch: dict) -> list[dict]:
   counts = label_counts(batch, model.layout)
 
   def task_loss(p, t):
-    sums, _ = grouped_cross_entropy(model.logits(p, batch), batch, model.layout)
+    sums, _ = grouped_loss(model.logits(p, batch), batch, model.layout)
     return model.layout.weights[t] * task_means(sums, counts)[t]
 
   return [jax.jit(jax.grad(task_loss), static_argnums=1)(params, t) for t in range(len(model.layout.tasks))]

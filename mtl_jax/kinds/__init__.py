@@ -6,11 +6,11 @@ score, its prediction format and its section of the evaluation report. Everythin
 layout. Adding a kind is one module and one entry in `KINDS`.
 """
 
-from mtl_jax.kinds import classification, tagging
+from mtl_jax.kinds import classification, multilabel, regression, tagging
 from mtl_jax.kinds.base import Kind
 
 # Registry order is head order: a model's heads are initialised and applied in this order.
-KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, tagging.KIND)}
+KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, tagging.KIND, multilabel.KIND, regression.KIND)}
 NAMES = tuple(KINDS)
 
 

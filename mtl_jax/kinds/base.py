@@ -6,7 +6,12 @@ Conventions: `t` is a task's position in the layout; a kind's head output holds 
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+from mtl_jax import heads
+from mtl_jax.errors import UserError
 
 
 class Kind:
@@ -16,6 +21,27 @@ class Kind:
   schemes: tuple[str, ...] = ()  # the span schemes its tasks may name
   metric_names: tuple[str, ...] = ()  # what `metrics` returns
   shown: dict[str, str] = {}  # the metrics of the console's eval lines, by their short names there
+  min_labels: int = 2  # a task of this kind names at least this many labels
+  options: tuple[str, ...] = ()  # the task fields (besides kind, labels, weight) this kind reads
+  reads_corpora: bool = True  # its tasks may read their own corpus (else only a table: config.data.train)
+
+  def width(self, task) -> int:
+    """The task's outputs in the kind's head: a logit per label."""
+    return len(task.labels)
+
+  def target_width(self, task) -> int:
+    """Float targets per example in a batch's `targets` (none: the label id in `labels` / `tags` says it all)."""
+    return 0
+
+  def parse(self, value, task, where: str, field: str) -> tuple[int, list[float]]:
+    """One table cell of the task -> (label id, or 0 when the targets hold the label, or -1: no label; targets)."""
+    raise UserError(f"{where}: field {field} (task '{task.name}'): a {self.name} task reads its own corpus, not a "
+                    "table column")
+
+  def loss(self, logits: jax.Array, batch: dict, t: int, layout) -> tuple[jax.Array, jax.Array]:
+    """Task t's (loss sum, weight sum) over the scored items of a batch; its logits [..., width]."""
+    labels, weights = self.targets(batch, t)
+    return cross_entropy(logits, labels, weights, layout.tasks[t])
 
   def main_metric(self, task) -> str:
     """The task's headline score (`main` in the metrics)."""
@@ -44,7 +70,7 @@ class Kind:
   def task_output(self, store, layout, t: int):
     raise NotImplementedError
 
-  def metrics(self, data, output, t: int, task) -> dict[str, float]:
+  def metrics(self, data, output, t: int, layout) -> dict[str, float]:
     """Scores of task t over the examples labelled for it."""
     raise NotImplementedError
 
@@ -52,7 +78,7 @@ class Kind:
     """The predict result of one input, made of the examples `rows` (its windows, in order)."""
     raise NotImplementedError
 
-  def details(self, data, output, t: int, task) -> dict:
+  def details(self, data, output, t: int, layout) -> dict:
     """Per class / type / tag scores for the evaluation report; "count" says what was scored."""
     raise NotImplementedError
 
@@ -62,3 +88,45 @@ class Kind:
 
   def write_files(self, directory: str, task, detail: dict, split: str) -> None:
     """Files of the report beside report.md (none by default)."""
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array, task) -> tuple[jax.Array, jax.Array]:
+  """logits [..., K], labels [...] (-1 = not scored), weights broadcastable to labels -> (loss sum, weight sum), with
+  the task's label smoothing."""
+  w = jnp.where(labels >= 0, weights, 0.0)
+  target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(labels, 0), task.num_classes), task.label_smoothing)
+  return jnp.sum(w * optax.softmax_cross_entropy(logits, target)), jnp.sum(w)
+
+
+class PooledText(Kind):
+  """A kind that reads the pooled text features and keeps a float row of outputs per example (classification,
+  multilabel, regression); a task's label id sits in `labels[:, t]` (-1: none), its float targets, if any, in
+  `targets`."""
+
+  def features(self, hidden, batch, pooling):
+    return heads.pool(hidden, batch["attention_mask"], pooling)
+
+  def targets(self, batch, t):
+    return batch["labels"][:, t], batch["weights"][:, t]
+
+  def task_targets(self, batch: dict, t: int, layout) -> jax.Array:
+    """Task t's float targets [B, target_width] in a batch."""
+    return batch["targets"][:, layout.target_columns(t)]
+
+  def empty(self, count, width):
+    return np.zeros((count, width), np.float32)
+
+  def gather(self, store, out, data, idx):
+    store[idx] = out[:len(idx)]
+
+  def task_output(self, store, layout, t):
+    return store[:, layout.offsets[t]:layout.offsets[t] + layout.tasks[t].width]
+
+
+def labelled_rows(data, t: int) -> np.ndarray:
+  """The rows with a label for task position `t`: the rows its loss and metrics count."""
+  return (data.labels[:, t] >= 0) & (data.weights[:, t] > 0)
+
+
+def bad_value(where: str, field: str, task, expected: str, value) -> UserError:
+  return UserError(f"{where}: field {field} (task '{task.name}'): {expected}; found {value!r}")

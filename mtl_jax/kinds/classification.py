@@ -5,17 +5,18 @@ weight 0) are left out of its metrics. The report has a per-class table, the con
 """
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax import heads, report
 from mtl_jax import metrics as metrics_lib
-from mtl_jax.kinds.base import Kind
+from mtl_jax import report
+from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
 
 
-class Classification(Kind):
+class Classification(PooledText):
   name, salt = "classification", 1
   metric_names = metrics_lib.METRIC_NAMES
   shown = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro", "mcc": "mcc",
@@ -24,25 +25,15 @@ class Classification(Kind):
   def main_metric(self, task) -> str:
     return "accuracy"
 
-  def features(self, hidden, batch, pooling):
-    return heads.pool(hidden, batch["attention_mask"], pooling)
+  options = ("label_smoothing",)
 
-  def targets(self, batch, t):
-    return batch["labels"][:, t], batch["weights"][:, t]
+  def parse(self, value, task, where, field):
+    return parse_class(value, task, where, field), []
 
   def outputs(self, groups):
     return jnp.concatenate([jax.nn.softmax(g, axis=-1) for g in groups], axis=-1)
 
-  def empty(self, count, width):
-    return np.zeros((count, width), np.float32)
-
-  def gather(self, store, out, data, idx):
-    store[idx] = out[:len(idx)]
-
-  def task_output(self, store, layout, t):
-    return store[:, layout.offsets[t]:layout.offsets[t] + layout.tasks[t].num_classes]
-
-  def metrics(self, data, output, t, task):
+  def metrics(self, data, output, t, layout):
     labelled = labelled_rows(data, t)
     return metrics_lib.classification_metrics(data.labels[labelled, t], output[labelled])
 
@@ -51,7 +42,8 @@ class Classification(Kind):
     return {"label": task.labels[int(np.argmax(p))],
             "probs": {name: round(float(x), 6) for name, x in zip(task.labels, p)}}
 
-  def details(self, data, output, t, task):
+  def details(self, data, output, t, layout):
+    task = layout.tasks[t]
     labelled = labelled_rows(data, t)
     y_true, y_pred = data.labels[labelled, t], np.argmax(output[labelled], axis=1)
     cm = metrics_lib.confusion_matrix(y_true, y_pred, task.num_classes)
@@ -69,9 +61,22 @@ class Classification(Kind):
                           os.path.join(directory, report.confusion_file(task.name)))
 
 
-def labelled_rows(data, t: int) -> np.ndarray:
-  """The rows with a label for task position `t`: the rows its loss and metrics count."""
-  return (data.labels[:, t] >= 0) & (data.weights[:, t] > 0)
+def parse_class(value, task, where: str, field: str) -> int:
+  """One label entry -> class id, or -1 for no label."""
+  expected = f"expected a class id in 0..{task.num_classes - 1}, a label name of {list(task.labels)}, or -1/null"
+  if value is None or value == "":
+    return -1
+  if isinstance(value, str):
+    if value in task.labels:
+      return task.labels.index(value)
+    if not re.fullmatch(r"-?\d+", value.strip()):
+      raise bad_value(where, field, task, expected, value)
+    value = int(value)
+  if isinstance(value, float) and value.is_integer():
+    value = int(value)
+  if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < task.num_classes:
+    raise bad_value(where, field, task, expected, value)
+  return value
 
 
 KIND = Classification()

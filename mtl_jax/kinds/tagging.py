@@ -17,6 +17,7 @@ from mtl_jax.kinds.base import Kind
 class Tagging(Kind):
   name, salt, reads_words = "tagging", 2, True
   schemes = spans.SCHEMES
+  options = ("label_smoothing", "scheme")
   metric_names = ("accuracy", "precision", "recall", "f1")
   shown = {"accuracy": "acc", "precision": "span_p", "recall": "span_r", "f1": "span_f1"}
 
@@ -43,7 +44,8 @@ class Tagging(Kind):
     column = layout.of_kind(self.name).index(t)
     return [p[:, column] for p in store]
 
-  def metrics(self, data, output, t, task):
+  def metrics(self, data, output, t, layout):
+    task = layout.tasks[t]
     gold, pred = sentence_tags(data, output, t)
     if not gold:
       return {name: float("nan") for name in self.metric_names}
@@ -61,7 +63,8 @@ class Tagging(Kind):
                          for label, a, b in spans.extract_spans(tags, task.scheme)]
     return result
 
-  def details(self, data, output, t, task):
+  def details(self, data, output, t, layout):
+    task = layout.tasks[t]
     gold, pred = sentence_tags(data, output, t)
     count = f"{len(gold)} sentences, {sum(len(g) for g in gold)} words"
     if task.scheme:

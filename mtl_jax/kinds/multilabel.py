@@ -1,0 +1,100 @@
+"""Multi-label classification of a whole text: an independent sigmoid per label, read from the pooled features.
+
+A table row gives a task's labels as a list of names or ids (`[]`: none applies; -1 / null: not labelled for the
+task). The loss is binary cross-entropy averaged over the task's labels, then over labelled examples. A label is
+predicted when its probability reaches the task's `threshold` (default 0.5); metrics: micro and macro F1, micro
+precision and recall, subset accuracy, macro AUROC; the report has a table per label.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mtl_jax import metrics as metrics_lib
+from mtl_jax import report
+from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
+
+
+class Multilabel(PooledText):
+  name, salt = "multilabel", 3
+  reads_corpora = False  # a table's column for now; the corpus readers give one class name per record
+  min_labels = 1
+  options = ("label_smoothing", "threshold")
+  metric_names = metrics_lib.MULTILABEL_NAMES
+  shown = {"f1_micro": "f1_micro", "subset_accuracy": "subset_acc"}
+
+  def main_metric(self, task) -> str:
+    return "f1_micro"
+
+  def target_width(self, task):
+    return len(task.labels)
+
+  def parse(self, value, task, where, field):
+    expected = f"expected a list of label names of {list(task.labels)} or ids, [] for none, or -1/null"
+    if isinstance(value, str) and value.strip().startswith("["):  # a CSV cell holding a JSON list
+      try:
+        value = json.loads(value)
+      except json.JSONDecodeError:
+        raise bad_value(where, field, task, expected, value) from None
+    if value is None or value == "" or (value == -1 and not isinstance(value, bool)):
+      return -1, [0.0] * len(task.labels)
+    if not isinstance(value, list):
+      raise bad_value(where, field, task, expected, value)
+    hot = [0.0] * len(task.labels)
+    for v in value:
+      if isinstance(v, str) and v in task.labels:
+        hot[task.labels.index(v)] = 1.0
+      elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(task.labels):
+        hot[v] = 1.0
+      else:
+        raise bad_value(where, field, task, expected, value)
+    return 0, hot
+
+  def loss(self, logits, batch, t, layout):
+    labels, weights = self.targets(batch, t)
+    w = jnp.where(labels >= 0, weights, 0.0)
+    smoothing = layout.tasks[t].label_smoothing
+    target = self.task_targets(batch, t, layout) * (1 - smoothing) + smoothing / 2
+    return jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, target).mean(-1)), jnp.sum(w)
+
+  def outputs(self, groups):
+    return jnp.concatenate([jax.nn.sigmoid(g) for g in groups], axis=-1)
+
+  def metrics(self, data, output, t, layout):
+    task = layout.tasks[t]
+    labelled = labelled_rows(data, t)
+    return metrics_lib.multilabel_metrics(truth(data, t, layout)[labelled], output[labelled], task.threshold)
+
+  def prediction(self, task, output, rows, words):
+    p = output[rows[0]]
+    return {"labels": [name for name, x in zip(task.labels, p) if x >= task.threshold],
+            "probs": {name: round(float(x), 6) for name, x in zip(task.labels, p)}}
+
+  def details(self, data, output, t, layout):
+    task = layout.tasks[t]
+    labelled = labelled_rows(data, t)
+    y_true, probs = truth(data, t, layout)[labelled], output[labelled]
+    tp, predicted, true = metrics_lib.multilabel_counts(y_true, probs >= task.threshold)
+    div = lambda a, b: float(a / b) if b > 0 else 0.0
+    scores = {name: {"precision": div(tp[k], predicted[k]), "recall": div(tp[k], true[k]),
+                     "f1": div(2 * tp[k], true[k] + predicted[k]), "support": int(true[k]),
+                     "auroc": metrics_lib.binary_auroc(y_true[:, k], probs[:, k])}
+              for k, name in enumerate(task.labels)}
+    return {"scores": scores, "count": f"{len(y_true)} labelled examples"}
+
+  def report_section(self, task, detail, split):
+    rows = [[name, s["precision"], s["recall"], s["f1"], s["support"], s["auroc"]]
+            for name, s in detail["scores"].items()]
+    return [f"## {task.name}: per label (threshold {task.threshold})", "",
+            *report.md_table(["label", "precision", "recall", "f1", "support", "auroc"], rows), ""]
+
+
+def truth(data, t: int, layout) -> np.ndarray:
+  """[N, K] booleans: which of task t's labels each example has (meaningful on its labelled rows)."""
+  return data.targets[:, layout.target_columns(t)] > 0.5
+
+
+KIND = Multilabel()
