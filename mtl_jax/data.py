@@ -5,6 +5,8 @@ table never trains silently.
 
 Row fields:
   text    a non-empty string.
+  text_pair  optional: the second text of a pair (NLI, paraphrase, query / document), a non-empty string; the two
+          are encoded as the encoder's family encodes pairs (token types where it has them).
   labels  a list with one entry per task, in `config.data.label_order`, as the task's kind reads it
           (mtl_jax/kinds): classification a class id (0..K-1) or name; multilabel a list of label names or ids
           ([] = none applies); regression a number. -1 / null mean "no label for this task" (for regression only
@@ -43,17 +45,19 @@ class Table:
   labels: np.ndarray
   weights: np.ndarray
   targets: list[np.ndarray]
+  pairs: list[str | None] | None = None  # each text's pair (None: it stands alone); None when no row has one
 
   def __len__(self) -> int:
     return len(self.texts)
 
   def take(self, idx: np.ndarray) -> "Table":
-    return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx], [x[idx] for x in self.targets])
+    return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx], [x[idx] for x in self.targets],
+                 None if self.pairs is None else [self.pairs[i] for i in idx])
 
   def select(self, positions: list[int]) -> "Table":
     """The columns of the tasks at `positions`, in that order."""
     return Table(self.texts, self.labels[:, positions], self.weights[:, positions],
-                 [self.targets[t] for t in positions])
+                 [self.targets[t] for t in positions], self.pairs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,21 +94,26 @@ def parse_weight(value, num_tasks: int, where: str) -> list[float]:
                   f"found {value!r}")
 
 
-def parse_text(value, where: str) -> str:
+def parse_text(value, where: str, field: str = "text") -> str:
   if not isinstance(value, str) or not value.strip():
-    raise UserError(f"{where}: field 'text': expected a non-empty string, found {value!r}")
+    raise UserError(f"{where}: field '{field}': expected a non-empty string, found {value!r}")
   return value
 
 
+def parse_pair(value, where: str) -> str | None:
+  """The optional second text: absent, null or an empty CSV cell -> None."""
+  return None if value is None or value == "" else parse_text(value, where, "text_pair")
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# File formats: each yields (where, text, labels, weight) with raw field values.
+# File formats: each yields (where, text, text_pair, labels, weight) with raw field values.
 
 def _jsonl_rows(path: str, layout: Layout) -> Iterator[tuple]:
   for where, row in jsonl_objects(path, "a JSON object with 'text' and 'labels'"):
     for field in ("text", "labels"):
       if field not in row:
         raise UserError(f"{where}: field '{field}' is missing (found fields: {sorted(row)})")
-    yield where, row["text"], parse_labels(row["labels"], layout, where), row.get("weight")
+    yield where, row["text"], row.get("text_pair"), parse_labels(row["labels"], layout, where), row.get("weight")
 
 
 def _json_cell(value: str, where: str, field: str):
@@ -136,7 +145,7 @@ def _csv_rows(path: str, layout: Layout) -> Iterator[tuple]:
       labels = [parse_label(cell(t.name), t, where, f"'{t.name}'") for t in layout.tasks]
     else:
       labels = parse_labels(_json_cell(cell("labels"), where, "labels"), layout, where)
-    yield where, cell("text"), labels, _json_cell(cell("weight"), where, "weight")
+    yield where, cell("text"), cell("text_pair"), labels, _json_cell(cell("weight"), where, "weight")
 
 
 READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows}
@@ -149,9 +158,10 @@ def read_table(path: str, layout: Layout) -> Table:
     raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)}")
   if not os.path.isfile(path):
     raise UserError(f"{path}: file not found")
-  texts, labels, weights, targets = [], [], [], []
-  for where, text, row_labels, weight in READERS[ext](path, layout):
+  texts, pairs, labels, weights, targets = [], [], [], [], []
+  for where, text, pair, row_labels, weight in READERS[ext](path, layout):
     texts.append(parse_text(text, where))
+    pairs.append(parse_pair(pair, where))
     labels.append([label for label, _ in row_labels])
     targets.append([values for _, values in row_labels])
     weights.append(parse_weight(weight, len(layout.tasks), where))
@@ -160,7 +170,7 @@ def read_table(path: str, layout: Layout) -> Table:
   return Table(texts, np.asarray(labels, np.int32).reshape(len(texts), -1),
                np.asarray(weights, np.float32).reshape(len(texts), -1),
                [np.asarray([row[t] for row in targets], np.float32).reshape(len(texts), task.target_width)
-                for t, task in enumerate(layout.tasks)])
+                for t, task in enumerate(layout.tasks)], pairs if any(p is not None for p in pairs) else None)
 
 
 def is_fraction(value: str) -> bool:

@@ -29,6 +29,7 @@ class Encoded:
   starts: list[np.ndarray] | None = None
   sentence: np.ndarray | None = None
   targets: np.ndarray | None = None  # None when no task has float targets
+  type_ids: list[np.ndarray] | None = None  # token types of text pairs; None when no example is a pair
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -56,6 +57,53 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> tuple[list[np.ndar
   return ids, sum(len(x) > budget for x in bodies)
 
 
+def pair_template(tokenizer) -> tuple[list[int], list[int], list[int], list[int]]:
+  """How the tokenizer lays out a text pair: the special tokens before the first text, between the two and after
+  the second ([CLS] / [SEP] / [SEP] for BERT, <s> / </s></s> / </s> for RoBERTa), and the token type of each of the
+  five parts (0 0 0 1 1 for BERT; 0 everywhere for families without token types)."""
+  out = tokenizer("a", "b", return_token_type_ids=True)
+  ids, types = list(out["input_ids"]), list(out.get("token_type_ids") or [0] * len(out["input_ids"]))
+  a, b = (tokenizer(x, add_special_tokens=False)["input_ids"] for x in ("a", "b"))
+  i = next(k for k in range(len(ids)) if ids[k:k + len(a)] == a)
+  j = next(k for k in range(i + len(a), len(ids)) if ids[k:k + len(b)] == b)
+  return ids[:i], ids[i + len(a):j], ids[j + len(b):], [types[0], types[i], types[i + len(a)] if j > i + len(a)
+                                                          else types[j], types[j], types[-1]]
+
+
+def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
+  """How many tokens of each text a pair keeps within `budget`: the shorter text keeps all of its tokens, up to half
+  the budget, the longer one gets the rest ("longest_first", as the tokenizers library truncates pairs)."""
+  if n1 + n2 <= budget:
+    return n1, n2
+  if n1 <= n2:
+    return min(n1, budget // 2), budget - min(n1, budget // 2)
+  return budget - min(n2, budget // 2), min(n2, budget // 2)
+
+
+def tokenize_pairs(texts: list[str], pairs: list[str | None], tokenizer,
+                   max_length: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+  """Token ids and token type ids of each text with its pair (a text whose pair is None stands alone), laid out
+  as the tokenizer lays out pairs and cut to max_length longest side first; also the number of examples cut."""
+  alone = [i for i, p in enumerate(pairs) if p is None]
+  paired = [i for i, p in enumerate(pairs) if p is not None]
+  ids, types = [None] * len(texts), [None] * len(texts)
+  single, truncated = tokenize([texts[i] for i in alone], tokenizer, max_length)
+  for i, x in zip(alone, single):
+    ids[i], types[i] = x, np.zeros(len(x), np.int32)
+  if paired:
+    lead, mid, trail, kinds = pair_template(tokenizer)
+    budget = max_length - len(lead) - len(mid) - len(trail)
+    firsts = tokenizer([texts[i] for i in paired], add_special_tokens=False, verbose=False)["input_ids"]
+    seconds = tokenizer([pairs[i] for i in paired], add_special_tokens=False, verbose=False)["input_ids"]
+    for i, a, b in zip(paired, firsts, seconds):
+      n1, n2 = pair_lengths(len(a), len(b), budget)
+      parts = (lead, a[:n1], mid, b[:n2], trail)
+      ids[i] = np.asarray([t for part in parts for t in part], np.int32)
+      types[i] = np.asarray([k for part, k in zip(parts, kinds) for _ in part], np.int32)
+      truncated += n1 + n2 < len(a) + len(b)
+  return ids, types, truncated
+
+
 def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:
   """Per-task float targets [N, width_t] -> [N, V] in task order; None when no task has any."""
   targets = np.concatenate(per_task, axis=1) if per_task else None
@@ -63,8 +111,11 @@ def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:
 
 
 def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
-  ids, truncated = tokenize(table.texts, tokenizer, max_length)
-  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets))
+  if table.pairs is None:
+    ids, truncated = tokenize(table.texts, tokenizer, max_length)
+    return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets))
+  ids, types, truncated = tokenize_pairs(table.texts, table.pairs, tokenizer, max_length)
+  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets), type_ids=types)
 
 
 def word_pieces(words: list[str], tokenizer) -> dict[str, list[int]]:
@@ -143,7 +194,9 @@ def concat(parts: list[Encoded]) -> Encoded:
                  [x for p in parts for x in p.starts] if tagged else None,
                  np.concatenate([p.sentence + o for p, o in zip(parts, offsets)]) if tagged else None,
                  np.concatenate([np.zeros((len(p), width), np.float32) if p.targets is None else p.targets
-                                 for p in parts]) if width else None)
+                                 for p in parts]) if width else None,
+                 [t for p in parts for t in (p.type_ids or [np.zeros(len(x), np.int32) for x in p.ids])]
+                 if any(p.type_ids is not None for p in parts) else None)
 
 
 def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
@@ -168,6 +221,11 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
   weights = np.zeros((batch_size, data.weights.shape[1]), np.float32)
   labels[:len(idx)], weights[:len(idx)] = data.labels[idx], data.weights[idx]
   batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
+  if data.type_ids is not None:
+    batch["token_type_ids"] = np.zeros((batch_size, length), np.int32)
+    for row, i in enumerate(idx):
+      n = min(len(data.type_ids[i]), length)
+      batch["token_type_ids"][row, :n] = data.type_ids[i][:n]
   if data.targets is not None:
     batch["targets"] = np.zeros((batch_size, data.targets.shape[1]), np.float32)
     batch["targets"][:len(idx)] = data.targets[idx]

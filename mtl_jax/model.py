@@ -58,7 +58,8 @@ class Model:
     """{kind: float32 logits}: [B, sum K] for classification, [B, L, sum K] for tagging; dropout when `rng` is given."""
     train = rng is not None
     hidden = self.encoder.apply({"params": params["encoder"]}, batch["input_ids"], batch["attention_mask"],
-                                deterministic=not train, rngs={"dropout": rng} if train else {})
+                                batch.get("token_type_ids"), deterministic=not train,
+                                rngs={"dropout": rng} if train else {})
     return {k.name: heads.apply_grouped(params["heads"][k.name],
                                         self._dropout(k.features(hidden, batch, self.pooling), rng, k.salt))
             for k in self.kinds}

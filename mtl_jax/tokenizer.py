@@ -39,11 +39,18 @@ class FastTokenizer:
     token = token.get("content") if isinstance(token, dict) else token
     return self.backend.token_to_id(token) if isinstance(token, str) else None
 
-  def __call__(self, texts, add_special_tokens: bool = True, verbose: bool = False) -> dict:
+  def __call__(self, texts, text_pair=None, add_special_tokens: bool = True, return_token_type_ids: bool = False,
+               verbose: bool = False) -> dict:
+    """As transformers' call: `texts` one string or a list, `text_pair` its second texts (a pair each)."""
     single = isinstance(texts, str)
-    encodings = self.backend.encode_batch([texts] if single else list(texts), add_special_tokens=add_special_tokens)
-    ids = [e.ids for e in encodings]
-    return {"input_ids": ids[0] if single else ids}
+    inputs = [texts] if single else list(texts)
+    if text_pair is not None:
+      inputs = list(zip(inputs, [text_pair] if single else text_pair))
+    encodings = self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+    out = {"input_ids": [e.ids for e in encodings]}
+    if return_token_type_ids:
+      out["token_type_ids"] = [e.type_ids for e in encodings]
+    return {k: v[0] for k, v in out.items()} if single else out
 
   def __len__(self) -> int:
     return self.backend.get_vocab_size(with_added_tokens=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from runs import assert_same_run, crash_in_step, read_history, smoke
 
-from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch, word_pieces
+from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch, tokenize_pairs, word_pieces
 from mtl_jax.tokenizer import load_tokenizer
 from mtl_jax.train import train_and_evaluate
 
@@ -109,3 +109,36 @@ def test_words_get_the_sub_tokens_they_have_inside_a_sentence(kind, tokenizer, t
   assert [i for w in words for i in pieces[w]] == sentence
   if kind != "WordPiece":
     assert tok.backend.id_to_token(pieces["Paris"][0]).startswith("Ġ" if kind == "byte-level BPE" else "▁")
+
+
+@pytest.mark.parametrize("kind", ["byte-level BPE", "SentencePiece", "WordPiece"])
+def test_text_pairs_are_laid_out_and_cut_as_the_tokenizer_does(kind, tokenizer, tmp_path):
+  """Each family's pair layout (BERT: [CLS] a [SEP] b [SEP], types 0/1; RoBERTa: <s> a </s></s> b </s>, types 0;
+  DeBERTa-v3: [CLS] a [SEP] b [SEP] from a template) and "longest_first" truncation, against the tokenizers library
+  encoding the same pairs with its own post-processor and truncation."""
+  from tokenizers import Tokenizer, processors
+  if kind == "WordPiece":
+    tok = tokenizer
+  else:
+    directory = trained_tokenizer(kind, tmp_path)
+    backend = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
+    s, e = backend.token_to_id("<s>"), backend.token_to_id("</s>")
+    backend.post_processor = (processors.RobertaProcessing(("</s>", e), ("<s>", s)) if kind == "byte-level BPE" else
+                              processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+                                                            special_tokens=[("<s>", s), ("</s>", e)]))
+    backend.save(os.path.join(directory, "tokenizer.json"))
+    tok = load_tokenizer(directory)
+  rng = np.random.default_rng(0)
+  vocab = "Paris is the capital of France . The U.S. open starts in New York on Monday 's night".split()
+  texts = [" ".join(rng.choice(vocab, rng.integers(1, 14))) for _ in range(40)]
+  pairs = [" ".join(rng.choice(vocab, rng.integers(1, 14))) if i % 4 else None for i in range(40)]
+  reference = Tokenizer.from_str(tok.backend.to_str())
+  for max_length in (10, 16, 64):
+    ids, types, truncated = tokenize_pairs(texts, pairs, tok, max_length)
+    reference.enable_truncation(max_length, strategy="longest_first")
+    expected = [reference.encode(t, p) if p is not None else reference.encode(t) for t, p in zip(texts, pairs)]
+    assert [list(x) for x in ids] == [e.ids for e in expected]
+    assert [list(x) for x in types] == [e.type_ids for e in expected]
+    reference.no_truncation()
+    full = [reference.encode(t, p) if p is not None else reference.encode(t) for t, p in zip(texts, pairs)]
+    assert truncated == sum(len(f.ids) > max_length for f in full)
