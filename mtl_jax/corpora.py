@@ -17,7 +17,7 @@ import numpy as np
 from mtl_jax import kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, with_tags
+from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, tokenize_pairs, with_tags
 from mtl_jax.tasks import Layout, build_layout, chosen_tasks, layout_from_config, task_order
 
 SPLITS = ("train", "validation", "test")
@@ -115,10 +115,11 @@ def read_file(corpus: Corpus, config, path: str) -> list:
                                                                                   spec["label_names"])))}
   per_task = {t: readers.read_text_classification(
       path, tuple(spec.get("text_columns", ("text",))), config.tasks[t].data.label_column, spec.get("header", True),
-      names, backslash_escapes=spec.get("backslash_escapes", False), skip_empty=spec.get("skip_empty", False))
-      for t in tasks}
+      names, backslash_escapes=spec.get("backslash_escapes", False), skip_empty=spec.get("skip_empty", False),
+      pair_columns=tuple(spec.get("text_pair_columns", ()))) for t in tasks}
   first = per_task[tasks[0]]
-  return [(r.text, {t: per_task[t][i].label for t in tasks}, r.where) for i, r in enumerate(first)]
+  return [((r.text, r.pair) if r.pair is not None else r.text, {t: per_task[t][i].label for t in tasks}, r.where)
+          for i, r in enumerate(first)]
 
 
 def distinct_texts(records: list) -> list[str]:
@@ -213,6 +214,10 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
       pos = layout.names.index(t)
       for i, (_, values, where) in enumerate(records):
         labels[i, pos] = label_ids([values[t]], layout.tasks[pos], where)[0]
+    if any(isinstance(r[0], tuple) for r in records):  # text pairs
+      ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,
+                                             max_length)
+      return Encoded(ids, labels, weights, truncated, type_ids=types)
     ids, truncated = tokenize([r[0] for r in records], tokenizer, max_length)
     return Encoded(ids, labels, weights, truncated)
   tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]

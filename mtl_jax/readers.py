@@ -39,10 +39,12 @@ class Sentence:
 
 @dataclasses.dataclass(frozen=True)
 class LabelledText:
-  """One text, its label name (None = no label), and where it is ("file:line", "file row N (line L)")."""
+  """One text, its label name (None = no label), and where it is ("file:line", "file row N (line L)"); `pair` is
+  the second text of a text pair (None: a single text)."""
   text: str
   label: str | None
   where: str = dataclasses.field(default="", compare=False)
+  pair: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,8 +337,9 @@ def _label_name(label: str | None, label_names: dict[str, str] | None, where: st
 
 def read_text_classification(path, text_columns: tuple[str | int, ...], label_column: str | int, header: bool = True,
                              label_names: dict[str, str] | None = None, *, backslash_escapes: bool = False,
-                             skip_empty: bool = False) -> list[LabelledText]:
-  """CSV / TSV / JSONL rows -> texts (the text columns joined with " ") and labels (an empty cell = no label).
+                             skip_empty: bool = False, pair_columns: tuple[str | int, ...] = ()) -> list[LabelledText]:
+  """CSV / TSV / JSONL rows -> texts (the text columns joined with " ") and labels (an empty cell = no label); with
+  `pair_columns`, each text's pair is those columns joined likewise (NLI: premise, hypothesis).
 
   Columns are header names or 0-based indices (indices only without a header; names only in JSONL). `label_names`
   maps raw labels to names (e.g. AG News "1" -> "World"); a label outside it is an error. `backslash_escapes`
@@ -346,20 +349,24 @@ def read_text_classification(path, text_columns: tuple[str | int, ...], label_co
   path = str(path)
   if isinstance(text_columns, (str, int)) or not text_columns:
     raise UserError(f"{path}: text_columns: expected a non-empty tuple of columns, found {text_columns!r}")
+  columns = (*text_columns, *pair_columns)
   if _table_format(path) == "jsonl":
-    records = _jsonl_records(path, tuple(text_columns), label_column)
+    records = _jsonl_records(path, columns, label_column)
   else:
-    records = _csv_records(path, tuple(text_columns), label_column, header)
+    records = _csv_records(path, columns, label_column, header)
   examples = []
-  for where, parts, label in records:
+  for where, cells, label in records:
     if backslash_escapes:
-      parts = [_unescape_backslashes(p) for p in parts]
-    text = " ".join(p for p in parts if p.strip())
-    if not text:
-      if skip_empty:
-        continue
-      raise UserError(f"{where}: text columns {list(text_columns)}: expected non-empty text, found {parts!r}")
-    examples.append(LabelledText(text, _label_name(label, label_names, where, label_column), where))
+      cells = [_unescape_backslashes(p) for p in cells]
+    texts = []
+    for names, parts in ((text_columns, cells[:len(text_columns)]), (pair_columns, cells[len(text_columns):])):
+      texts.append(" ".join(p for p in parts if p.strip()))
+      if names and not texts[-1] and not skip_empty:
+        raise UserError(f"{where}: text columns {list(names)}: expected non-empty text, found {parts!r}")
+    if not all(texts[:1 + bool(pair_columns)]):
+      continue  # skip_empty
+    examples.append(LabelledText(texts[0], _label_name(label, label_names, where, label_column), where,
+                                 texts[1] if pair_columns else None))
   if not examples:
     raise UserError(f"{path}: no rows (expected rows with text columns {list(text_columns)} "
                     f"and label column {label_column!r})")

@@ -138,6 +138,8 @@ DATA_FIELDS: dict[str, tuple[object, str, tuple[str, ...]]] = {
     "column": ("upos", "\"upos\" or \"xpos\": the tag column of this task", ("conllu",)),
     "text_columns": (("text",), "columns (names, or indices without a header) or features joined by a space into "
                      "the text", ("csv", "jsonl", "tfds")),
+    "text_pair_columns": ((), "columns joined by a space into the second text of a pair (NLI: premise in "
+                          "text_columns, hypothesis here); empty: single texts", ("csv", "jsonl")),
     "label_column": (REQUIRED, "the column (name or index) or feature of this task's label", ("csv", "jsonl", "tfds")),
     "header": (True, "the first row names the columns", ("csv",)),
     "label_names": ("", "a classes.txt under data.root: line i names raw label \"i\" (from 1: AG News \"1\" -> "
