@@ -1,0 +1,209 @@
+"""The export to transformers / PyTorch against transformers itself: a checkpoint of each encoder family (a small random
+model saved by transformers, loaded by mtl_jax, with random heads over classification and tagging tasks) is exported;
+`AutoModel.from_pretrained` must load every weight and give our encoder's hidden states, and README's PyTorch code,
+run as README has it, must give `Predictor`'s probabilities and tags."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+import transformers
+from runs import REPO
+from test_encoders import FAMILIES, padded_batch, save_family
+
+from mtl_jax import checkpoint, export
+from mtl_jax import encoder as enc
+from mtl_jax.encoders import Encoder
+from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import make_batch
+from mtl_jax.model import Model
+from mtl_jax.predict import Predictor
+from mtl_jax.tasks import Layout, Task
+from mtl_jax.tokenizer import load_tokenizer
+
+# the kinds interleaved, so that offsets within a kind's head count
+LAYOUT = Layout((Task("sentiment", "classification", ("negative", "neutral", "positive")),
+                 Task("pos", "tagging", ("NOUN", "VERB", "DET", "ADP", "PUNCT")),
+                 Task("topic", "classification", ("billing", "technical", "shipping", "account")),
+                 Task("ner", "tagging", ("O", "B-LOC", "I-LOC"), scheme="IOB2")))
+TEXT_LAYOUT = Layout(LAYOUT.tasks[::2])
+SENTENCES = [["Paris", "is", "the", "capital", "of", "France", "."],
+             ["The", "U.S.", "open", "starts", "in", "New", "York", "on", "Monday", "'s", "night"]]
+# family (as tests/test_encoders.py builds it) -> (tokenizer, pooling)
+CASES = {"bert": ("WordPiece", "mean"), "roberta": ("byte-level BPE", "cls"), "xlm-roberta": ("SentencePiece", "mean"),
+         "distilbert": ("WordPiece", "cls"), "electra": ("WordPiece", "mean"), "deberta-v3": ("SentencePiece", "cls"),
+         "deberta-v2": ("byte-level BPE", "mean")}
+BUFFERS = r"(embeddings\.(position_ids|token_type_ids)|.*\.rotary.*)$"  # not weights: transformers makes them itself
+
+
+def readme_code() -> str:
+  """The PyTorch block of README's export section, as a user copies it."""
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  section = readme[readme.index("## Export to transformers / PyTorch"):]
+  return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def trained_tokenizer(kind: str, directory) -> object:
+  """A byte-level BPE (RoBERTa's `<s> ... </s>`) or SentencePiece unigram (DeBERTa-v3's `[CLS] ... [SEP]`) tokenizer
+  trained here on the test sentences; WordPiece is the packaged MiniLM's."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+  if kind == "WordPiece":
+    return load_tokenizer(enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED))
+  first, last = ("<s>", "</s>") if kind == "byte-level BPE" else ("[CLS]", "[SEP]")
+  specials = [first, "<pad>", last, "<unk>"]
+  if kind == "byte-level BPE":
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  else:
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>")
+  tok.train_from_iterator([" ".join(s) for s in SENTENCES] * 20 + ["x an app crashes"] * 5, trainer)
+  tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {last}",
+                                                     special_tokens=[(first, 0), (last, 2)])
+  os.makedirs(directory, exist_ok=True)
+  tok.save(os.path.join(directory, "tokenizer.json"))
+  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
+    json.dump({"cls_token": first, "bos_token": first, "pad_token": "<pad>", "sep_token": last, "eos_token": last,
+               "unk_token": "<unk>"}, f)
+  return load_tokenizer(str(directory))
+
+
+def write_checkpoint(directory, family: str, layout: Layout, seed: int = 0) -> str:
+  """A best/ checkpoint as training writes one (params, meta, tokenizer): the family's random model with random heads
+  (std 1, so that every probability differs from uniform)."""
+  tokenizer_kind, pooling = CASES[family]
+  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer")
+  save_family(family, directory / "hf", vocab=len(tokenizer), seed=seed)
+  config, encoder_params = enc.load_pretrained(str(directory / "hf"))
+  model = Model(Encoder(config), layout, pooling)
+  shapes = jax.eval_shape(model.init, jax.random.key(0))["heads"]
+  heads = jax.tree.map(lambda x: jax.random.normal(jax.random.key(seed), x.shape), shapes)
+  meta = {"tasks": layout.to_dict(), "encoder": config.to_dict(), "pooling": pooling, "dtype": "float32",
+          "length_buckets": [32, 64], "step": 1}
+  checkpoint.save(checkpoint.manager(str(directory / "run" / checkpoint.BEST)), 1,
+                  {"params": {"encoder": encoder_params, "heads": heads}}, meta, checkpoint.tokenizer_files(tokenizer))
+  return str(directory / "run")
+
+
+def flax_logits(predictor: Predictor, words: list[str]) -> dict[str, np.ndarray]:
+  """Each task's logits from our model, as Predictor encodes the words: [outputs] per text task, [words, outputs] per
+  word task (at each word's first sub-token)."""
+  data, _ = predictor.encode([words])
+  batch = make_batch(data, np.arange(1), 1, predictor.length_buckets, predictor.tokenizer.pad_token_id or 0)
+  logits = predictor.model.logits(predictor.params, batch)
+  layout, out = predictor.layout, {}
+  for task, offset, size in zip(layout.tasks, layout.offsets, layout.group_sizes):
+    group = np.asarray(logits[task.kind][0, ..., offset:offset + size])
+    out[task.name] = group[data.starts[0]] if task.kind == "tagging" else group
+  return out
+
+
+def run_readme(directory) -> dict:
+  """README's code, run in the directory that holds `exported/`; returns its namespace."""
+  cwd, namespace = os.getcwd(), {}
+  os.chdir(directory)
+  try:
+    exec(compile(readme_code(), "README.md", "exec"), namespace)
+  finally:
+    os.chdir(cwd)
+  return namespace
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, monkeypatch):
+  run = write_checkpoint(tmp_path, family, LAYOUT)
+  with monkeypatch.context() as m:
+    m.setitem(sys.modules, "torch", None)  # the export runs without PyTorch: any `import torch` fails
+    export.export(run, str(tmp_path / "exported"))
+  predictor = Predictor.load(run)
+  config = predictor.model.encoder.config
+
+  model, info = transformers.AutoModel.from_pretrained(str(tmp_path / "exported"), output_loading_info=True)
+  assert not [k for k in [*info["missing_keys"], *info["unexpected_keys"]] if not re.match(BUFFERS, k)], info
+  assert not info["mismatched_keys"], info
+  ids, mask, types = padded_batch(model.config.pad_token_id or 0, vocab=min(99, config.vocab_size))
+  with_types = FAMILIES[family][2]
+  with torch.no_grad():
+    kwargs = {"token_type_ids": torch.tensor(types)} if with_types else {}
+    want = model.eval()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs).last_hidden_state
+  got = Encoder(config).apply({"params": predictor.params["encoder"]}, ids, mask, types if with_types else None)
+  real = mask.astype(bool)
+  hidden_diff = float(np.abs(np.asarray(got)[real] - want.numpy()[real]).max())
+  assert hidden_diff <= 1e-4
+
+  readme = run_readme(tmp_path)
+  diffs = []
+  for words, expected in zip(SENTENCES, predictor.predict(SENTENCES)):
+    got, logits = readme["predict"](words), flax_logits(predictor, words)
+    for task in LAYOUT.tasks:
+      probs = got[task.name].numpy()
+      if task.kind == "classification":
+        diffs.append(np.abs(probs - [expected[task.name]["probs"][label] for label in task.labels]).max())
+      else:
+        assert [task.labels[k] for k in probs.argmax(-1)] == expected[task.name]["tags"]
+        diffs.append(np.abs(probs - np.asarray(jax.nn.softmax(logits[task.name], -1))).max())
+  print(f"{family}: hidden states {hidden_diff:.2e}, probabilities {max(diffs):.2e}")
+  assert max(diffs) <= 1e-4
+
+
+def test_text_tasks_read_the_whole_text_and_every_activation_is_applied(tmp_path):
+  """A layout without word tasks: Predictor tokenizes the text whole, and so does README's code for a string. Then
+  the same code with mtl_tasks.json saying sigmoid, then identity (kinds to come, multilabel and regression)."""
+  run = write_checkpoint(tmp_path, "bert", TEXT_LAYOUT)
+  export.export(run, str(tmp_path / "exported"))
+  predictor = Predictor.load(run)
+  text = "the app crashes when I log in"
+  expected, got = predictor.predict([text])[0], run_readme(tmp_path)["predict"](text)
+  for task in TEXT_LAYOUT.tasks:
+    np.testing.assert_allclose(got[task.name].numpy(), [expected[task.name]["probs"][k] for k in task.labels],
+                               atol=1e-4, rtol=0)
+  logits = flax_logits(predictor, text.split())  # no word task: the words are joined into the text again
+  spec_path = tmp_path / "exported" / export.TASKS
+  spec = json.loads(spec_path.read_text())
+  for activation, reference in (("sigmoid", jax.nn.sigmoid), ("identity", lambda x: x)):
+    spec["kinds"]["classification"]["activation"] = activation
+    spec_path.write_text(json.dumps(spec))
+    got = run_readme(tmp_path)["predict"](text)
+    for task in TEXT_LAYOUT.tasks:
+      np.testing.assert_allclose(got[task.name].numpy(), reference(logits[task.name]), atol=1e-4, rtol=0)
+
+
+def test_mtl_tasks_json_describes_heads_and_tasks(tmp_path):
+  from mtl_jax.kinds import KINDS
+  spec = export.task_spec(Model(Encoder(enc.random_config("random-tiny")), LAYOUT, "cls"), 64)
+  assert spec["pooling"] == "cls" and spec["max_length"] == 64
+  assert spec["kinds"] == {"classification": {"reads": "pooled", "activation": KINDS["classification"].activation,
+                                              "outputs": 7},
+                           "tagging": {"reads": "word_starts", "activation": KINDS["tagging"].activation,
+                                       "outputs": 8}}
+  assert [(t["name"], t["kind"], t["offset"], t["size"], t["labels"][0], t["scheme"]) for t in spec["tasks"]] == [
+      ("sentiment", "classification", 0, 3, "negative", None), ("pos", "tagging", 0, 5, "NOUN", None),
+      ("topic", "classification", 3, 4, "billing", None), ("ner", "tagging", 5, 3, "O", "IOB2")]
+
+
+def test_an_existing_output_directory_is_refused_through_the_cli(tmp_path):
+  (tmp_path / "exported").mkdir()
+  (tmp_path / "exported" / "keep.txt").write_text("mine")
+  result = subprocess.run([sys.executable, "-m", "mtl_jax.export", f"--checkpoint={tmp_path}",
+                           f"--output={tmp_path / 'exported'}"], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip() == (f"error: {tmp_path / 'exported'}: exists and is not an empty directory; "
+                                   "choose a new --output")
+  assert (tmp_path / "exported" / "keep.txt").read_text() == "mine"
+
+
+def test_a_missing_checkpoint_is_a_user_error(tmp_path):
+  with pytest.raises(UserError, match="checkpoint directory not found"):
+    export.export(str(tmp_path / "nowhere"), str(tmp_path / "exported"))
+  assert not (tmp_path / "exported").exists()
