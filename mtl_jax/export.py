@@ -22,7 +22,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from mtl_jax import cli, encoders
-from mtl_jax.encoders import EncoderConfig
+from mtl_jax.encoders import EncoderConfig, weights
 from mtl_jax.errors import UserError
 from mtl_jax.model import Model
 from mtl_jax.predict import Predictor
@@ -36,7 +36,7 @@ def encoder_tensors(config: EncoderConfig, params: dict) -> dict[str, np.ndarray
   RoBERTa) gets a zero one: mtl_jax neither loads nor trains it, and zeros make its `pooler_output` 0 rather than
   random."""
   module = encoders.FAMILIES[config.family]
-  tensors = encoders.weights.from_tree(params, module.path_to_hf_name, module.hf_name_to_path)
+  tensors = weights.from_tree(params, module.path_to_hf_name, module.hf_name_to_path)
   if module.POOLER:
     hidden = config.hidden_size
     tensors.update({f"{module.POOLER}.weight": np.zeros((hidden, hidden), np.float32),
@@ -47,9 +47,9 @@ def encoder_tensors(config: EncoderConfig, params: dict) -> dict[str, np.ndarray
 def head_tensors(heads: dict) -> dict[str, np.ndarray]:
   """Each kind's grouped head {"kernel" [H, outputs], "bias"} as nn.Linear's `<kind>.weight` [outputs, H] and
   `<kind>.bias`."""
-  return {f"{kind}.{name}": np.ascontiguousarray(np.asarray(value, np.float32).T if name == "weight" else
-                                                 np.asarray(value, np.float32))
-          for kind, head in heads.items() for name, value in (("weight", head["kernel"]), ("bias", head["bias"]))}
+  f32 = lambda x: np.asarray(x, np.float32)
+  return {**{f"{kind}.weight": np.ascontiguousarray(f32(head["kernel"]).T) for kind, head in heads.items()},
+          **{f"{kind}.bias": f32(head["bias"]) for kind, head in heads.items()}}
 
 
 def task_spec(model: Model, max_length: int) -> dict:
@@ -65,8 +65,8 @@ def task_spec(model: Model, max_length: int) -> dict:
 
 def save_tokenizer(tokenizer, output: str) -> None:
   """The checkpoint's tokenizer files. Without a tokenizer_config.json, AutoTokenizer would take the family's
-  tokenizer class, which rebuilds parts of tokenizer.json from its own defaults (special tokens, pre-tokenizer);
-  one naming the generic class makes it read tokenizer.json as mtl_jax does."""
+  tokenizer class, which may rebuild the tokenizer from its own defaults (DeBERTa-v2's puts [CLS] ... [SEP] around a
+  text whatever tokenizer.json says); one naming the generic class makes it read tokenizer.json as mtl_jax does."""
   tokenizer.save_pretrained(output)
   config = os.path.join(output, "tokenizer_config.json")
   if os.path.isfile(os.path.join(output, "tokenizer.json")) and not os.path.isfile(config):
@@ -75,6 +75,7 @@ def save_tokenizer(tokenizer, output: str) -> None:
 
 
 def check_output(output: str) -> None:
+  """A UserError unless `output` is new or an empty directory (an export never mixes its files with others)."""
   if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
     raise UserError(f"{output}: exists and is not an empty directory; choose a new --output")
 

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from flax import traverse_util
 from runs import REPO
-from test_encoders import FAMILIES, padded_batch, save_family
+from test_encoders import family_shapes, save_family
 
-from mtl_jax import checkpoint, export
+from mtl_jax import checkpoint, encoders, export
 from mtl_jax import encoder as enc
-from mtl_jax.encoders import Encoder
+from mtl_jax.encoders import Encoder, bert, weights
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import make_batch
 from mtl_jax.model import Model
@@ -35,11 +36,13 @@ LAYOUT = Layout((Task("sentiment", "classification", ("negative", "neutral", "po
 TEXT_LAYOUT = Layout(LAYOUT.tasks[::2])
 SENTENCES = [["Paris", "is", "the", "capital", "of", "France", "."],
              ["The", "U.S.", "open", "starts", "in", "New", "York", "on", "Monday", "'s", "night"]]
-# family (as tests/test_encoders.py builds it) -> (tokenizer, pooling)
-CASES = {"bert": ("WordPiece", "mean"), "roberta": ("byte-level BPE", "cls"), "xlm-roberta": ("SentencePiece", "mean"),
-         "distilbert": ("WordPiece", "cls"), "electra": ("WordPiece", "mean"), "deberta-v3": ("SentencePiece", "cls"),
-         "deberta-v2": ("byte-level BPE", "mean")}
-BUFFERS = r"(embeddings\.(position_ids|token_type_ids)|.*\.rotary.*)$"  # not weights: transformers makes them itself
+# family (as tests/test_encoders.py builds it) -> (tokenizer, pooling, layout); DistilBERT's has no word task, so
+# its texts are tokenized whole
+CASES = {"bert": ("WordPiece", "mean", LAYOUT), "roberta": ("byte-level BPE", "cls", LAYOUT),
+         "xlm-roberta": ("SentencePiece", "mean", LAYOUT), "distilbert": ("WordPiece", "cls", TEXT_LAYOUT),
+         "electra": ("WordPiece", "mean", LAYOUT), "deberta-v3": ("SentencePiece", "cls", LAYOUT),
+         "deberta-v2": ("byte-level BPE", "mean", LAYOUT)}
+TEXTS = ["the app crashes when I log in", "my parcel never arrived"]
 
 
 def readme_code() -> str:
@@ -79,10 +82,10 @@ def trained_tokenizer(kind: str, directory) -> object:
   return load_tokenizer(str(directory))
 
 
-def write_checkpoint(directory, family: str, layout: Layout, seed: int = 0) -> str:
+def write_checkpoint(directory, family: str, seed: int = 0) -> str:
   """A best/ checkpoint as training writes one (params, meta, tokenizer): the family's random model with random heads
   (std 1, so that every probability differs from uniform)."""
-  tokenizer_kind, pooling = CASES[family]
+  tokenizer_kind, pooling, layout = CASES[family]
   tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer")
   save_family(family, directory / "hf", vocab=len(tokenizer), seed=seed)
   config, encoder_params = enc.load_pretrained(str(directory / "hf"))
@@ -96,17 +99,23 @@ def write_checkpoint(directory, family: str, layout: Layout, seed: int = 0) -> s
   return str(directory / "run")
 
 
-def flax_logits(predictor: Predictor, words: list[str]) -> dict[str, np.ndarray]:
-  """Each task's logits from our model, as Predictor encodes the words: [outputs] per text task, [words, outputs] per
-  word task (at each word's first sub-token)."""
-  data, _ = predictor.encode([words])
-  batch = make_batch(data, np.arange(1), 1, predictor.length_buckets, predictor.tokenizer.pad_token_id or 0)
-  logits = predictor.model.logits(predictor.params, batch)
-  layout, out = predictor.layout, {}
+def flax_reference(predictor: Predictor, inputs: list) -> tuple[dict, np.ndarray, list[dict[str, np.ndarray]]]:
+  """Our model on the inputs as Predictor encodes them, in one padded batch: (the batch, the encoder's last hidden
+  states, per input each task's logits: [outputs] per text task, [words, outputs] per word task at each word's first
+  sub-token)."""
+  data, _ = predictor.encode(inputs)
+  batch = make_batch(data, np.arange(len(data)), len(data), predictor.length_buckets,
+                     predictor.tokenizer.pad_token_id or 0)
+  model = predictor.model
+  hidden, logits = jax.jit(lambda p, b: (model.encoder.apply({"params": p["encoder"]}, b["input_ids"],
+                                                             b["attention_mask"]), model.logits(p, b)))(
+      predictor.params, batch)
+  layout, out = predictor.layout, [{} for _ in inputs]
   for task, offset, size in zip(layout.tasks, layout.offsets, layout.group_sizes):
-    group = np.asarray(logits[task.kind][0, ..., offset:offset + size])
-    out[task.name] = group[data.starts[0]] if task.kind == "tagging" else group
-  return out
+    for row, result in enumerate(out):
+      group = np.asarray(logits[task.kind][row, ..., offset:offset + size])
+      result[task.name] = group[data.starts[row]] if task.kind == "tagging" else group
+  return batch, np.asarray(hidden), out
 
 
 def run_readme(directory) -> dict:
@@ -122,31 +131,29 @@ def run_readme(directory) -> dict:
 
 @pytest.mark.parametrize("family", sorted(CASES))
 def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, monkeypatch):
-  run = write_checkpoint(tmp_path, family, LAYOUT)
+  run = write_checkpoint(tmp_path, family)
+  (tmp_path / "exported").mkdir()  # an empty directory is fine
   with monkeypatch.context() as m:
     m.setitem(sys.modules, "torch", None)  # the export runs without PyTorch: any `import torch` fails
     export.export(run, str(tmp_path / "exported"))
   predictor = Predictor.load(run)
-  config = predictor.model.encoder.config
+  layout = predictor.layout
+  inputs = SENTENCES if layout == LAYOUT else TEXTS  # words where a task reads words (README), else texts
+  batch, hidden, references = flax_reference(predictor, inputs)
 
   model, info = transformers.AutoModel.from_pretrained(str(tmp_path / "exported"), output_loading_info=True)
-  assert not [k for k in [*info["missing_keys"], *info["unexpected_keys"]] if not re.match(BUFFERS, k)], info
-  assert not info["mismatched_keys"], info
-  ids, mask, types = padded_batch(model.config.pad_token_id or 0, vocab=min(99, config.vocab_size))
-  with_types = FAMILIES[family][2]
-  with torch.no_grad():
-    kwargs = {"token_type_ids": torch.tensor(types)} if with_types else {}
-    want = model.eval()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs).last_hidden_state
-  got = Encoder(config).apply({"params": predictor.params["encoder"]}, ids, mask, types if with_types else None)
-  real = mask.astype(bool)
-  hidden_diff = float(np.abs(np.asarray(got)[real] - want.numpy()[real]).max())
+  assert not any(info.values()), info  # no missing, unexpected or mismatched weights, no errors
+  with torch.no_grad():  # the same padded batch (rows of different lengths)
+    want = model.eval()(input_ids=torch.tensor(batch["input_ids"]),
+                        attention_mask=torch.tensor(batch["attention_mask"])).last_hidden_state.numpy()
+  real = batch["attention_mask"].astype(bool)
+  hidden_diff = float(np.abs(hidden[real] - want[real]).max())
   assert hidden_diff <= 1e-4
 
-  readme = run_readme(tmp_path)
-  diffs = []
-  for words, expected in zip(SENTENCES, predictor.predict(SENTENCES)):
-    got, logits = readme["predict"](words), flax_logits(predictor, words)
-    for task in LAYOUT.tasks:
+  readme, diffs = run_readme(tmp_path), []
+  for x, expected, logits in zip(inputs, predictor.predict(inputs), references):
+    got = readme["predict"](x)
+    for task in layout.tasks:
       probs = got[task.name].numpy()
       if task.kind == "classification":
         diffs.append(np.abs(probs - [expected[task.name]["probs"][label] for label in task.labels]).max())
@@ -155,28 +162,30 @@ def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, 
         diffs.append(np.abs(probs - np.asarray(jax.nn.softmax(logits[task.name], -1))).max())
   print(f"{family}: hidden states {hidden_diff:.2e}, probabilities {max(diffs):.2e}")
   assert max(diffs) <= 1e-4
+  if layout == TEXT_LAYOUT:  # kinds to come (multilabel, regression): README's code follows mtl_tasks.json's activation
+    spec_path = tmp_path / "exported" / export.TASKS
+    spec = json.loads(spec_path.read_text())
+    for activation, reference in (("sigmoid", jax.nn.sigmoid), ("identity", lambda x: x)):
+      spec["kinds"]["classification"]["activation"] = activation
+      spec_path.write_text(json.dumps(spec))
+      got = run_readme(tmp_path)["predict"](TEXTS[0])
+      for task in layout.tasks:
+        np.testing.assert_allclose(got[task.name].numpy(), reference(references[0][task.name]), atol=1e-4, rtol=0)
 
 
-def test_text_tasks_read_the_whole_text_and_every_activation_is_applied(tmp_path):
-  """A layout without word tasks: Predictor tokenizes the text whole, and so does README's code for a string. Then
-  the same code with mtl_tasks.json saying sigmoid, then identity (kinds to come, multilabel and regression)."""
-  run = write_checkpoint(tmp_path, "bert", TEXT_LAYOUT)
-  export.export(run, str(tmp_path / "exported"))
-  predictor = Predictor.load(run)
-  text = "the app crashes when I log in"
-  expected, got = predictor.predict([text])[0], run_readme(tmp_path)["predict"](text)
-  for task in TEXT_LAYOUT.tasks:
-    np.testing.assert_allclose(got[task.name].numpy(), [expected[task.name]["probs"][k] for k in task.labels],
-                               atol=1e-4, rtol=0)
-  logits = flax_logits(predictor, text.split())  # no word task: the words are joined into the text again
-  spec_path = tmp_path / "exported" / export.TASKS
-  spec = json.loads(spec_path.read_text())
-  for activation, reference in (("sigmoid", jax.nn.sigmoid), ("identity", lambda x: x)):
-    spec["kinds"]["classification"]["activation"] = activation
-    spec_path.write_text(json.dumps(spec))
-    got = run_readme(tmp_path)["predict"](text)
-    for task in TEXT_LAYOUT.tasks:
-      np.testing.assert_allclose(got[task.name].numpy(), reference(logits[task.name]), atol=1e-4, rtol=0)
+def test_every_family_s_config_and_weight_names_read_back_as_written():
+  """The inverse mappings of every test config of tests/test_encoders.py (CamemBERT and sinusoidal DistilBERT too)."""
+  for name, config, shapes in family_shapes():
+    module = encoders.FAMILIES[config.family]
+    assert encoders.from_hf(module.config_to_hf(config), "config.json") == (module, config), name
+    for path in traverse_util.flatten_dict(shapes):
+      assert module.hf_name_to_path(module.path_to_hf_name(path)) == path, (name, path)
+
+
+def test_a_name_that_does_not_read_back_is_refused():
+  params, wrong = {"layer_0": {"query": {"kernel": np.zeros((2, 2))}}}, "encoder.layer.0.attention.self.key.weight"
+  with pytest.raises(ValueError, match=f"layer_0/query/kernel is written as '{wrong}', which reads back as"):
+    weights.from_tree(params, lambda path: wrong, bert.hf_name_to_path)
 
 
 def test_mtl_tasks_json_describes_heads_and_tasks(tmp_path):
