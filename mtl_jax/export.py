@@ -74,6 +74,15 @@ def save_tokenizer(tokenizer, output: str) -> None:
       json.dump({"tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
 
 
+def write_tensors(tensors: dict[str, np.ndarray], path: str) -> None:
+  """A safetensors file PyTorch's loaders take (`format: pt`), readable as the umask allows like the other files
+  (safetensors creates it private, 0600)."""
+  save_file(tensors, path, metadata={"format": "pt"})
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o666 & ~umask)
+
+
 def check_output(output: str) -> None:
   """A UserError unless `output` is new or an empty directory (an export never mixes its files with others)."""
   if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
@@ -90,10 +99,9 @@ def export(checkpoint: str, output: str) -> None:
   os.makedirs(output, exist_ok=True)
   with open(os.path.join(output, "config.json"), "w", encoding="utf-8") as f:
     json.dump(encoders.FAMILIES[config.family].config_to_hf(config), f, indent=2)
-  save_file(encoder_tensors(config, params["encoder"]), os.path.join(output, "model.safetensors"),
-            metadata={"format": "pt"})
+  write_tensors(encoder_tensors(config, params["encoder"]), os.path.join(output, "model.safetensors"))
   save_tokenizer(predictor.tokenizer, output)
-  save_file(head_tensors(params["heads"]), os.path.join(output, HEADS), metadata={"format": "pt"})
+  write_tensors(head_tensors(params["heads"]), os.path.join(output, HEADS))
   with open(os.path.join(output, TASKS), "w", encoding="utf-8") as f:
     json.dump(task_spec(predictor.model, max(predictor.length_buckets)), f, indent=2)
 

@@ -136,6 +136,9 @@ def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, 
   with monkeypatch.context() as m:
     m.setitem(sys.modules, "torch", None)  # the export runs without PyTorch: any `import torch` fails
     export.export(run, str(tmp_path / "exported"))
+  files = {name: os.stat(tmp_path / "exported" / name).st_mode for name in ("config.json", "model.safetensors",
+                                                                            export.HEADS)}
+  assert len(set(files.values())) == 1, files  # safetensors' files as readable as the others
   predictor = Predictor.load(run)
   layout = predictor.layout
   inputs = SENTENCES if layout == LAYOUT else TEXTS  # words where a task reads words (README), else texts
