@@ -1,5 +1,6 @@
 """Encoder families, chosen by `config.json`'s `model_type`: each module maps its family's config and weight names
-onto the shared layers (`layers.py`); anything else is refused by name, never loaded as BERT."""
+onto the shared layers (`layers.py`) and back (`config_to_hf`, `path_to_hf_name`, `POOLER`: the export to
+transformers); anything else is refused by name, never loaded as BERT."""
 
 from types import ModuleType
 

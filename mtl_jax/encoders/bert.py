@@ -15,13 +15,22 @@ LAYER_MODULES = {  # after `encoder.layer.N.`
 }
 EMBEDDINGS = {"word_embeddings": "word", "position_embeddings": "position", "token_type_embeddings": "token_type",
               "LayerNorm": "norm"}
-LAYER = r"encoder\.layer\.(\d+)\.(.+)"
+LAYERS = "encoder.layer"
+POOLER = "pooler.dense"  # the base model's pooler, which mtl_jax neither loads nor trains (None: the family has none)
 
 
 def config_from_hf(hf: dict, where: str, family: str = "bert") -> weights.EncoderConfig:
   return weights.read_config(hf, where, family, REQUIRED, OPTIONAL)
 
 
+def config_to_hf(config: weights.EncoderConfig) -> dict:
+  return weights.write_config(config, REQUIRED, OPTIONAL)
+
+
 def hf_name_to_path(name: str) -> tuple[str, ...] | None:
-  return weights.map_name(name, r"^(bert|model)\.", r"^(pooler\.|cls\.|embeddings\.position_ids$)", LAYER,
+  return weights.map_name(name, r"^(bert|model)\.", r"^(pooler\.|cls\.|embeddings\.position_ids$)", LAYERS,
                           LAYER_MODULES, EMBEDDINGS)
+
+
+def path_to_hf_name(path: tuple[str, ...]) -> str:
+  return weights.hf_name(path, LAYERS, LAYER_MODULES, EMBEDDINGS)

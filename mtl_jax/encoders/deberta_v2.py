@@ -12,6 +12,10 @@ LAYER_MODULES = {**bert.LAYER_MODULES, "attention.self.query_proj": "query", "at
                  "attention.self.value_proj": "value", "attention.self.pos_key_proj": "pos_key",
                  "attention.self.pos_query_proj": "pos_query"}
 EMBEDDINGS = {**bert.EMBEDDINGS, "embed_proj": "project"}
+OPTIONAL = {**bert.OPTIONAL, "type_vocab_size": ("type_vocab_size", 0), "layer_norm_eps": ("layer_norm_eps", 1e-7)}
+ENCODER_LEVEL = {"encoder.rel_embeddings.weight": ("rel_embeddings",),  # what the layers share
+                 "encoder.LayerNorm.weight": ("rel_norm", "scale"), "encoder.LayerNorm.bias": ("rel_norm", "bias")}
+POOLER = None
 
 
 def config_from_hf(hf: dict, where: str, family: str = "deberta-v2") -> weights.EncoderConfig:
@@ -21,8 +25,7 @@ def config_from_hf(hf: dict, where: str, family: str = "deberta-v2") -> weights.
   pos_att_type = hf.get("pos_att_type") or []
   if isinstance(pos_att_type, str):
     pos_att_type = [x.strip() for x in pos_att_type.lower().split("|")]
-  optional = {**bert.OPTIONAL, "type_vocab_size": ("type_vocab_size", 0), "layer_norm_eps": ("layer_norm_eps", 1e-7)}
-  config = weights.read_config(hf, where, family, bert.REQUIRED, optional)
+  config = weights.read_config(hf, where, family, bert.REQUIRED, OPTIONAL)
   width = hf.get("embedding_size") or config.hidden_size
   return dataclasses.replace(
       config, embedding_size=0 if width == config.hidden_size else width,
@@ -33,12 +36,24 @@ def config_from_hf(hf: dict, where: str, family: str = "deberta-v2") -> weights.
       rel_norm="layer_norm" in str(hf.get("norm_rel_ebd", "none")).lower())
 
 
+def config_to_hf(config: weights.EncoderConfig) -> dict:
+  return weights.write_config(
+      config, bert.REQUIRED, OPTIONAL, embedding_size=config.embedding_size or config.hidden_size,
+      position_biased_input=config.absolute_positions, relative_attention=config.relative_attention,
+      position_buckets=config.position_buckets, max_relative_positions=config.max_relative_positions,
+      pos_att_type=list(config.pos_att_type), share_att_key=config.share_att_key,
+      norm_rel_ebd="layer_norm" if config.rel_norm else "none", conv_kernel_size=0)
+
+
 def hf_name_to_path(name: str) -> tuple[str, ...] | None:
-  encoder_level = {"encoder.rel_embeddings.weight": ("rel_embeddings",),
-                   "encoder.LayerNorm.weight": ("rel_norm", "scale"), "encoder.LayerNorm.bias": ("rel_norm", "bias")}
-  if (base := name.removeprefix("deberta.")) in encoder_level:
-    return encoder_level[base]
+  if (base := name.removeprefix("deberta.")) in ENCODER_LEVEL:
+    return ENCODER_LEVEL[base]
   return weights.map_name(
       name, r"^(deberta|model)\.",
       r"^(pooler\.|lm_predictions\.|cls\.|classifier\.|mask_predictions\.|embeddings\.position_ids$)",
-      bert.LAYER, LAYER_MODULES, EMBEDDINGS)
+      bert.LAYERS, LAYER_MODULES, EMBEDDINGS)
+
+
+def path_to_hf_name(path: tuple[str, ...]) -> str:
+  at_encoder_level = {ours: theirs for theirs, ours in ENCODER_LEVEL.items()}
+  return at_encoder_level.get(path) or weights.hf_name(path, bert.LAYERS, LAYER_MODULES, EMBEDDINGS)

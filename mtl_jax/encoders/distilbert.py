@@ -13,14 +13,24 @@ LAYER_MODULES = {  # after `transformer.layer.N.`
     "ffn.lin2": "output", "output_layer_norm": "output_norm",
 }
 EMBEDDINGS = {"word_embeddings": "word", "position_embeddings": "position", "LayerNorm": "norm"}
+LAYERS = "transformer.layer"
+POOLER = None
 
 
 def config_from_hf(hf: dict, where: str, family: str = "distilbert") -> weights.EncoderConfig:
   return weights.read_config(hf, where, family, REQUIRED, OPTIONAL, type_vocab_size=0, layer_norm_eps=1e-12)
 
 
+def config_to_hf(config: weights.EncoderConfig) -> dict:
+  return weights.write_config(config, REQUIRED, OPTIONAL, sinusoidal_pos_embds=False)  # positions as a stored table
+
+
 def hf_name_to_path(name: str) -> tuple[str, ...] | None:
   return weights.map_name(
       name, r"^(distilbert|model)\.",
       r"^(vocab_transform\.|vocab_layer_norm\.|vocab_projector\.|pre_classifier\.|classifier\.|"
-      r"embeddings\.position_ids$)", r"transformer\.layer\.(\d+)\.(.+)", LAYER_MODULES, EMBEDDINGS)
+      r"embeddings\.position_ids$)", LAYERS, LAYER_MODULES, EMBEDDINGS)
+
+
+def path_to_hf_name(path: tuple[str, ...]) -> str:
+  return weights.hf_name(path, LAYERS, LAYER_MODULES, EMBEDDINGS)

@@ -1,4 +1,5 @@
-"""From a family's `config.json` and safetensors names to our `EncoderConfig` and parameter tree."""
+"""From a family's `config.json` and safetensors names to our `EncoderConfig` and parameter tree, and back (the
+export to transformers): each direction reads the same tables of the family module."""
 
 import re
 
@@ -29,17 +30,24 @@ def read_config(hf: dict, where: str, family: str, required: dict[str, str],
   return EncoderConfig(family=family, **values, **fixed)
 
 
-def map_name(name: str, prefix: str, ignored: str, layer: str, layer_modules: dict[str, str],
+def write_config(config: EncoderConfig, required: dict[str, str], optional: dict[str, tuple[str, object]],
+                 **extra) -> dict:
+  """The inverse of `read_config`: the family's config.json fields of `config` (`extra`: what else it writes)."""
+  return {"model_type": config.family, **{key: getattr(config, ours) for ours, key in required.items()},
+          **{key: getattr(config, ours) for ours, (key, _) in optional.items()}, **extra}
+
+
+def map_name(name: str, prefix: str, ignored: str, layers: str, layer_modules: dict[str, str],
              embeddings: dict[str, str], other: dict[str, tuple[str, ...]] | None = None) -> tuple[str, ...] | None:
   """A safetensors name -> our parameter path, e.g. `encoder.layer.3.attention.self.query.weight` -> ('layer_3',
   'query', 'kernel'); None for tensors an encoder does not use (`ignored`); (UNKNOWN, name) for anything else.
-  `prefix` is the base model's name in task checkpoints (`bert.`), `layer` matches `<layers>.N.<module>`,
-  `layer_modules` / `embeddings` / `other` map module names onto ours."""
+  `prefix` is the base model's name in task checkpoints (`bert.`), `layers` the layers' (`encoder.layer`: then
+  `encoder.layer.N.<module>`), `layer_modules` / `embeddings` / `other` map module names onto ours."""
   name = re.sub(prefix, "", name)
   if re.match(ignored, name):
     return None
   module, _, leaf = name.rpartition(".")
-  if m := re.fullmatch(layer, module):
+  if m := re.fullmatch(rf"{re.escape(layers)}\.(\d+)\.(.+)", module):
     path = (f"layer_{m.group(1)}", layer_modules.get(m.group(2)))
   elif m := re.fullmatch(r"embeddings\.(\w+)", module):
     path = ("embeddings", embeddings.get(m.group(1)))
@@ -52,6 +60,22 @@ def map_name(name: str, prefix: str, ignored: str, layer: str, layer_modules: di
   if path[1].endswith("norm"):
     return path + ({"weight": "scale", "gamma": "scale", "beta": "bias"}.get(leaf, leaf),)
   return path + ({"weight": "kernel"}.get(leaf, leaf),)
+
+
+def hf_name(path: tuple[str, ...], layers: str, layer_modules: dict[str, str], embeddings: dict[str, str],
+            other: dict[str, tuple[str, ...]] | None = None) -> str:
+  """The inverse of `map_name` (same arguments): our parameter path -> the base model's safetensors name. Where a
+  table maps several names onto one of ours, the last wins: a family lists its own names after those it inherits
+  (DeBERTa's `query_proj` after BERT's `query`)."""
+  *module, leaf = path
+  leaf = {"kernel": "weight", "scale": "weight", "embedding": "weight"}.get(leaf, leaf)
+  inverse = lambda table: {ours: theirs for theirs, ours in table.items()}
+  if found := inverse(other or {}).get(tuple(module)):
+    return f"{found}.{leaf}"
+  group, name = module
+  if group == "embeddings":
+    return f"embeddings.{inverse(embeddings)[name]}.{leaf}"
+  return f"{layers}.{group.removeprefix('layer_')}.{inverse(layer_modules)[name]}.{leaf}"
 
 
 def to_tree(tensors: dict[str, np.ndarray], name_to_path, family: str, where: str) -> dict:
@@ -81,3 +105,17 @@ def check_params_match(params: dict, expected: dict, where: str) -> None:
   for key in want:
     if tuple(got[key].shape) != tuple(want[key].shape):
       raise UserError(f"{where}: weight {key}: expected shape {tuple(want[key].shape)}, found {got[key].shape}")
+
+
+def from_tree(params: dict, path_to_name, name_to_path) -> dict[str, np.ndarray]:
+  """The inverse of `to_tree`: our parameter tree -> a flat float32 state dict in the family's names, Flax kernels
+  transposed back to torch's Linear layout [out, in]. Every name must map back to its path (`name_to_path`), so the
+  two directions cannot drift apart."""
+  tensors = {}
+  for path, value in traverse_util.flatten_dict(params).items():
+    name = path_to_name(path)
+    if name_to_path(name) != path:
+      raise ValueError(f"{'/'.join(path)} is written as {name!r}, which reads back as {name_to_path(name)}")
+    value = np.asarray(value, np.float32)
+    tensors[name] = np.ascontiguousarray(value.T if path[-1] == "kernel" else value)
+  return tensors

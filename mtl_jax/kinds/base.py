@@ -18,6 +18,9 @@ class Kind:
   name: str  # the `kind` of a task in the config and in checkpoint meta
   salt: int  # the dropout stream (fold_in(rng, salt)) of the head's input
   reads_words: bool = False  # its examples are word sequences whose first sub-tokens are scored
+  # how its logits become what it predicts, for code outside mtl_jax (the export): "softmax" over each task's slice,
+  # "sigmoid" per output, or "identity" (the logits as they are); every kind names its own
+  activation: str
   schemes: tuple[str, ...] = ()  # the span schemes its tasks may name
   metric_names: tuple[str, ...] = ()  # what `metrics` returns
   shown: dict[str, str] = {}  # the metrics of the console's eval lines, by their short names there

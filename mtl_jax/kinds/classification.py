@@ -17,7 +17,7 @@ from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
 
 
 class Classification(PooledText):
-  name, salt = "classification", 1
+  name, salt, activation = "classification", 1, "softmax"
   metric_names = metrics_lib.METRIC_NAMES
   shown = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "f1_macro": "f1_macro", "mcc": "mcc",
            "auroc_macro": "auroc"}

@@ -19,7 +19,7 @@ from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
 
 
 class Multilabel(PooledText):
-  name, salt = "multilabel", 3
+  name, salt, activation = "multilabel", 3, "sigmoid"
   reads_corpora = False  # a table's column for now; the corpus readers give one class name per record
   min_labels = 1
   options = ("label_smoothing", "threshold")

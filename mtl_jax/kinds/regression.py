@@ -19,7 +19,7 @@ LOSSES = ("mse", "huber")
 
 
 class Regression(PooledText):
-  name, salt = "regression", 4
+  name, salt, activation = "regression", 4, "identity"
   reads_corpora = False  # a table's column for now; the corpus readers give one class name per record
   min_labels = 0
   options = ("loss",)

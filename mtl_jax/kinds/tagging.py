@@ -15,7 +15,7 @@ from mtl_jax.kinds.base import Kind
 
 
 class Tagging(Kind):
-  name, salt, reads_words = "tagging", 2, True
+  name, salt, reads_words, activation = "tagging", 2, True, "softmax"
   schemes = spans.SCHEMES
   options = ("label_smoothing", "scheme")
   metric_names = ("accuracy", "precision", "recall", "f1")
