@@ -18,7 +18,7 @@ import numpy as np
 
 from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize
+from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs
 from mtl_jax.model import Model
 from mtl_jax.readers import jsonl_objects
 from mtl_jax.steps import predict_step
@@ -67,36 +67,49 @@ class Predictor:
   def layout(self) -> Layout:
     return self.model.layout
 
-  def encode(self, inputs: list) -> tuple[Encoded, list[list[str]] | None]:
-    """Texts (or lists of words) -> examples; when a kind reads words (tagging), words are split out and kept."""
+  def encode(self, inputs: list, pairs: list | None = None) -> tuple[Encoded, list[list[str]] | None]:
+    """Texts (or lists of words) -> examples; when a kind reads words (tagging), words are split out and kept.
+    `pairs` (a second text per input, or None) are encoded as training encodes text pairs."""
     num_tasks, max_length = len(self.layout.tasks), max(self.length_buckets)
-    if not any(k.reads_words for k in self.model.kinds):
-      ids, _ = tokenize([x if isinstance(x, str) else " ".join(x) for x in inputs], self.tokenizer, max_length)
-      return Encoded(ids, np.full((len(ids), num_tasks), -1, np.int32), np.ones((len(ids), num_tasks), np.float32)), None
+    no_labels = lambda n: (np.full((n, num_tasks), -1, np.int32), np.ones((n, num_tasks), np.float32))
+    if pairs is not None or not any(k.reads_words for k in self.model.kinds):
+      texts = [x if isinstance(x, str) else " ".join(x) for x in inputs]
+      ids, types, _ = tokenize_pairs(texts, pairs or [None] * len(texts), self.tokenizer, max_length)
+      return Encoded(ids, *no_labels(len(ids)), type_ids=types if pairs is not None else None), None
     words = [split_words(x) if isinstance(x, str) else list(x) for x in inputs]
     no_tags = [np.zeros((len(w), num_tasks), np.int32) for w in words]
-    data = encode_words([tuple(w) for w in words], no_tags, np.full((len(words), num_tasks), -1, np.int32),
-                        np.ones((len(words), num_tasks), np.float32), self.tokenizer, max_length)
+    data = encode_words([tuple(w) for w in words], no_tags, *no_labels(len(words)), self.tokenizer, max_length)
     return data, words
 
-  def predict(self, inputs: list, batch_size: int = 64) -> list[dict]:
-    """Per input (a text, or a list of words), keyed by task name:
-    classification {"label", "probs"}; multilabel {"labels" (those at or above the task's threshold), "probs"};
-    regression {"value"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}] for span
-    tasks."""
-    if not inputs:
-      return []
-    data, words = self.encode(list(inputs))
+  def outputs(self, data: Encoded, count: int, batch_size: int) -> tuple[list, np.ndarray]:
+    """Each task's gathered outputs over `data` (the examples of `count` inputs), and where each input's examples
+    start and end (bounds[n] to bounds[n + 1]: a long sentence's windows are adjacent)."""
     pad_id = self.tokenizer.pad_token_id or 0
     stores, _, _ = evaluation.collect(
         lambda b: (self._forward(self.params, b), 0.0, 0.0),
         lambda idx: make_batch(data, idx, batch_size, self.length_buckets, pad_id), data, self.layout, batch_size)
-    outputs = evaluation.task_outputs(stores, self.layout)
-    sentence = np.arange(len(data)) if data.sentence is None else data.sentence  # windows of an input are adjacent
-    bounds = np.searchsorted(sentence, np.arange(len(inputs) + 1))
-    return [{task.name: kinds.KINDS[task.kind].prediction(task, output, np.arange(bounds[n], bounds[n + 1]),
+    sentence = np.arange(len(data)) if data.sentence is None else data.sentence
+    return evaluation.task_outputs(stores, self.layout), np.searchsorted(sentence, np.arange(count + 1))
+
+  def predict(self, inputs: list, batch_size: int = 64, pairs: list | None = None) -> list[dict]:
+    """Per input (a text, or a list of words), keyed by task name:
+    classification {"label", "probs"}; multilabel {"labels" (those at or above the task's threshold), "probs"};
+    regression {"value"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}] for span
+    tasks. With `pairs` (each input's second text, or None) the text tasks read each pair; taggers tag the first
+    text's words."""
+    if not inputs:
+      return []
+    if pairs is not None and all(p is None for p in pairs):
+      pairs = None
+    inputs, taggers = list(inputs), any(k.reads_words for k in self.model.kinds)
+    data, words = self.encode(inputs, None if taggers else pairs)
+    main = self.outputs(data, len(inputs), batch_size)
+    text = self.outputs(self.encode(inputs, list(pairs))[0], len(inputs), batch_size) if taggers and pairs else main
+    source = [main if kinds.KINDS[task.kind].reads_words else text for task in self.layout.tasks]
+    return [{task.name: kinds.KINDS[task.kind].prediction(task, outputs[t], np.arange(bounds[n], bounds[n + 1]),
                                                           None if words is None else words[n])
-             for task, output in zip(self.layout.tasks, outputs)} for n in range(len(inputs))]
+             for t, (task, (outputs, bounds)) in enumerate(zip(self.layout.tasks, source))}
+            for n in range(len(inputs))]
 
 
 def read_jsonl_texts(path: str) -> list[str]:
