@@ -73,9 +73,9 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def pos_chunk_run(shared_data, tmp_path_factory):
   """configs/pos_chunk.py:smoke as tests/test_corpora.py trains it, once per test process: a checkpoint with two
-  taggers, UPOS (per-tag table) and chunks (CoNLL-2000, IOB2 spans), for evaluate and predict. (config, workdir)."""
+  taggers, UPOS (per-tag table) and chunks (CoNLL-2000, IOB2 spans), for evaluate and predict. (config, workdir,
+  the final metrics train_and_evaluate returned)."""
   config = named_config("pos_chunk")
   config.data.root = shared_data
   workdir = str(tmp_path_factory.mktemp("pos_chunk_run"))
-  train_and_evaluate(config, workdir)
-  return config, workdir
+  return config, workdir, train_and_evaluate(config, workdir)

@@ -131,7 +131,7 @@ def test_split_the_config_lacks_is_one_line_exit_2(table_run):
 
 
 def test_test_split_equals_training_log_seqeval_and_sklearn(pos_chunk_run, shared_data, tmp_path, capsys):
-  config, workdir = pos_chunk_run
+  config, workdir, _ = pos_chunk_run
   cli(f"--checkpoint={workdir}", f"--output={tmp_path}", f"--data_root={shared_data}")  # --split defaults to test
   report = (tmp_path / "report.md").read_text()
   assert_same_metrics(json.loads((tmp_path / "metrics.json").read_text()), logged(workdir, "test"))

@@ -58,7 +58,7 @@ def conll_file(test_sentences: list[list[str]], long_sentence: list[str]) -> str
 
 
 def test_conll_round_trip_equals_predictor_and_evaluate(pos_chunk_run, shared_data, tmp_path):
-  config, workdir = pos_chunk_run
+  config, workdir, _ = pos_chunk_run
   test_sentences = chunk_test_sentences(config)
   long_sentence = [line for lines in test_sentences[:6] for line in lines]  # one sentence of six
   (tmp_path / "in.conll").write_bytes(conll_file(test_sentences, long_sentence).encode("utf-8"))
@@ -114,7 +114,7 @@ def test_conll_round_trip_equals_predictor_and_evaluate(pos_chunk_run, shared_da
 
 
 def test_jsonl_words_rows_tagged_as_given_and_bad_input_named(pos_chunk_run, tmp_path):
-  _, workdir = pos_chunk_run
+  _, workdir, _ = pos_chunk_run
   words = ["Mr.", "Smith", "'s", "U.S.", "--", "1."]  # the regex for texts would split 'Mr.', 'U.S.', '--', '1.'
   rows = [{"words": words}, {"text": "Mr. Smith's U.S. car"}, {"words": []}]
   (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
