@@ -4,7 +4,8 @@
   -> [{"sentiment": {"label": "negative", "probs": {"negative": 0.93, ...}}, "urgency": {...}, "topic": {...}}]
 
 CLI:
-  python -m mtl_jax.predict --checkpoint=DIR --input=in.jsonl --output=out.jsonl   # rows with a "text" field
+  python -m mtl_jax.predict --checkpoint=DIR --input=in.jsonl --output=out.jsonl   # rows with "text" or "words"
+  python -m mtl_jax.predict --checkpoint=DIR --format=conll --input=test.conll     # a tag column per tagger appended
   echo "my parcel never arrived" | python -m mtl_jax.predict --checkpoint=DIR      # one text per line, readable
 """
 
@@ -20,7 +21,7 @@ from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs
 from mtl_jax.model import Model
-from mtl_jax.readers import jsonl_objects
+from mtl_jax.readers import conll_words, jsonl_objects, read_text
 from mtl_jax.steps import predict_step
 from mtl_jax.tasks import Layout
 
@@ -112,14 +113,84 @@ class Predictor:
             for n in range(len(inputs))]
 
 
-def read_jsonl_texts(path: str) -> list[str]:
-  """The "text" field of every row of a JSONL file (errors name the line)."""
-  texts = []
-  for where, row in jsonl_objects(path, "a JSON object with a string 'text'"):
-    if not isinstance(row.get("text"), str):
-      raise UserError(f"{where}: field 'text': expected a string, found {row.get('text')!r}")
-    texts.append(row["text"])
-  return texts
+def jsonl_input(where: str, row: dict) -> tuple[str, str | list[str]]:
+  """("text", the text) or ("words", the words) of one JSONL row; anything else is an error naming the field."""
+  if "text" in row and "words" in row:
+    raise UserError(f"{where}: fields 'text' and 'words': expected one of them, found both")
+  if "words" in row:
+    words = row["words"]
+    if not isinstance(words, list):
+      raise UserError(f"{where}: field 'words': expected a list of strings, found {words!r}")
+    if (bad := next((i for i, w in enumerate(words) if not isinstance(w, str)), None)) is not None:
+      raise UserError(f"{where}: field 'words'[{bad}]: expected a string, found {words[bad]!r}")
+    return "words", words
+  if "text" not in row:
+    raise UserError(f"{where}: field 'text' or 'words': expected a string 'text' or a list of strings 'words', "
+                    f"found neither (keys: {sorted(row)})")
+  if not isinstance(row["text"], str):
+    raise UserError(f"{where}: field 'text': expected a string, found {row['text']!r}")
+  return "text", row["text"]
+
+
+def read_jsonl_inputs(path: str) -> list[tuple[str, str | list[str]]]:
+  """(field, value) of every row of a JSONL file: ("text", a text) or ("words", a list of words); errors name the
+  line and the field."""
+  return [jsonl_input(where, row) for where, row in jsonl_objects(path, "a JSON object with 'text' or 'words'")]
+
+
+def jsonl_rows(inputs: list[tuple[str, str | list[str]]], results: list[dict]) -> list[str]:
+  """Output lines: each input's own field ("text" or "words") and its results keyed by task."""
+  return [json.dumps({field: value, **result}, ensure_ascii=False) + "\n"
+          for (field, value), result in zip(inputs, results)]
+
+
+def tagging_tasks(layout: Layout) -> list[str]:
+  """The names of the layout's tagging tasks, in layout order: the columns --format=conll appends."""
+  return [layout.tasks[i].name for i in layout.of_kind("tagging")]
+
+
+def split_line_ends(text: str) -> tuple[list[str], list[str]]:
+  """A file's lines without their ends, and each line's end ("\\r" of a CRLF line, else ""), so that a line written
+  back as line + appended columns + end + "\\n" keeps every original byte (a final newline is added if missing)."""
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line.removesuffix("\r") for line in lines], ["\r" if line.endswith("\r") else "" for line in lines]
+
+
+def conll_output(lines: list[str], ends: list[str], sentences: list[list[tuple[int, str]]], results: list[dict],
+                 tasks: list[str]) -> list[str]:
+  """Every line of the input as it was, each token line followed by one predicted tag per task in `tasks`,
+  separated as the line is (a tab when it holds one, else a space); blank and -DOCSTART- lines unchanged."""
+  appended = {}
+  for sentence, result in zip(sentences, results):
+    for position, (i, _) in enumerate(sentence):
+      appended[i] = [result[task]["tags"][position] for task in tasks]
+  out = []
+  for i, line in enumerate(lines):
+    separator = "\t" if "\t" in line else " "
+    out.append(line + "".join(separator + tag for tag in appended.get(i, [])) + ends[i] + "\n")
+  return out
+
+
+def read_conll_input(path: str | None, word_column: int) -> tuple[list[str], list[str], list[list[tuple[int, str]]]]:
+  """A CoNLL file (stdin when `path` is None): its lines, their ends and its sentences (see readers.conll_words)."""
+  if word_column < 0:
+    raise UserError(f"--word_column: expected a column index >= 0, found {word_column}")
+  text = read_text(path) if path else sys.stdin.read()
+  lines, ends = split_line_ends(text)
+  return lines, ends, conll_words(lines, path or "<stdin>", word_column)
+
+
+def predict_conll(predictor: "Predictor", lines: list[str], ends: list[str], sentences: list[list[tuple[int, str]]],
+                  batch_size: int) -> list[str]:
+  """--format=conll: the file's lines (read_conll_input) with a predicted tag column per tagging task appended."""
+  tasks = tagging_tasks(predictor.layout)
+  if not tasks:
+    raise UserError(f"--format=conll: the checkpoint has no tagging task (its tasks: "
+                    f"{', '.join(predictor.layout.names)}); predict its texts with JSONL input instead")
+  results = predictor.predict([[word for _, word in sentence] for sentence in sentences], batch_size)
+  return conll_output(lines, ends, sentences, results, tasks)
 
 
 def format_readable(text: str, result: dict) -> str:
@@ -136,6 +207,14 @@ def format_readable(text: str, result: dict) -> str:
   return "\n".join(lines)
 
 
+def write_lines(rows: list[str], output: str | None) -> None:
+  if output:
+    with open(output, "w", encoding="utf-8", newline="") as f:
+      f.writelines(rows)
+  else:
+    sys.stdout.writelines(rows)
+
+
 def main(argv) -> None:
   from absl import flags
   flag = flags.FLAGS
@@ -144,19 +223,17 @@ def main(argv) -> None:
       raise UserError(f"unexpected arguments: {argv[1:]}")
     if flag.batch_size <= 0:
       raise UserError(f"--batch_size: expected a number > 0, found {flag.batch_size}")
-    predictor = Predictor.load(flag.checkpoint)
-    if flag.input:
-      if not os.path.isfile(flag.input):
-        raise UserError(f"{flag.input}: file not found")
-      texts = read_jsonl_texts(flag.input)
-      rows = [json.dumps({"text": text, **result}, ensure_ascii=False) + "\n"
-              for text, result in zip(texts, predictor.predict(texts, flag.batch_size))]
-      if flag.output:
-        with open(flag.output, "w", encoding="utf-8") as f:
-          f.writelines(rows)
-      else:
-        sys.stdout.writelines(rows)
+    if flag.input and not os.path.isfile(flag.input):
+      raise UserError(f"{flag.input}: file not found")
+    if flag.format == "conll":  # the checkpoint is loaded after the input is read: bad input fails in a second
+      conll = read_conll_input(flag.input, flag.word_column)
+      write_lines(predict_conll(Predictor.load(flag.checkpoint), *conll, flag.batch_size), flag.output)
+    elif flag.input:
+      inputs = read_jsonl_inputs(flag.input)
+      results = Predictor.load(flag.checkpoint).predict([value for _, value in inputs], flag.batch_size)
+      write_lines(jsonl_rows(inputs, results), flag.output)
     else:
+      predictor = Predictor.load(flag.checkpoint)
       texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
       for text, result in zip(texts, predictor.predict(texts, flag.batch_size)):
         print(format_readable(text, result))
@@ -166,8 +243,13 @@ if __name__ == "__main__":
   from absl import flags as absl_flags
   from absl import logging
   absl_flags.DEFINE_string("checkpoint", None, "Workdir, checkpoint manager directory or step directory.")
-  absl_flags.DEFINE_string("input", None, "JSONL file with a 'text' field per row; default: lines from stdin.")
-  absl_flags.DEFINE_string("output", None, "JSONL output, one object per input row keyed by task; default stdout.")
+  absl_flags.DEFINE_string("input", None, "Input file (see --format); default: stdin (for jsonl: one text per line, "
+                           "printed readably).")
+  absl_flags.DEFINE_enum("format", "jsonl", ["jsonl", "conll"], "jsonl: rows with 'text' or 'words' in, one object "
+                         "per row keyed by task out; conll: a CoNLL file in, the same lines with a predicted tag "
+                         "column per tagging task appended out.")
+  absl_flags.DEFINE_integer("word_column", 0, "--format=conll: the column of the words.")
+  absl_flags.DEFINE_string("output", None, "Output file (JSONL, or CoNLL with --format=conll); default stdout.")
   absl_flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
   absl_flags.mark_flag_as_required("checkpoint")
   logging.set_verbosity(logging.WARNING)

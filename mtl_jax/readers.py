@@ -155,6 +155,33 @@ def read_conll(path, columns: dict[str, int], word_column: int = 0, separator: s
   return sentences
 
 
+def conll_fields(line: str) -> list[str]:
+  """A CoNLL line's columns: split on tabs when the line has one (a word may then hold spaces), else on whitespace."""
+  return line.split("\t") if "\t" in line else line.split()
+
+
+def conll_words(lines: list[str], path: str, word_column: int = 0) -> list[list[tuple[int, str]]]:
+  """The sentences of a CoNLL file's lines (without their line ends) as (line index, word) pairs, for tagging it:
+  blank lines and -DOCSTART- lines end a sentence and belong to none; the other columns are not read (gold tags may
+  be absent). A token line without a non-empty `word_column` is an error naming it."""
+  sentences, block = [], []
+  for i, line in enumerate(lines):
+    fields = conll_fields(line)
+    if not line.strip() or fields[0] == DOCSTART:
+      if block:
+        sentences.append(block)
+      block = []
+      continue
+    where = location(path, i + 1)
+    if len(fields) <= word_column:
+      raise UserError(f"{where}: field 'word' (column {word_column}): expected at least {word_column + 1} columns, "
+                      f"found {len(fields)}")
+    if not fields[word_column].strip():
+      raise UserError(f"{where}: field 'word' (column {word_column}) is empty")
+    block.append((i, fields[word_column]))
+  return sentences + [block] if block else sentences
+
+
 def _conllu_word(fields: list[str], position: int, where: str) -> bool:
   """Whether a token line is a syntactic word (True) or a range / empty node to skip (False); checks its ID."""
   token_id = fields[0]

@@ -21,9 +21,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-from runs import REPO, make_table  # noqa: E402
+from runs import REPO, make_table, named_config  # noqa: E402
 
 from mtl_jax.tasks import Layout, Task  # noqa: E402
+from mtl_jax.train import train_and_evaluate  # noqa: E402
 
 
 @pytest.fixture
@@ -67,3 +68,14 @@ def tokenizer():
   from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
   from mtl_jax.tokenizer import load_tokenizer
   return load_tokenizer(resolve_encoder_dir(DEFAULT_PRETRAINED))
+
+
+@pytest.fixture(scope="session")
+def pos_chunk_run(shared_data, tmp_path_factory):
+  """configs/pos_chunk.py:smoke as tests/test_corpora.py trains it, once per test process: a checkpoint with two
+  taggers, UPOS (per-tag table) and chunks (CoNLL-2000, IOB2 spans), for evaluate and predict. (config, workdir,
+  the final metrics train_and_evaluate returned)."""
+  config = named_config("pos_chunk")
+  config.data.root = shared_data
+  workdir = str(tmp_path_factory.mktemp("pos_chunk_run"))
+  return config, workdir, train_and_evaluate(config, workdir)

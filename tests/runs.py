@@ -50,6 +50,14 @@ def make_table(path, n, seed=0):
   return str(path)
 
 
+def named_config(name: str, arg: str = "smoke"):
+  """`configs/<name>.py`'s get_config(arg), loaded from its file."""
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
 def smoke(table, **overrides):
   return load_config(**{"data.train": table, "data.validation": "0.25", "train.steps": 8, "train.eval_every": 4,
                         "train.log_every": 2, **overrides})

@@ -11,7 +11,6 @@ from mtl_jax import corpora, schema
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import encode_words
 from mtl_jax.predict import Predictor
-from mtl_jax.train import train_and_evaluate
 
 
 def load_config(name, arg="smoke"):
@@ -92,19 +91,17 @@ def test_fraction_splits_keep_duplicate_texts_together():
   assert len(train) + len(held) == 100
 
 
-def test_pos_chunk_smoke_trains_evaluates_tests_and_predicts(shared_data, tmp_path):
-  config = load_config("pos_chunk")
-  config.data.root = shared_data
-  final = train_and_evaluate(config, str(tmp_path))
+def test_pos_chunk_smoke_trains_evaluates_tests_and_predicts(pos_chunk_run):
+  _, workdir, final = pos_chunk_run  # configs/pos_chunk.py:smoke, trained once per test process (conftest.py)
   for split in ("eval", "test"):
     assert {f"{split}/pos/accuracy", f"{split}/chunk/f1", f"{split}/chunk/f1/NP", f"{split}/mean/main"} <= set(final)
-  result = Predictor.load(str(tmp_path)).predict(["Mr. Smith bought three new cars in New York ."])[0]
+  result = Predictor.load(workdir).predict(["Mr. Smith bought three new cars in New York ."])[0]
   assert set(result) == {"pos", "chunk"}
   assert result["pos"]["words"] == ["Mr", ".", "Smith", "bought", "three", "new", "cars", "in", "New", "York", "."]
   assert len(result["pos"]["tags"]) == 11 and "spans" not in result["pos"]
   for span in result["chunk"]["spans"]:
     assert span["text"] == " ".join(result["chunk"]["words"][span["start"]:span["end"]])
-  empty = Predictor.load(str(tmp_path)).predict(["", "  "])  # texts without words: no tags, nothing raised
+  empty = Predictor.load(workdir).predict(["", "  "])  # texts without words: no tags, nothing raised
   assert [r["pos"]["words"] + r["chunk"]["tags"] for r in empty] == [[], []]
 
 

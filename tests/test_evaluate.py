@@ -1,7 +1,6 @@
 """python -m mtl_jax.evaluate: a checkpoint scored on a split of its own config, checked against what training logged,
 scikit-learn (per class, confusion matrix, per tag) and seqeval (per span type) on the Predictor's predictions."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,13 +21,6 @@ from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tasks import Layout, Task, layout_from_config
 from mtl_jax.train import train_and_evaluate
-
-
-def load_config(name, arg="smoke"):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def report_tables(text):
@@ -83,16 +75,6 @@ def table_run(table, tmp_path_factory):
   return workdir
 
 
-@pytest.fixture(scope="module")
-def pos_chunk_run(shared_data, tmp_path_factory):
-  """configs/pos_chunk.py:smoke as tests/test_corpora.py trains it: UPOS (per-tag table) and chunks (per type)."""
-  config = load_config("pos_chunk")
-  config.data.root = shared_data
-  workdir = str(tmp_path_factory.mktemp("pos_chunk_run"))
-  train_and_evaluate(config, workdir)
-  return config, workdir
-
-
 def test_validation_equals_training_log_and_sklearn(table, table_run, capsys):
   cli(f"--checkpoint={os.path.join(table_run, checkpoint.BEST)}", "--split=validation", "--batch_size=64")
   out = os.path.join(table_run, "eval_validation")  # the default --output: beside best/ in the workdir
@@ -141,7 +123,7 @@ def test_split_the_config_lacks_is_one_line_exit_2(table_run):
 
 
 def test_test_split_equals_training_log_seqeval_and_sklearn(pos_chunk_run, shared_data, tmp_path, capsys):
-  config, workdir = pos_chunk_run
+  config, workdir, _ = pos_chunk_run
   cli(f"--checkpoint={workdir}", f"--output={tmp_path}", f"--data_root={shared_data}")  # --split defaults to test
   report = (tmp_path / "report.md").read_text()
   assert_same_metrics(json.loads((tmp_path / "metrics.json").read_text()), logged(workdir, "test"))

@@ -86,15 +86,24 @@ def test_predictor_agrees_with_training_evaluation(tmp_path):
 def test_cli_predict_jsonl(table, tmp_path):
   workdir = str(tmp_path / "run")
   train_and_evaluate(smoke(table, **{"train.steps": 2, "train.eval_every": 2}), workdir)
-  (tmp_path / "in.jsonl").write_text('{"text": "parcel delivery asap"}\n{"text": "invoice refund"}\n')
+  (tmp_path / "in.jsonl").write_text('{"text": "parcel delivery asap"}\n{"text": "invoice refund"}\n'
+                                     '{"words": ["app", "login", "urgent"]}\n')
   out = subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}",
                         f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'out.jsonl'}"],
                        capture_output=True, text=True, cwd=REPO)
   assert out.returncode == 0, out.stderr[-2000:]
   rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-  assert [r["text"] for r in rows] == ["parcel delivery asap", "invoice refund"]
-  texts = ["parcel delivery asap", "invoice refund"]
-  assert rows == [{"text": t, **r} for t, r in zip(texts, Predictor.load(workdir).predict(texts))]
+  assert [r.get("text") for r in rows] == ["parcel delivery asap", "invoice refund", None]
+  texts = ["parcel delivery asap", "invoice refund", "app login urgent"]  # classifiers see a words row joined
+  expected = [{"text": t, **r} for t, r in zip(texts, Predictor.load(workdir).predict(texts))]
+  expected[2] = {"words": ["app", "login", "urgent"], **{k: v for k, v in expected[2].items() if k != "text"}}
+  assert rows == expected
+  (tmp_path / "in.conll").write_text("EU B-ORG\n")
+  conll = subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}", "--format=conll",
+                          f"--input={tmp_path / 'in.conll'}"], capture_output=True, text=True, cwd=REPO)
+  assert conll.returncode == 2 and conll.stdout == "" and conll.stderr == (
+      "error: --format=conll: the checkpoint has no tagging task (its tasks: sentiment, urgency, topic); "
+      "predict its texts with JSONL input instead\n")
   stdin = subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}"], input="app login\n",
                          capture_output=True, text=True, cwd=REPO)
   assert stdin.returncode == 0 and "sentiment=" in stdin.stdout and "topic=" in stdin.stdout

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mtl_jax.data import read_table
 from mtl_jax.errors import UserError
+from mtl_jax.predict import read_conll_input, read_jsonl_inputs
 from mtl_jax.readers import (
   read_conll,
   read_conllu,
@@ -22,7 +23,7 @@ from mtl_jax.tasks import Layout, Task
 
 TOKENS = ["a", "B-X", "O", " ", "\t", "\n", "\r", "#", "-", "1", "2", "1-2", "1.1", ".", "_", '"', ",", "{", "}", ":",
           "[", "]", "\\", "-DOCSTART-", '"text"', '"label"', '"labels"', '"weight"', "null", "true", "-1", "1e999",
-          "0.5", "text", "label", "labels", "weight", "sentiment", "topic", "\u2028", "\x00", "é", "\xff"]
+          '"words"', "0.5", "text", "label", "labels", "weight", "sentiment", "topic", "\u2028", "\x00", "é", "\xff"]
 CONTENTS = st.one_of(st.binary(max_size=300),
                      st.lists(st.sampled_from(TOKENS), max_size=80).map(lambda parts: "".join(parts).encode()),
                      st.binary(max_size=200).map(gzip.compress))
@@ -40,6 +41,8 @@ READERS = {
     "table.jsonl": lambda p: read_table(p, LAYOUT),
     "table.csv": lambda p: read_table(p, LAYOUT),
     "table.jsonl.gz": lambda p: read_table(p, LAYOUT),
+    "predict.conll": lambda p: read_conll_input(p, 1),  # mtl_jax.predict's inputs
+    "predict.jsonl": read_jsonl_inputs,
 }
 
 
