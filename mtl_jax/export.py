@@ -24,6 +24,7 @@ from safetensors.numpy import save_file
 from mtl_jax import cli, encoders
 from mtl_jax.encoders import EncoderConfig, weights
 from mtl_jax.errors import UserError
+from mtl_jax.kinds import KINDS
 from mtl_jax.model import Model
 from mtl_jax.predict import Predictor
 
@@ -59,7 +60,7 @@ def task_spec(model: Model, max_length: int) -> dict:
           "kinds": {k.name: {"reads": READS[k.reads_words], "activation": k.activation,
                              "outputs": layout.total(k.name)} for k in model.kinds},
           "tasks": [{"name": t.name, "kind": t.kind, "labels": list(t.labels), "offset": offset, "size": size,
-                     "scheme": t.scheme}
+                     "scheme": t.scheme, **({"threshold": t.threshold} if "threshold" in KINDS[t.kind].options else {})}
                     for t, offset, size in zip(layout.tasks, layout.offsets, layout.group_sizes)]}
 
 

@@ -4,7 +4,7 @@
   -> [{"sentiment": {"label": "negative", "probs": {"negative": 0.93, ...}}, "urgency": {...}, "topic": {...}}]
 
 CLI:
-  python -m mtl_jax.predict --checkpoint=DIR --input=in.jsonl --output=out.jsonl   # rows with "text" or "words"
+  python -m mtl_jax.predict --checkpoint=DIR --input=in.jsonl --output=out.jsonl   # "text" (+ "text_pair") or "words"
   python -m mtl_jax.predict --checkpoint=DIR --format=conll --input=test.conll     # a tag column per tagger appended
   echo "my parcel never arrived" | python -m mtl_jax.predict --checkpoint=DIR      # one text per line, readable
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs
+from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs, with_tags
 from mtl_jax.model import Model
 from mtl_jax.readers import conll_words, jsonl_objects, read_text
 from mtl_jax.steps import predict_step
@@ -76,7 +76,8 @@ class Predictor:
     if pairs is not None or not any(k.reads_words for k in self.model.kinds):
       texts = [x if isinstance(x, str) else " ".join(x) for x in inputs]
       ids, types, _ = tokenize_pairs(texts, pairs or [None] * len(texts), self.tokenizer, max_length)
-      return Encoded(ids, *no_labels(len(ids)), type_ids=types if pairs is not None else None), None
+      data = Encoded(ids, *no_labels(len(ids)), type_ids=types if pairs is not None else None)
+      return with_tags(data) if any(k.reads_words for k in self.model.kinds) else data, None  # taggers: no words
     words = [split_words(x) if isinstance(x, str) else list(x) for x in inputs]
     no_tags = [np.zeros((len(w), num_tasks), np.int32) for w in words]
     data = encode_words([tuple(w) for w in words], no_tags, *no_labels(len(words)), self.tokenizer, max_length)
@@ -113,35 +114,40 @@ class Predictor:
             for n in range(len(inputs))]
 
 
-def jsonl_input(where: str, row: dict) -> tuple[str, str | list[str]]:
-  """("text", the text) or ("words", the words) of one JSONL row; anything else is an error naming the field."""
+def jsonl_input(where: str, row: dict) -> dict:
+  """The input fields of one JSONL row: {"text": a text} or {"words": a list of words}, with "text_pair" when the row
+  has a second text; anything else is an error naming the field."""
   if "text" in row and "words" in row:
     raise UserError(f"{where}: fields 'text' and 'words': expected one of them, found both")
+  pair = row.get("text_pair")
+  if pair is not None and not isinstance(pair, str):
+    raise UserError(f"{where}: field 'text_pair': expected a string or null, found {pair!r}")
+  given = {} if pair is None else {"text_pair": pair}
   if "words" in row:
     words = row["words"]
     if not isinstance(words, list):
       raise UserError(f"{where}: field 'words': expected a list of strings, found {words!r}")
     if (bad := next((i for i, w in enumerate(words) if not isinstance(w, str)), None)) is not None:
       raise UserError(f"{where}: field 'words'[{bad}]: expected a string, found {words[bad]!r}")
-    return "words", words
+    return {"words": words, **given}
   if "text" not in row:
     raise UserError(f"{where}: field 'text' or 'words': expected a string 'text' or a list of strings 'words', "
                     f"found neither (keys: {sorted(row)})")
   if not isinstance(row["text"], str):
     raise UserError(f"{where}: field 'text': expected a string, found {row['text']!r}")
-  return "text", row["text"]
+  return {"text": row["text"], **given}
 
 
-def read_jsonl_inputs(path: str) -> list[tuple[str, str | list[str]]]:
-  """(field, value) of every row of a JSONL file: ("text", a text) or ("words", a list of words); errors name the
-  line and the field."""
+def read_jsonl_inputs(path: str) -> list[dict]:
+  """The input fields of every row of a JSONL file (`jsonl_input`); errors name the line and the field."""
   return [jsonl_input(where, row) for where, row in jsonl_objects(path, "a JSON object with 'text' or 'words'")]
 
 
-def jsonl_rows(inputs: list[tuple[str, str | list[str]]], results: list[dict]) -> list[str]:
-  """Output lines: each input's own field ("text" or "words") and its results keyed by task."""
-  return [json.dumps({field: value, **result}, ensure_ascii=False) + "\n"
-          for (field, value), result in zip(inputs, results)]
+def predict_rows(predictor: "Predictor", inputs: list[dict], batch_size: int) -> list[str]:
+  """Output lines: each row's input fields ("text" or "words", and "text_pair") and its results keyed by task."""
+  results = predictor.predict([x["text"] if "text" in x else x["words"] for x in inputs], batch_size,
+                              [x.get("text_pair") for x in inputs])
+  return [json.dumps({**x, **result}, ensure_ascii=False) + "\n" for x, result in zip(inputs, results)]
 
 
 def tagging_tasks(layout: Layout) -> list[str]:
@@ -230,8 +236,7 @@ def main(argv) -> None:
       write_lines(predict_conll(Predictor.load(flag.checkpoint), *conll, flag.batch_size), flag.output)
     elif flag.input:
       inputs = read_jsonl_inputs(flag.input)
-      results = Predictor.load(flag.checkpoint).predict([value for _, value in inputs], flag.batch_size)
-      write_lines(jsonl_rows(inputs, results), flag.output)
+      write_lines(predict_rows(Predictor.load(flag.checkpoint), inputs, flag.batch_size), flag.output)
     else:
       predictor = Predictor.load(flag.checkpoint)
       texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -245,9 +250,9 @@ if __name__ == "__main__":
   absl_flags.DEFINE_string("checkpoint", None, "Workdir, checkpoint manager directory or step directory.")
   absl_flags.DEFINE_string("input", None, "Input file (see --format); default: stdin (for jsonl: one text per line, "
                            "printed readably).")
-  absl_flags.DEFINE_enum("format", "jsonl", ["jsonl", "conll"], "jsonl: rows with 'text' or 'words' in, one object "
-                         "per row keyed by task out; conll: a CoNLL file in, the same lines with a predicted tag "
-                         "column per tagging task appended out.")
+  absl_flags.DEFINE_enum("format", "jsonl", ["jsonl", "conll"], "jsonl: rows with 'text' (and 'text_pair') or "
+                         "'words' in, one object per row keyed by task out; conll: a CoNLL file in, the same lines "
+                         "with a predicted tag column per tagging task appended out.")
   absl_flags.DEFINE_integer("word_column", 0, "--format=conll: the column of the words.")
   absl_flags.DEFINE_string("output", None, "Output file (JSONL, or CoNLL with --format=conll); default stdout.")
   absl_flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")

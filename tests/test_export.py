@@ -31,9 +31,11 @@ from mtl_jax.tokenizer import load_tokenizer
 # the kinds interleaved, so that offsets within a kind's head count
 LAYOUT = Layout((Task("sentiment", "classification", ("negative", "neutral", "positive")),
                  Task("pos", "tagging", ("NOUN", "VERB", "DET", "ADP", "PUNCT")),
+                 Task("moderation", "multilabel", ("toxic", "spam", "off_topic")),
                  Task("topic", "classification", ("billing", "technical", "shipping", "account")),
+                 Task("similarity", "regression", ()),
                  Task("ner", "tagging", ("O", "B-LOC", "I-LOC"), scheme="IOB2")))
-TEXT_LAYOUT = Layout(LAYOUT.tasks[::2])
+TEXT_LAYOUT = Layout(tuple(t for t in LAYOUT.tasks if t.kind != "tagging"))
 SENTENCES = [["Paris", "is", "the", "capital", "of", "France", "."],
              ["The", "U.S.", "open", "starts", "in", "New", "York", "on", "Monday", "'s", "night"]]
 # family (as tests/test_encoders.py builds it) -> (tokenizer, pooling, layout); DistilBERT's has no word task, so
@@ -53,9 +55,10 @@ def readme_code() -> str:
   return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def trained_tokenizer(kind: str, directory) -> object:
+def trained_tokenizer(kind: str, directory, pairs: str = "roberta") -> object:
   """A byte-level BPE (RoBERTa's `<s> ... </s>`) or SentencePiece unigram (DeBERTa-v3's `[CLS] ... [SEP]`) tokenizer
-  trained here on the test sentences; WordPiece is the packaged MiniLM's."""
+  trained here on the test sentences, laying out text pairs as `pairs` does (RoBERTa: `<s> a </s></s> b </s>`;
+  DeBERTa: `[CLS] a [SEP] b [SEP]`, token types 0 / 1); WordPiece is the packaged MiniLM's."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
   if kind == "WordPiece":
     return load_tokenizer(enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED))
@@ -72,7 +75,8 @@ def trained_tokenizer(kind: str, directory) -> object:
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>")
   tok.train_from_iterator([" ".join(s) for s in SENTENCES] * 20 + ["x an app crashes"] * 5, trainer)
-  tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {last}",
+  pair = f"{first} $A {last} {last} $B {last}" if pairs == "roberta" else f"{first} $A {last} $B:1 {last}:1"
+  tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {last}", pair=pair,
                                                      special_tokens=[(first, 0), (last, 2)])
   os.makedirs(directory, exist_ok=True)
   tok.save(os.path.join(directory, "tokenizer.json"))
@@ -86,7 +90,7 @@ def write_checkpoint(directory, family: str, seed: int = 0) -> str:
   """A best/ checkpoint as training writes one (params, meta, tokenizer): the family's random model with random heads
   (std 1, so that every probability differs from uniform)."""
   tokenizer_kind, pooling, layout = CASES[family]
-  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer")
+  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer", "deberta" if "deberta" in family else "roberta")
   save_family(family, directory / "hf", vocab=len(tokenizer), seed=seed)
   config, encoder_params = enc.load_pretrained(str(directory / "hf"))
   model = Model(Encoder(config), layout, pooling)
@@ -157,23 +161,25 @@ def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, 
   for x, expected, logits in zip(inputs, predictor.predict(inputs), references):
     got = readme["predict"](x)
     for task in layout.tasks:
-      probs = got[task.name].numpy()
-      if task.kind == "classification":
-        diffs.append(np.abs(probs - [expected[task.name]["probs"][label] for label in task.labels]).max())
-      else:
-        assert [task.labels[k] for k in probs.argmax(-1)] == expected[task.name]["tags"]
-        diffs.append(np.abs(probs - np.asarray(jax.nn.softmax(logits[task.name], -1))).max())
+      diffs.append(difference(task, got[task.name].numpy(), expected[task.name], logits[task.name]))
+  pair = ("the app crashes when I log in", "my parcel never arrived")  # the text tasks read a text pair alike
+  got, expected = readme["predict"](*pair), predictor.predict([pair[0]], pairs=[pair[1]])[0]
+  diffs += [difference(task, got[task.name].numpy(), expected[task.name]) for task in TEXT_LAYOUT.tasks]
   print(f"{family}: hidden states {hidden_diff:.2e}, probabilities {max(diffs):.2e}")
   assert max(diffs) <= 1e-4
-  if layout == TEXT_LAYOUT:  # kinds to come (multilabel, regression): README's code follows mtl_tasks.json's activation
-    spec_path = tmp_path / "exported" / export.TASKS
-    spec = json.loads(spec_path.read_text())
-    for activation, reference in (("sigmoid", jax.nn.sigmoid), ("identity", lambda x: x)):
-      spec["kinds"]["classification"]["activation"] = activation
-      spec_path.write_text(json.dumps(spec))
-      got = run_readme(tmp_path)["predict"](TEXTS[0])
-      for task in layout.tasks:
-        np.testing.assert_allclose(got[task.name].numpy(), reference(references[0][task.name]), atol=1e-4, rtol=0)
+
+
+def difference(task: Task, got: np.ndarray, expected: dict, logits: np.ndarray | None = None) -> float:
+  """README's outputs against Predictor's result for one task: probabilities (classification, multilabel), the
+  score (regression), tags (tagging: Predictor gives no probabilities, so those are checked against our logits)."""
+  if task.kind == "regression":
+    return abs(float(got[0]) - expected["value"])
+  if task.kind == "tagging":
+    assert [task.labels[k] for k in got.argmax(-1)] == expected["tags"]
+    return float(np.abs(got - np.asarray(jax.nn.softmax(logits, -1))).max())
+  if task.kind == "multilabel":
+    assert [label for label, p in zip(task.labels, got) if p >= task.threshold] == expected["labels"]
+  return float(np.abs(got - [expected["probs"][label] for label in task.labels]).max())
 
 
 def test_every_family_s_config_and_weight_names_read_back_as_written():
@@ -195,13 +201,16 @@ def test_mtl_tasks_json_describes_heads_and_tasks(tmp_path):
   from mtl_jax.kinds import KINDS
   spec = export.task_spec(Model(Encoder(enc.random_config("random-tiny")), LAYOUT, "cls"), 64)
   assert spec["pooling"] == "cls" and spec["max_length"] == 64
-  assert spec["kinds"] == {"classification": {"reads": "pooled", "activation": KINDS["classification"].activation,
-                                              "outputs": 7},
-                           "tagging": {"reads": "word_starts", "activation": KINDS["tagging"].activation,
-                                       "outputs": 8}}
-  assert [(t["name"], t["kind"], t["offset"], t["size"], t["labels"][0], t["scheme"]) for t in spec["tasks"]] == [
-      ("sentiment", "classification", 0, 3, "negative", None), ("pos", "tagging", 0, 5, "NOUN", None),
-      ("topic", "classification", 3, 4, "billing", None), ("ner", "tagging", 5, 3, "O", "IOB2")]
+  assert spec["kinds"] == {
+      "classification": {"reads": "pooled", "activation": KINDS["classification"].activation, "outputs": 7},
+      "tagging": {"reads": "word_starts", "activation": KINDS["tagging"].activation, "outputs": 8},
+      "multilabel": {"reads": "pooled", "activation": KINDS["multilabel"].activation, "outputs": 3},
+      "regression": {"reads": "pooled", "activation": KINDS["regression"].activation, "outputs": 1}}
+  assert [t.get("threshold") for t in spec["tasks"]] == [None, None, 0.5, None, None, None]  # multilabel's alone
+  assert [(t["name"], t["kind"], t["offset"], t["size"], t["labels"][:1], t["scheme"]) for t in spec["tasks"]] == [
+      ("sentiment", "classification", 0, 3, ["negative"], None), ("pos", "tagging", 0, 5, ["NOUN"], None),
+      ("moderation", "multilabel", 0, 3, ["toxic"], None), ("topic", "classification", 3, 4, ["billing"], None),
+      ("similarity", "regression", 0, 1, [], None), ("ner", "tagging", 5, 3, ["O"], "IOB2")]
 
 
 def test_an_existing_output_directory_is_refused_through_the_cli(tmp_path):

@@ -73,16 +73,17 @@ def write_mixed_table(path, n, seed):
     for i in range(n):
       sentiment, urgency = int(rng.integers(3)), int(rng.integers(4))
       topics = [t for t in TOPICS if rng.random() < 0.4]
-      text = " ".join([("awful", "a question", "thanks")[sentiment], *(TOPICS[t] for t in topics),
-                       *["urgent"] * urgency, f"ticket {i}"])
-      f.write(json.dumps({"text": text, "labels": [sentiment, urgency / 3 if i % 6 else None,
-                                                    topics if i % 5 else None]}) + "\n")
+      text = " ".join([("awful", "a question", "thanks")[sentiment], *(TOPICS[t] for t in topics), f"ticket {i}"])
+      pair = {"text_pair": " ".join(["urgent"] * urgency)} if urgency else {}  # urgency is read from the pair
+      f.write(json.dumps({"text": text, **pair, "labels": [sentiment, urgency / 3 if i % 6 else None,
+                                                           topics if i % 5 else None]}) + "\n")
   return str(path)
 
 
-def test_multilabel_and_regression_train_evaluate_and_predict_through_the_cli(tmp_path):
-  """A table mixing classification, regression and multilabel trains through `python -m mtl_jax.main` (one batch,
-  one encoder pass); `evaluate`'s scores equal scikit-learn's and scipy's on the Predictor's outputs."""
+def test_multilabel_regression_and_pairs_train_evaluate_and_predict_through_the_cli(tmp_path):
+  """A table mixing classification, regression and multilabel tasks, some rows text pairs, trains through
+  `python -m mtl_jax.main` (one batch, one encoder pass); `evaluate`'s scores equal scikit-learn's and scipy's on
+  what `python -m mtl_jax.predict` gives for the same rows (so both read the pairs alike)."""
   config = tmp_path / "kinds.py"
   config.write_text(KINDS_CONFIG)
   train, validation = write_mixed_table(tmp_path / "t.jsonl", 160, 0), write_mixed_table(tmp_path / "v.jsonl", 60, 1)
@@ -97,7 +98,13 @@ def test_multilabel_and_regression_train_evaluate_and_predict_through_the_cli(tm
   eval_cli(f"--checkpoint={workdir}", "--split=validation", f"--output={out}")
   scores = json.loads((out / "metrics.json").read_text())
   rows = [json.loads(line) for line in open(validation)]
-  results = Predictor.load(str(workdir)).predict([r["text"] for r in rows])
+  subprocess.run([sys.executable, "-m", "mtl_jax.predict", f"--checkpoint={workdir}", f"--input={validation}",
+                  f"--output={tmp_path / 'out.jsonl'}"], cwd=REPO, check=True, capture_output=True)
+  results = [json.loads(line) for line in open(tmp_path / "out.jsonl")]
+  assert [(r["text"], r.get("text_pair")) for r in results] == [(r["text"], r.get("text_pair")) for r in rows]
+  alone = Predictor.load(str(workdir)).predict([r["text"] for r in rows])  # the pairs count: without them, other scores
+  assert all((a["urgency"]["value"] != r["urgency"]["value"]) == ("text_pair" in row)
+             for a, r, row in zip(alone, results, rows))
   scored = [i for i, r in enumerate(rows) if r["labels"][2] is not None]
   truth = np.array([[t in rows[i]["labels"][2] for t in TOPICS] for i in scored])
   probs = np.array([[results[i]["topic"]["probs"][t] for t in TOPICS] for i in scored])
@@ -116,5 +123,5 @@ def test_multilabel_and_regression_train_evaluate_and_predict_through_the_cli(tm
   assert scores["eval/urgency/spearman"] == pytest.approx(stats.spearmanr(y, value)[0], abs=1e-4)
   assert scores["eval/urgency/mse"] == pytest.approx(np.mean((y - value) ** 2), abs=1e-5)
   assert scores["eval/urgency/main"] == scores["eval/urgency/pearson"]
-  readable = format_readable(rows[0]["text"], results[0])
+  readable = format_readable(rows[0]["text"], {task: results[0][task] for task in ("sentiment", "urgency", "topic")})
   assert f"urgency={results[0]['urgency']['value']:.3f}" in readable and "topic=" in readable
