@@ -1,4 +1,5 @@
-"""Table-format data: JSONL or CSV rows with `text`, `labels` (one class per task) and an optional `weight`.
+"""Table-format data: JSONL, CSV or Parquet rows with `text`, `labels` (one entry per task), an optional
+`text_pair` and an optional `weight`.
 
 Every row is validated; an error names the file, line (or CSV row), field and what was expected, so a malformed
 table never trains silently.
@@ -148,7 +149,32 @@ def _csv_rows(path: str, layout: Layout) -> Iterator[tuple]:
     yield where, cell("text"), cell("text_pair"), labels, _json_cell(cell("weight"), where, "weight")
 
 
-READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows}
+def _parquet_rows(path: str, layout: Layout) -> Iterator[tuple]:
+  """Parquet rows (columns text, labels as a list column or one column per task, optional text_pair and weight),
+  read with pyarrow."""
+  try:
+    import pyarrow.parquet as pq
+  except ImportError:
+    raise UserError(f"{path}: reading Parquet tables needs pyarrow (pip install pyarrow, or mtl_jax's extra "
+                    "'parquet')") from None
+  try:
+    table = pq.read_table(path)
+  except Exception as e:  # pyarrow raises ArrowInvalid / OSError on a file that is not Parquet
+    raise UserError(f"{path}: not a readable Parquet file: {str(e).splitlines()[0]}") from None
+  columns = table.column_names
+  per_task = "labels" not in columns  # a column per task, as Arrow's columns have one type each
+  if "text" not in columns or (per_task and any(n not in columns for n in layout.names)):
+    raise UserError(f"{path}: expected columns 'text' and 'labels' (or one column per task: {list(layout.names)}); "
+                    f"found {columns}")
+  for n, row in enumerate(table.to_pylist(), 1):
+    where = location(path, row=n)
+    labels = ([parse_label(row[t.name], t, where, f"'{t.name}'") for t in layout.tasks] if per_task
+              else parse_labels(row["labels"], layout, where))
+    yield where, row["text"], row.get("text_pair"), labels, row.get("weight")
+
+
+READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows,
+           ".parquet": _parquet_rows}
 
 
 def read_table(path: str, layout: Layout) -> Table:

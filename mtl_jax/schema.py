@@ -39,8 +39,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "seed": (0, "one seed for init, data order, dropout and the validation split"),
     "tasks": ({}, "name -> task (fields: TASK_FIELDS); labels are class names (id i = labels[i])"),
 
-    "data.train": ("", "a JSONL or CSV table (text, labels[, weight]) whose rows label every task; empty: each task "
-                   "reads its own corpus (tasks.<name>.data)"),
+    "data.train": ("", "a JSONL, CSV or Parquet table (text, labels[, text_pair, weight]) whose rows label every "
+                   "task; empty: each task reads its own corpus (tasks.<name>.data)"),
     "data.validation": ("", "with data.train: a table file, or a fraction (\"0.1\", \"10%\") / row count of train"),
     "data.test": ("", "with data.train: an optional test table file; the best model is scored on it after training, "
                   "and `python -m mtl_jax.evaluate --split=test` reads it. Empty: no test split"),

@@ -130,3 +130,23 @@ def test_news_topic_ner_reads_ag_news_split_and_conll(shared_data, tokenizer):
   assert len(train[("topic",)]) == 7600 - 2 * 760
   topic = layout.names.index("topic")
   assert (validation.labels[:, topic] >= 0).sum() == 760 and (test.labels[:, topic] >= 0).sum() == 760
+
+
+def test_a_csv_corpus_of_text_pairs_is_encoded_as_pairs(tmp_path, tokenizer):
+  rows = [("A man plays a guitar.", "Someone makes music.", "entailment"), ("A dog runs.", "A cat sleeps.", "contra"),
+          ("Kids play.", "Children are outside.", "entailment"), ("It rains.", "The sun shines.", "contra")] * 3
+  (tmp_path / "nli.csv").write_text("premise,hypothesis,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+  config = load_config("pos_chunk", "")
+  config.data.root = str(tmp_path)
+  config.tasks = {"nli": dict(kind="classification", data=dict(
+      format="csv", text_columns=("premise",), text_pair_columns=("hypothesis",), label_column="label",
+      train="nli.csv", validation="0.25"))}
+  config.sampling.epoch_task = ""
+  schema.validate(config)
+  _, train, validation, _ = corpora.load_data(config, tokenizer, 64)
+  data = train[("nli",)]
+  for ids, types in zip(data.ids, data.type_ids):  # [CLS] premise [SEP] hypothesis [SEP], types 0 then 1
+    sep = list(ids).index(tokenizer.sep_token_id)
+    assert list(types) == [0] * (sep + 1) + [1] * (len(ids) - sep - 1)
+  pairs = {tuple(tokenizer.backend.encode(a, b).ids) for a, b, _ in rows}  # the tokenizer's own pair encoding
+  assert {tuple(ids) for ids in data.ids} | {tuple(ids) for ids in validation.ids} == pairs

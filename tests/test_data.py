@@ -87,8 +87,8 @@ def test_bad_csv_is_named(layout, tmp_path, content, message):
 def test_missing_file_and_unknown_format(layout, tmp_path):
   with pytest.raises(UserError, match="file not found"):
     read_table(str(tmp_path / "nope.jsonl"), layout)
-  with pytest.raises(UserError, match="unknown table format '.parquet'"):
-    read_table(str(tmp_path / "x.parquet"), layout)
+  with pytest.raises(UserError, match="unknown table format '.xlsx'"):
+    read_table(str(tmp_path / "x.xlsx"), layout)
 
 
 def test_validation_split_is_seeded_and_disjoint(layout, write_jsonl):
@@ -148,3 +148,25 @@ def test_bad_multilabel_and_regression_cells_are_named(write_jsonl, labels, mess
   path = write_jsonl([{"text": "fine", "labels": [0, [], 1]}, {"text": "bad", "labels": labels}])
   with pytest.raises(UserError, match=r"table.jsonl:2: " + message):
     read_table(path, MIXED)
+
+
+def test_parquet_tables_with_a_labels_list_or_a_column_per_task_and_pairs(layout, tmp_path):
+  pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+  pq.write_table(pa.table({"text": ["refund please", "app crashes"], "labels": [[0, 1, 0], [None, 1, 3]],
+                           "text_pair": ["is it billing?", None], "weight": [1.0, 2.0]}), tmp_path / "t.parquet")
+  table = read_table(str(tmp_path / "t.parquet"), layout)
+  assert table.texts == ["refund please", "app crashes"] and table.pairs == ["is it billing?", None]
+  np.testing.assert_array_equal(table.labels, [[0, 1, 0], [-1, 1, 3]])
+  np.testing.assert_array_equal(table.weights[:, 0], [1, 2])
+  pq.write_table(pa.table({"text": ["a", "b"], "sentiment": ["neutral", None], "moderation": [["spam"], []],
+                           "score": [2.5, None]}), tmp_path / "kinds.parquet")
+  table = read_table(str(tmp_path / "kinds.parquet"), MIXED)
+  np.testing.assert_array_equal(table.labels, [[1, 0, 0], [-1, 0, -1]])
+  np.testing.assert_array_equal(table.targets[1], [[0, 1, 0], [0, 0, 0]])
+  assert table.pairs is None and float(table.targets[2][0, 0]) == 2.5
+  pq.write_table(pa.table({"text": ["a", "b"], "labels": [[0, 1, 0], [0, 1, 7]]}), tmp_path / "bad.parquet")
+  with pytest.raises(UserError, match=r"bad.parquet row 2: field 'labels'\[2\] \(task 'topic'\).*found 7"):
+    read_table(str(tmp_path / "bad.parquet"), layout)
+  (tmp_path / "text.parquet").write_text("not parquet")
+  with pytest.raises(UserError, match=r"text.parquet: not a readable Parquet file"):
+    read_table(str(tmp_path / "text.parquet"), layout)

@@ -320,3 +320,17 @@ def test_corrupt_gzip(tmp_path):
   (tmp_path / "b.conllu.gz").write_bytes(gzip.compress(b"1\ta\n")[:-6])
   with pytest.raises(UserError, match=r"b\.conllu\.gz: not a valid gzip file"):
     read_conllu(str(tmp_path / "b.conllu.gz"))
+
+
+def test_text_pairs_from_columns_of_csv_and_jsonl(tmp_path):
+  (tmp_path / "nli.csv").write_text("premise,hypothesis,label\nA man plays.,Someone plays.,entailment\n"
+                                    "A dog runs.,,neutral\n")
+  with pytest.raises(UserError, match=r"nli.csv row 2 \(line 3\): text columns \['hypothesis'\]: expected non-empty"):
+    read_text_classification(tmp_path / "nli.csv", ("premise",), "label", pair_columns=("hypothesis",))
+  kept = read_text_classification(tmp_path / "nli.csv", ("premise",), "label", pair_columns=("hypothesis",),
+                                  skip_empty=True)
+  assert [(r.text, r.pair, r.label) for r in kept] == [("A man plays.", "Someone plays.", "entailment")]
+  (tmp_path / "nli.jsonl").write_text('{"p": "A", "h1": "B", "h2": "C", "y": 1}\n')
+  rows = read_text_classification(tmp_path / "nli.jsonl", ("p",), "y", pair_columns=("h1", "h2"))
+  assert [(r.text, r.pair, r.label) for r in rows] == [("A", "B C", "1")]
+  assert read_text_classification(tmp_path / "nli.jsonl", ("p",), "y")[0].pair is None

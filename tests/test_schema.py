@@ -161,13 +161,13 @@ BAD = [  # (config, changes, the exact message)
     ("three_task", dict(tasks={}, data__label_order=()),
      "config.tasks: no tasks; name at least one (config.tasks.<name> = dict(kind=..., ...))"),
     ("three_task", dict(data__validation=""),
-     "config.data.validation: expected a table file (.csv, .json, .jsonl, .tsv), a fraction (\"0.1\", \"10%\") or a "
+     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), a fraction (\"0.1\", \"10%\") or a "
      "row count of data.train, found ''"),
     ("three_task", dict(data__validation="dev"),
-     "config.data.validation: expected a table file (.csv, .json, .jsonl, .tsv), a fraction (\"0.1\", \"10%\") or a "
+     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), a fraction (\"0.1\", \"10%\") or a "
      "row count of data.train, found 'dev'"),
     ("three_task", dict(data__test="test.txt"),
-     "config.data.test: expected a table file (.csv, .json, .jsonl, .tsv), found 'test.txt'"),
+     "config.data.test: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), found 'test.txt'"),
     ("three_task", dict(tasks__topic__lables=("a", "b")),
      "config.tasks.topic.lables: no such task field (did you mean 'labels'?)"),
     ("three_task", dict(tasks__topic__kind="ranking"),
