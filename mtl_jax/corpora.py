@@ -18,7 +18,7 @@ from mtl_jax import kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, tokenize_pairs, with_tags
-from mtl_jax.tasks import Layout, build_layout, chosen_tasks, layout_from_config, task_order
+from mtl_jax.tasks import DEFAULTS, Layout, build_layout, chosen_tasks, layout_from_config, task_order
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
@@ -185,6 +185,10 @@ def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
   return tuple(sorted(found))
 
 
+def kind_of(config, task: str) -> str:
+  return config.tasks[task].get("kind", DEFAULTS["kind"])
+
+
 def label_ids(values, task, where: str, words=None) -> list[int]:
   """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word)."""
   ids = []
@@ -209,17 +213,23 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
         records.select(keep), tokenizer, max_length)
   labels = np.full((len(records), num_tasks), -1, np.int32)
   weights = np.ones((len(records), num_tasks), np.float32)
+  targets = np.zeros((len(records), layout.target_total), np.float32)
   if corpus.kind == "text":
     for t in corpus.tasks:
-      pos = layout.names.index(t)
+      pos, task = layout.names.index(t), layout.tasks[layout.names.index(t)]
+      kind = kinds.KINDS[task.kind]
       for i, (_, values, where) in enumerate(records):
-        labels[i, pos] = label_ids([values[t]], layout.tasks[pos], where)[0]
+        if task.target_width:  # multilabel, regression: the kind reads the cell
+          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, "label")
+        else:
+          labels[i, pos] = label_ids([values[t]], task, where)[0]
+    targets = targets if targets.shape[1] else None
     if any(isinstance(r[0], tuple) for r in records):  # text pairs
       ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,
                                              max_length)
-      return Encoded(ids, labels, weights, truncated, type_ids=types)
+      return Encoded(ids, labels, weights, truncated, targets=targets, type_ids=types)
     ids, truncated = tokenize([r[0] for r in records], tokenizer, max_length)
-    return Encoded(ids, labels, weights, truncated)
+    return Encoded(ids, labels, weights, truncated, targets=targets)
   tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]
   for t in corpus.tasks:
     pos = layout.names.index(t)
@@ -237,8 +247,8 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[st
   for corpus in corpora:
     load_corpus(corpus, config, config.seed)
     convert_scheme(corpus, config)
-  layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme"))
-                                         for c in corpora for t in c.tasks})
+  layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora
+                                         for t in c.tasks if kinds.KINDS[kind_of(config, t)].labels_from_data})
   encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):

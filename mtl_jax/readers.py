@@ -337,8 +337,8 @@ def _jsonl_records(path: str, text_columns: tuple, label_column) -> Iterator[tup
     label = row[label_column]
     if isinstance(label, int) and not isinstance(label, bool):
       label = str(label)
-    if label is not None and not isinstance(label, str):
-      raise UserError(f"{where}: field '{label_column}': expected a string, an integer or null, found {label!r}")
+    if label is not None and not isinstance(label, (str, float, list)):  # a score or a label list: the kind's to read
+      raise UserError(f"{where}: field '{label_column}': expected a string, a number, a list or null, found {label!r}")
     yield where, [row[c] for c in text_columns], label
 
 
@@ -351,7 +351,10 @@ def _table_format(path: str) -> str:
 
 
 def _label_name(label: str | None, label_names: dict[str, str] | None, where: str, column) -> str | None:
-  """A raw label (stripped; empty = None) -> its name through `label_names` when given."""
+  """A raw label (stripped; empty = None) -> its name through `label_names` when given; a JSONL score or list of
+  labels is left to the task's kind."""
+  if isinstance(label, (float, list)):
+    return label
   label = label.strip() if label is not None else None
   if not label:
     return None

@@ -182,10 +182,11 @@ def validate(config) -> None:
   else:  # a corpus per task: only the chosen tasks' corpora are read
     names = [n for n in config.tasks.keys() if n in chosen]
     for name in names:
-      kind = config.tasks[name].get("kind", TASK_FIELDS["kind"][0])
-      if kind in kinds.KINDS and not kinds.KINDS[kind].reads_corpora:
-        raise UserError(f"config.tasks.{name}: a {kind} task reads a table (config.data.train), not its own corpus")
       check_data(name, config.tasks[name])
+      kind, fmt = config.tasks[name].get("kind", TASK_FIELDS["kind"][0]), config.tasks[name].data.format
+      if kind in kinds.KINDS and fmt not in (kinds.KINDS[kind].corpus_formats or (fmt,)):
+        raise UserError(f"config.tasks.{name}.data.format: a {kind} task reads a table (config.data.train) or a "
+                        f"corpus of format {' or '.join(kinds.KINDS[kind].corpus_formats)}, found {fmt!r}")
   for name in names:
     check_task(name, config.tasks[name])
   trained = [n for n in names if n in chosen]  # the run's layout, in its order

@@ -1,6 +1,7 @@
 """A corpus per task: shared corpora counted once, windows that score every word, tag vocabularies, configs."""
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -150,3 +151,31 @@ def test_a_csv_corpus_of_text_pairs_is_encoded_as_pairs(tmp_path, tokenizer):
     assert list(types) == [0] * (sep + 1) + [1] * (len(ids) - sep - 1)
   pairs = {tuple(tokenizer.backend.encode(a, b).ids) for a, b, _ in rows}  # the tokenizer's own pair encoding
   assert {tuple(ids) for ids in data.ids} | {tuple(ids) for ids in validation.ids} == pairs
+
+
+def test_multilabel_and_regression_tasks_read_their_own_jsonl_and_csv_corpora(tmp_path, tokenizer):
+  (tmp_path / "mod.jsonl").write_text("".join(json.dumps({"text": f"message {i}", "flags": f}) + "\n" for i, f in
+                                              enumerate([["spam"], [], ["toxic", "spam"], None] * 3)))
+  (tmp_path / "sts.csv").write_text("a,b,score\n" + "".join(f"text {i},other {i},{i / 4}\n" for i in range(12)))
+  config = load_config("pos_chunk", "")
+  config.data.root = str(tmp_path)
+  config.tasks = {
+      "moderation": dict(kind="multilabel", labels=("toxic", "spam"), data=dict(
+          format="jsonl", text_columns=("text",), label_column="flags", train="mod.jsonl", validation="0.25")),
+      "similarity": dict(kind="regression", data=dict(
+          format="csv", text_columns=("a",), text_pair_columns=("b",), label_column="score", train="sts.csv",
+          validation="0.25"))}
+  config.sampling.epoch_task = ""
+  schema.validate(config)
+  layout, train, _, _ = corpora.load_data(config, tokenizer, 64)
+  assert layout.tasks[1].labels == () and layout.group_sizes == (2, 1)
+  mod, sts = train[("moderation",)], train[("similarity",)]
+  texts = [tokenizer.backend.decode(list(ids[1:-1])) for ids in mod.ids]
+  for text, label, hot in zip(texts, mod.labels[:, 0], mod.targets[:, :2]):
+    flags = [["spam"], [], ["toxic", "spam"], None][int(text.split()[1]) % 4]
+    assert label == (-1 if flags is None else 0) and list(hot) == [float(f in (flags or [])) for f in ("toxic", "spam")]
+  assert sts.type_ids is not None and (sts.labels[:, 1] == 0).all() and (sts.labels[:, 0] == -1).all()
+  assert sorted(sts.targets[:, 2]) == sorted(set(sts.targets[:, 2])) and set(sts.targets[:, 2]) <= {i / 4 for i in range(12)}
+  (tmp_path / "sts.csv").write_text("a,b,score\nx,y,high\n" + "".join(f"t{i},o{i},{i}\n" for i in range(5)))
+  with pytest.raises(UserError, match=r"sts.csv row 1 \(line 2\): field label \(task 'similarity'\): expected a finite"):
+    corpora.load_data(config, tokenizer, 64)

@@ -180,7 +180,8 @@ BAD = [  # (config, changes, the exact message)
     ("three_task", dict(tasks__topic__kind="multilabel", tasks__topic__threshold=1.5),
      "config.tasks.topic.threshold: expected a number in (0, 1), found 1.5"),
     ("pos_chunk", dict(tasks__pos__kind="regression"),
-     "config.tasks.pos: a regression task reads a table (config.data.train), not its own corpus"),
+     "config.tasks.pos.data.format: a regression task reads a table (config.data.train) or a corpus of format csv or "
+     "jsonl, found 'conllu'"),
     ("three_task", dict(tasks__topic__num_classes=3), "config.tasks.topic: num_classes=3 but 4 labels are named"),
     ("three_task", dict(tasks__topic__labels=("a", "a")),
      "config.tasks.topic.labels: names must be distinct, found ['a', 'a']"),

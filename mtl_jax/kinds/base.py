@@ -26,7 +26,8 @@ class Kind:
   shown: dict[str, str] = {}  # the metrics of the console's eval lines, by their short names there
   min_labels: int = 2  # a task of this kind names at least this many labels
   options: tuple[str, ...] = ()  # the task fields (besides kind, labels, weight) this kind reads
-  reads_corpora: bool = True  # its tasks may read their own corpus (else only a table: config.data.train)
+  corpus_formats: tuple[str, ...] | None = None  # the corpus formats its tasks may read (None: any)
+  labels_from_data: bool = True  # a corpus task without configured labels takes those its training data has
 
   def width(self, task) -> int:
     """The task's outputs in the kind's head: a logit per label."""

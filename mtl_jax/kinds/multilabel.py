@@ -20,7 +20,8 @@ from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
 
 class Multilabel(PooledText):
   name, salt, activation = "multilabel", 3, "sigmoid"
-  reads_corpora = False  # a table's column for now; the corpus readers give one class name per record
+  corpus_formats = ("csv", "jsonl")  # a table's column, or a label column of a CSV / JSONL corpus
+  labels_from_data = False  # the config names them
   min_labels = 1
   options = ("label_smoothing", "threshold")
   metric_names = metrics_lib.MULTILABEL_NAMES

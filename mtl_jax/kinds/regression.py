@@ -20,7 +20,8 @@ LOSSES = ("mse", "huber")
 
 class Regression(PooledText):
   name, salt, activation = "regression", 4, "identity"
-  reads_corpora = False  # a table's column for now; the corpus readers give one class name per record
+  corpus_formats = ("csv", "jsonl")  # a table's column, or a label column of a CSV / JSONL corpus
+  labels_from_data = False  # a score has none
   min_labels = 0
   options = ("loss",)
   metric_names = metrics_lib.REGRESSION_NAMES
