@@ -38,7 +38,8 @@ class Kind:
     return 0
 
   def parse(self, value, task, where: str, field: str) -> tuple[int, list[float]]:
-    """One table cell of the task -> (label id, or 0 when the targets hold the label, or -1: no label; targets)."""
+    """One label cell of the task (a table's, or a CSV / JSONL corpus's label column) -> (label id, or 0 when the
+    targets hold the label, or -1: no label; its float targets)."""
     raise UserError(f"{where}: field {field} (task '{task.name}'): a {self.name} task reads its own corpus, not a "
                     "table column")
 
