@@ -79,7 +79,7 @@ def config_to_hf(config: weights.EncoderConfig) -> dict:
 def hf_name_to_path(name: str) -> tuple[str, ...] | None:
   if (base := name.removeprefix("model.")) in ENCODER_LEVEL:
     return ENCODER_LEVEL[base]
-  return weights.map_name(name, r"^model\.", r"^(head\.|decoder\.|classifier\.|drop\.)", LAYERS, LAYER_MODULES,
+  return weights.map_name(name, r"^model\.", r"^(head\.|decoder\.|classifier\.)", LAYERS, LAYER_MODULES,
                           EMBEDDINGS)
 
 
