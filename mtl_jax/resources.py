@@ -30,7 +30,8 @@ def encoder_params(enc: EncoderConfig) -> int:
   gates = 2 if enc.glu else 1  # ModernBERT's GeGLU: the first matrix twice as wide
   attention = 4 * h * h + (4 * h if enc.attention_bias else 0)
   mlp = (gates + 1) * h * i + (gates * i + h if enc.mlp_bias else 0)
-  # two LayerNorms per layer; pre_norm (ModernBERT): the first layer's attention has none, and a final one follows
+  # two LayerNorms per layer; pre_norm (ModernBERT): the first layer's attention has none but a final one follows,
+  # so the count is the same
   layer = attention + mlp + 2 * norm(h)
   relative = 0
   if enc.relative_attention:  # DeBERTa: the shared relative-position table (and its LayerNorm), own projections
