@@ -4,7 +4,7 @@
 
 Each family's encoder, randomly initialised from a `transformers` config of that size (so its own options are the
 family's defaults: RoBERTa's offset positions, DeBERTa-v3's relative attention with 256 buckets, ELECTRA's narrower
-embeddings), runs a jitted forward + backward + SGD update on random ids. Reported: the first call (trace + compile
+embeddings, ModernBERT's GeGLU of twice the intermediate width and vocabulary of 50,368), runs a jitted forward + backward + SGD update on random ids. Reported: the first call (trace + compile
 + one step) and the median of `--steps` further steps, in seconds.
 """
 
@@ -32,6 +32,7 @@ CONFIGS = {  # transformers configs of one size; their other fields are each fam
     "deberta-v3": lambda: transformers.DebertaV2Config(
         relative_attention=True, position_buckets=256, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
         share_att_key=True, position_biased_input=False, norm_rel_ebd="layer_norm", type_vocab_size=0, **SIZE),
+    "modernbert": lambda: transformers.ModernBertConfig(**SIZE),  # local layers: 64 positions each side
 }
 
 

@@ -22,11 +22,17 @@ GIB = 1024**3
 def encoder_params(enc: EncoderConfig) -> int:
   """Parameter count of the encoder (embeddings, layers), the bulk of the model."""
   h, i, w = enc.hidden_size, enc.intermediate_size, enc.embedding_size or enc.hidden_size
+  norm = lambda width: width * (2 if enc.norm_bias else 1)  # a LayerNorm's scale (and bias)
   tables = enc.vocab_size + (enc.max_position_embeddings if enc.absolute_positions else 0) + enc.type_vocab_size
-  embeddings = tables * w + 2 * (h if enc.project_before_norm else w)  # the LayerNorm's width
+  embeddings = tables * w + norm(h if enc.project_before_norm else w)  # the LayerNorm's width
   if w != h:  # the projection to the hidden size (ELECTRA after the LayerNorm with a bias, DeBERTa before, without)
     embeddings += w * h + (0 if enc.project_before_norm else h)
-  layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
+  gates = 2 if enc.glu else 1  # ModernBERT's GeGLU: the first matrix twice as wide
+  attention = 4 * h * h + (4 * h if enc.attention_bias else 0)
+  mlp = (gates + 1) * h * i + (gates * i + h if enc.mlp_bias else 0)
+  # two LayerNorms per layer; pre_norm (ModernBERT): the first layer's attention has none but a final one follows,
+  # so the count is the same
+  layer = attention + mlp + 2 * norm(h)
   relative = 0
   if enc.relative_attention:  # DeBERTa: the shared relative-position table (and its LayerNorm), own projections
     relative = 2 * enc.rel_span * h + (2 * h if enc.rel_norm else 0)

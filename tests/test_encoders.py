@@ -5,6 +5,7 @@ Then each family trains a few steps through the real entry point and predicts.""
 
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -60,6 +61,20 @@ FAMILIES.update({  # v3 as microsoft/deberta-v3-* (shared keys, no absolute posi
         embedding_size=24, **DEBERTA),
                    transformers.DebertaV2ForSequenceClassification, True),
 })
+# ModernBERT as the hub has it (no biases) and with every bias; 3 layers, so local layers lie between global ones,
+# with a window (3 positions each side) shorter than the batch; rotary bases of their own, so that a swap shows
+MODERNBERT = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
+                  initializer_range=0.2, global_attn_every_n_layers=2, local_attention=6, global_rope_theta=500.0,
+                  local_rope_theta=30.0, pad_token_id=0, bos_token_id=1, cls_token_id=1, eos_token_id=2, sep_token_id=2)
+FAMILIES.update({
+    "modernbert": (lambda v: transformers.ModernBertConfig(vocab_size=v, **MODERNBERT),
+                   transformers.ModernBertForMaskedLM, False),
+    "modernbert-biases": (lambda v: transformers.ModernBertConfig(
+        vocab_size=v, norm_bias=True, attention_bias=True, mlp_bias=True, **MODERNBERT),
+                          transformers.ModernBertForSequenceClassification, False),
+})
+# families whose LayerNorms and biases transformers initialises to 1 and 0: drawn at random, so that each shows
+RANDOM_NORMS = {"modernbert", "modernbert-biases"}
 LENGTHS = (12, 9, 5, 1)  # the longest beyond position_buckets / 2, so DeBERTa's log buckets are used
 
 
@@ -67,7 +82,14 @@ def save_family(name: str, directory, vocab: int = 99, seed: int = 0):
   """A random model of the family saved to `directory`; returns the PyTorch base model (eval mode)."""
   make_config, model_class, _ = FAMILIES[name]
   torch.manual_seed(seed)
-  model = model_class(make_config(vocab)).eval()
+  hf = make_config(vocab)
+  hf._attn_implementation = "eager"  # the reference: attention written out (ModernBERT: padded, not unpadded)
+  model = model_class(hf).eval()
+  if name in RANDOM_NORMS:
+    with torch.no_grad():
+      for param_name, param in model.named_parameters():
+        if param.ndim == 1:
+          param.normal_(1.0 if param_name.endswith("norm.weight") else 0.0, 0.2)
   model.save_pretrained(str(directory), safe_serialization=True)
   return model.base_model
 
@@ -94,11 +116,13 @@ def test_hidden_states_match_transformers(name, tmp_path):
     want = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs).last_hidden_state
   got = Encoder(config).apply({"params": params}, ids, mask, types if with_types else None)
   real = mask.astype(bool)
+  print(f"{name}: max abs diff {np.abs(np.asarray(got)[real] - want.numpy()[real]).max():.1e}")
   np.testing.assert_allclose(np.asarray(got)[real], want.numpy()[real], atol=1e-4, rtol=0)
-  assert config.family == {"distilbert-sinusoidal": "distilbert", "deberta-v3": "deberta-v2"}.get(name, name)
+  assert config.family == {"distilbert-sinusoidal": "distilbert", "deberta-v3": "deberta-v2",
+                           "modernbert-biases": "modernbert"}.get(name, name)
 
 
-@pytest.mark.parametrize("model_type", ["modernbert", "gpt2", None])
+@pytest.mark.parametrize("model_type", ["mpnet", "gpt2", None])
 def test_an_unsupported_family_is_refused_by_name(model_type, tmp_path):
   save_family("bert", tmp_path)
   hf = json.loads((tmp_path / "config.json").read_text())
@@ -108,7 +132,8 @@ def test_an_unsupported_family_is_refused_by_name(model_type, tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(hf))
   found = repr(model_type) if model_type else "no model_type"
   with pytest.raises(UserError, match=rf"config.json: field 'model_type': found {found}; supported encoder families: "
-                                      r"bert, camembert, deberta-v2, distilbert, electra, roberta, xlm-roberta$"):
+                                      r"bert, camembert, deberta-v2, distilbert, electra, modernbert, roberta, "
+                                      r"xlm-roberta$"):
     enc.load_pretrained(str(tmp_path))
 
 
@@ -175,3 +200,31 @@ def test_deberta_s_convolution_layer_is_refused_by_name(tmp_path):
   with pytest.raises(UserError, match="config.json: field 'conv_kernel_size': DeBERTa's convolution layer is not "
                                       "supported \\(expected 0, found 3\\)"):
     enc.load_pretrained(str(tmp_path))
+
+
+# answerdotai/ModernBERT-base's config.json as the hub has it (the fields that describe the architecture: the names of
+# transformers 4.48, which transformers 5 still reads), and its base model's parameter count in transformers
+MODERNBERT_BASE = {"model_type": "modernbert", "vocab_size": 50368, "hidden_size": 768, "num_hidden_layers": 22,
+                   "num_attention_heads": 12, "intermediate_size": 1152, "max_position_embeddings": 8192,
+                   "hidden_activation": "gelu", "norm_eps": 1e-5, "norm_bias": False, "attention_bias": False,
+                   "mlp_bias": False, "global_attn_every_n_layers": 3, "local_attention": 128,
+                   "global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "position_embedding_type": "absolute"}
+
+
+def test_modernbert_base_s_hub_config_reads_as_transformers_reads_it():
+  from mtl_jax.resources import encoder_params
+  _, config = encoders.from_hf(MODERNBERT_BASE, "config.json")
+  assert (config.global_every, config.local_window, config.rope_theta, config.local_rope_theta) == (3, 128, 160000, 1e4)
+  assert encoder_params(config) == 149_014_272  # sum(p.numel() for p in transformers.ModernBertModel(...).parameters())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("layer_types", ["full_attention", "full_attention", "sliding_attention"],
+     "field 'layer_types': expected every n-th layer 'full_attention' from the first"),
+    ("rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}},
+     "field 'rope_parameters': full_attention: expected rope_type 'default', found 'yarn'"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "field 'rope_scaling': scaled rotary positions are not"),
+])
+def test_modernbert_s_unsupported_layouts_and_rotary_scalings_are_refused_by_name(field, value, message):
+  with pytest.raises(UserError, match=f"config.json: {re.escape(message)}"):
+    encoders.from_hf({**MODERNBERT_BASE, "num_hidden_layers": 3, field: value}, "config.json")

@@ -43,7 +43,8 @@ SENTENCES = [["Paris", "is", "the", "capital", "of", "France", "."],
 CASES = {"bert": ("WordPiece", "mean", LAYOUT), "roberta": ("byte-level BPE", "cls", LAYOUT),
          "xlm-roberta": ("SentencePiece", "mean", LAYOUT), "distilbert": ("WordPiece", "cls", TEXT_LAYOUT),
          "electra": ("WordPiece", "mean", LAYOUT), "deberta-v3": ("SentencePiece", "cls", LAYOUT),
-         "deberta-v2": ("byte-level BPE", "mean", LAYOUT)}
+         "deberta-v2": ("byte-level BPE", "mean", LAYOUT), "modernbert": ("byte-level BPE", "mean", LAYOUT)}
+PAIRS_AS_DEBERTA = ("deberta-v3", "deberta-v2", "modernbert")  # `[CLS] a [SEP] b [SEP]`, as their tokenizers pair texts
 TEXTS = ["the app crashes when I log in", "my parcel never arrived"]
 
 
@@ -90,7 +91,8 @@ def write_checkpoint(directory, family: str, seed: int = 0) -> str:
   """A best/ checkpoint as training writes one (params, meta, tokenizer): the family's random model with random heads
   (std 1, so that every probability differs from uniform)."""
   tokenizer_kind, pooling, layout = CASES[family]
-  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer", "deberta" if "deberta" in family else "roberta")
+  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer",
+                                "deberta" if family in PAIRS_AS_DEBERTA else "roberta")
   save_family(family, directory / "hf", vocab=len(tokenizer), seed=seed)
   config, encoder_params = enc.load_pretrained(str(directory / "hf"))
   model = Model(Encoder(config), layout, pooling)

@@ -4,12 +4,13 @@ transformers); anything else is refused by name, never loaded as BERT."""
 
 from types import ModuleType
 
-from mtl_jax.encoders import bert, deberta_v2, distilbert, electra, roberta
+from mtl_jax.encoders import bert, deberta_v2, distilbert, electra, modernbert, roberta
 from mtl_jax.encoders.layers import Encoder, EncoderConfig, init_params
 from mtl_jax.errors import UserError
 
 FAMILIES: dict[str, ModuleType] = {"bert": bert, "roberta": roberta, "xlm-roberta": roberta, "camembert": roberta,
-                                   "distilbert": distilbert, "electra": electra, "deberta-v2": deberta_v2}
+                                   "distilbert": distilbert, "electra": electra, "deberta-v2": deberta_v2,
+                                   "modernbert": modernbert}
 
 __all__ = ["FAMILIES", "Encoder", "EncoderConfig", "family", "from_hf", "init_params"]
 

@@ -1,7 +1,8 @@
-"""What the encoder families share: the architecture record, the embeddings, the post-LayerNorm transformer layer
-and the encoder that stacks them. A family (a module beside this one) says how its `config.json` and weight names
-map onto these; the parameter tree is the same for all (`embeddings/word`, `layer_3/query`, ...), so sharding rules,
-heads and checkpoints do not depend on the family."""
+"""What the encoder families share: the architecture record, the embeddings, the transformer layer (post-LayerNorm
+as BERT's, or pre-LayerNorm with rotary positions and local attention as ModernBERT's) and the encoder that stacks
+them. A family (a module beside this one) says how its `config.json` and weight names map onto these; the parameter
+tree is named alike for all (`embeddings/word`, `layer_3/query`, ...), so sharding rules, heads and checkpoints do
+not depend on the family."""
 
 import dataclasses
 
@@ -39,6 +40,20 @@ class EncoderConfig:
   pos_att_type: tuple[str, ...] = ()  # "c2p" (content to position) and/or "p2c"
   share_att_key: bool = False  # positions projected with the layer's query/key matrices instead of their own
   rel_norm: bool = False  # a LayerNorm on the relative-position embeddings
+  # ModernBERT: pre-LayerNorm layers (the first layer's attention reads the normed embeddings as they are) and a
+  # final LayerNorm; query, key and value in one matrix; a gated MLP (act(x W1) * x W2 from one matrix of twice the
+  # intermediate size); optional biases; rotary positions; every `global_every`-th layer (from the first) attends
+  # globally, the others only to keys at most local_window // 2 positions away
+  pre_norm: bool = False
+  fused_qkv: bool = False
+  glu: bool = False
+  norm_bias: bool = True
+  attention_bias: bool = True
+  mlp_bias: bool = True
+  rope_theta: float = 0.0  # the rotary positions' base in the global layers (0: no rotary positions)
+  local_rope_theta: float = 0.0  # ... in the local layers
+  global_every: int = 1
+  local_window: int = 0
 
   @property
   def max_length(self) -> int:
@@ -92,7 +107,7 @@ class Embeddings(_Part):
                                        name="project")(x)
     if width != c.hidden_size and c.project_before_norm:
       x = project(x, False)
-    x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="norm")(x)
+    x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, name="norm")(x)
     if c.project_before_norm:  # DeBERTa zeroes the padding's embeddings
       x = x * (attention_mask[..., None] > 0)
     x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic).astype(self.dtype)
@@ -114,19 +129,64 @@ def relative_positions(length: int, buckets: int, max_position: int) -> np.ndarr
   return np.where(abs_pos <= mid, rel, log_pos * np.sign(rel)).astype(np.int64)
 
 
+def rotary(length: int, theta: float, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+  """Rotary positions' [length, head_dim] cosines and sines, in float32 as transformers computes them (the
+  frequencies theta^(-2i / head_dim) repeated over the two halves of a head)."""
+  frequencies = 1 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))
+  angles = np.arange(length, dtype=np.float32)[:, None] * frequencies[None, :]
+  angles = np.concatenate([angles, angles], axis=-1)
+  return np.cos(angles), np.sin(angles)
+
+
+def rotate(x, cos, sin):
+  """Queries or keys [batch, length, heads, head_dim] rotated by their positions, in float32: each half of a head
+  turned against the other (transformers' `rotate_half`)."""
+  x32, half = x.astype(jnp.float32), x.shape[-1] // 2
+  turned = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+  return (x32 * cos[:, None] + turned * sin[:, None]).astype(x.dtype)
+
+
+def local_window_bias(length: int, window: int) -> np.ndarray:
+  """[length, length]: 0 where the key is at most window // 2 positions from the query, else a large negative score
+  (ModernBERT's local layers)."""
+  distance = np.abs(np.arange(length)[:, None] - np.arange(length)[None, :])
+  return np.where(distance <= window // 2, 0.0, -1e9).astype(np.float32)
+
+
 class Layer(_Part):
-  """One post-LayerNorm transformer layer (every family); with `rel` (DeBERTa's relative-position embeddings and
-  the [length, length] relative positions) the attention adds the disentangled content/position scores."""
+  """One transformer layer: post-LayerNorm (BERT and most families) or pre-LayerNorm (`pre_norm`: ModernBERT). With
+  `rel` (DeBERTa's relative-position embeddings and the [length, length] relative positions) the attention adds the
+  disentangled content/position scores; with `rope` (cosines and sines from `rotary`) queries and keys are rotated."""
+  first: bool = False  # the encoder's first layer: with pre_norm, its attention reads the normed embeddings as they are
 
   @nn.compact
-  def __call__(self, x, bias, deterministic: bool, rel=None):
+  def __call__(self, x, bias, deterministic: bool, rel=None, rope=None):
     c = self.config
-    dense = lambda n, name: nn.Dense(n, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name)
-    norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
+    norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, dtype=self.dtype, name=name)
+    if not c.pre_norm:
+      x = norm("attention_norm")(x + self.attention(x, bias, deterministic, rel, rope))
+      return norm("output_norm")(x + self.feed_forward(x, deterministic))
+    x = x + self.attention(x if self.first else norm("attention_norm")(x), bias, deterministic, rel, rope)
+    return x + self.feed_forward(norm("mlp_norm")(x), deterministic)
+
+  def dense(self, n: int, name: str, bias: bool = True):
+    return nn.Dense(n, use_bias=bias, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name)
+
+  def attention(self, x, bias, deterministic: bool, rel, rope):
+    """Self-attention, through the output projection and its dropout."""
+    c = self.config
+    dense = lambda n, name: self.dense(n, name, c.attention_bias)
     head_dim = c.hidden_size // c.num_heads
     split = lambda t: t.reshape(t.shape[:-1] + (c.num_heads, head_dim))
-    query, key = dense(c.hidden_size, "query"), dense(c.hidden_size, "key")
-    q, k, v = split(query(x)), split(key(x)), split(dense(c.hidden_size, "value")(x))
+    query = key = None
+    if c.fused_qkv:  # [..., 3 x hidden]: all heads' queries, then their keys, then their values
+      qkv = dense(3 * c.hidden_size, "qkv")(x).reshape(x.shape[:-1] + (3, c.num_heads, head_dim))
+      q, k, v = (qkv[..., i, :, :] for i in range(3))
+    else:
+      query, key = dense(c.hidden_size, "query"), dense(c.hidden_size, "key")
+      q, k, v = split(query(x)), split(key(x)), split(dense(c.hidden_size, "value")(x))
+    if rope is not None:
+      q, k = rotate(q, *rope), rotate(k, *rope)
     # DeBERTa divides the scores by the root of head_dim times the number of score terms
     scaled_dim = head_dim * (1 + len(c.pos_att_type)) if rel is not None else head_dim
     if rel is not None:
@@ -140,11 +200,14 @@ class Layer(_Part):
       probs = nn.Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
       attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
     attended = attended.reshape(x.shape)
-    attended = nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
-    x = norm("attention_norm")(x + attended)
-    h = ACTIVATIONS[c.hidden_act](dense(c.intermediate_size, "intermediate")(x))
-    h = nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "output")(h), deterministic)
-    return norm("output_norm")(x + h)
+    return nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
+
+  def feed_forward(self, x, deterministic: bool):
+    """The MLP, through its dropout; with `glu`, the activation of the first half times the second (GeGLU)."""
+    c, act = self.config, ACTIVATIONS[self.config.hidden_act]
+    h = self.dense(c.intermediate_size * (2 if c.glu else 1), "intermediate", c.mlp_bias)(x)
+    h = act(h[..., :c.intermediate_size]) * h[..., c.intermediate_size:] if c.glu else act(h)
+    return nn.Dropout(c.dropout_rate)(self.dense(c.hidden_size, "output", c.mlp_bias)(h), deterministic)
 
   def disentangled(self, q, k, rel, split, query, key, dense, root):
     """DeBERTa's content-to-position and position-to-content scores [batch, heads, query, key], already scaled."""
@@ -174,16 +237,24 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, attention_mask, token_type_ids=None, deterministic: bool = True):
+    c, length = self.config, input_ids.shape[1]
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
-    x = Embeddings(self.config, self.dtype, name="embeddings")(input_ids, attention_mask, token_type_ids,
-                                                               deterministic)
+    x = Embeddings(c, self.dtype, name="embeddings")(input_ids, attention_mask, token_type_ids, deterministic)
     # Additive mask: padded keys get a large negative score, so they receive no attention.
     bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(self.dtype)
-    rel = self.relative(input_ids.shape[1], deterministic) if self.config.relative_attention else None
+    rel = self.relative(length, deterministic) if c.relative_attention else None
+    # ModernBERT: global layers (every global_every-th from the first) and local ones, each with its rotary base
+    head_dim = c.hidden_size // c.num_heads
+    rope = {local: rotary(length, theta, head_dim) if c.rope_theta else None
+            for local, theta in ((False, c.rope_theta), (True, c.local_rope_theta))}
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if self.remat else Layer
-    for i in range(self.config.num_layers):
-      x = layer_cls(self.config, self.dtype, name=f"layer_{i}")(x, bias, deterministic, rel)
+    for i in range(c.num_layers):
+      local = i % c.global_every != 0
+      layer_bias = bias + jnp.asarray(local_window_bias(length, c.local_window), self.dtype) if local else bias
+      x = layer_cls(c, self.dtype, first=i == 0, name=f"layer_{i}")(x, layer_bias, deterministic, rel, rope[local])
+    if c.pre_norm:
+      x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, dtype=self.dtype, name="final_norm")(x)
     return x
 
   def relative(self, length: int, deterministic: bool):
