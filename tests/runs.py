@@ -133,3 +133,33 @@ def evaluate_cli(*args):
   evaluate.define_flags(fv)
   fv(["evaluate", *args])
   evaluate.main(["evaluate"], fv)
+
+
+def trained_tokenizer(kind: str, directory, texts: list[str], first: str = "<s>", last: str = "</s>",
+                      pair: str | None = None, unigram_vocab: int = 150) -> str:
+  """A small tokenizer trained here on `texts`, saved to `directory` (returned): RoBERTa-style byte-level BPE (`Ġ`
+  marks a preceding space) or DeBERTa-v3 / XLM-R-style SentencePiece (a unigram model, `▁` marks a word start), with
+  the special tokens `first`, <pad>, `last`, <unk> and, when `pair` (a TemplateProcessing pair template) is given, a
+  post-processor putting `first ... last` around a text and laying out pairs so."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+  specials = [first, "<pad>", last, "<unk>"]
+  if kind == "byte-level BPE":
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  else:
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=unigram_vocab, special_tokens=specials, unk_token="<unk>")
+  tok.train_from_iterator(texts, trainer)
+  if pair is not None:
+    tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {last}", pair=pair,
+                                                       special_tokens=[(first, 0), (last, 2)])
+  os.makedirs(directory, exist_ok=True)
+  tok.save(os.path.join(directory, "tokenizer.json"))
+  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
+    json.dump({"cls_token": first, "bos_token": first, "pad_token": "<pad>", "sep_token": last, "eos_token": last,
+               "unk_token": "<unk>"}, f)
+  return str(directory)

@@ -3,7 +3,6 @@ model saved by transformers, loaded by mtl_jax, with random heads over classific
 `AutoModel.from_pretrained` must load every weight and give our encoder's hidden states, and README's PyTorch code,
 run as README has it, must give `Predictor`'s probabilities and tags."""
 
-import json
 import os
 import re
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 import torch
 import transformers
 from flax import traverse_util
-from runs import REPO
+from runs import REPO, trained_tokenizer
 from test_encoders import family_shapes, save_family
 
 from mtl_jax import checkpoint, encoders, export
@@ -56,42 +55,23 @@ def readme_code() -> str:
   return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def trained_tokenizer(kind: str, directory, pairs: str = "roberta") -> object:
+def family_tokenizer(kind: str, directory, pairs: str = "roberta") -> object:
   """A byte-level BPE (RoBERTa's `<s> ... </s>`) or SentencePiece unigram (DeBERTa-v3's `[CLS] ... [SEP]`) tokenizer
   trained here on the test sentences, laying out text pairs as `pairs` does (RoBERTa: `<s> a </s></s> b </s>`;
   DeBERTa: `[CLS] a [SEP] b [SEP]`, token types 0 / 1); WordPiece is the packaged MiniLM's."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
   if kind == "WordPiece":
     return load_tokenizer(enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED))
   first, last = ("<s>", "</s>") if kind == "byte-level BPE" else ("[CLS]", "[SEP]")
-  specials = [first, "<pad>", last, "<unk>"]
-  if kind == "byte-level BPE":
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-  else:
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>")
-  tok.train_from_iterator([" ".join(s) for s in SENTENCES] * 20 + ["x an app crashes"] * 5, trainer)
   pair = f"{first} $A {last} {last} $B {last}" if pairs == "roberta" else f"{first} $A {last} $B:1 {last}:1"
-  tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {last}", pair=pair,
-                                                     special_tokens=[(first, 0), (last, 2)])
-  os.makedirs(directory, exist_ok=True)
-  tok.save(os.path.join(directory, "tokenizer.json"))
-  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
-    json.dump({"cls_token": first, "bos_token": first, "pad_token": "<pad>", "sep_token": last, "eos_token": last,
-               "unk_token": "<unk>"}, f)
-  return load_tokenizer(str(directory))
+  texts = [" ".join(s) for s in SENTENCES] * 20 + ["x an app crashes"] * 5
+  return load_tokenizer(trained_tokenizer(kind, directory, texts, first, last, pair, unigram_vocab=120))
 
 
 def write_checkpoint(directory, family: str, seed: int = 0) -> str:
   """A best/ checkpoint as training writes one (params, meta, tokenizer): the family's random model with random heads
   (std 1, so that every probability differs from uniform)."""
   tokenizer_kind, pooling, layout = CASES[family]
-  tokenizer = trained_tokenizer(tokenizer_kind, directory / "tokenizer",
+  tokenizer = family_tokenizer(tokenizer_kind, directory / "tokenizer",
                                 "deberta" if family in PAIRS_AS_DEBERTA else "roberta")
   save_family(family, directory / "hf", vocab=len(tokenizer), seed=seed)
   config, encoder_params = enc.load_pretrained(str(directory / "hf"))

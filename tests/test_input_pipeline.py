@@ -1,11 +1,9 @@
 """Buckets, padding, and windows of long sentences; training on token-budget batches."""
 
-import json
-import os
 
 import numpy as np
 import pytest
-from runs import assert_same_run, crash_in_step, read_history, smoke
+from runs import assert_same_run, crash_in_step, read_history, smoke, trained_tokenizer
 
 from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch, tokenize_pairs, word_pieces
 from mtl_jax.tokenizer import load_tokenizer
@@ -74,27 +72,8 @@ def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(tabl
   assert_same_run(split, full)
 
 
-def trained_tokenizer(kind: str, directory) -> str:
-  """A small tokenizer trained here on a few sentences: RoBERTa-style byte-level BPE (`Ġ` marks a preceding space)
-  or DeBERTa-v3 / XLM-R-style SentencePiece (a unigram model, `▁` marks a word start)."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-  text = ["Paris is the capital of France .", "The U.S. open starts in New York on Monday 's night"] * 20
-  specials = ["<s>", "<pad>", "</s>", "<unk>"]
-  if kind == "byte-level BPE":
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-  else:
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token="<unk>")
-  tok.train_from_iterator(text, trainer)
-  tok.save(os.path.join(directory, "tokenizer.json"))
-  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
-    json.dump({"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, f)
-  return str(directory)
+TEXTS = ["Paris is the capital of France .", "The U.S. open starts in New York on Monday 's night"] * 20
+PAIRS = {"byte-level BPE": "<s> $A </s> </s> $B </s>", "SentencePiece": "<s> $A </s> $B:1 </s>:1"}  # RoBERTa, DeBERTa
 
 
 @pytest.mark.parametrize("kind", ["byte-level BPE", "SentencePiece", "WordPiece"])
@@ -102,7 +81,7 @@ def test_words_get_the_sub_tokens_they_have_inside_a_sentence(kind, tokenizer, t
   """Tagged words are tokenized one by one; each must get the pieces it has in the running text (after a space:
   `ĠParis`, not `Paris`, for byte-level BPE; `▁Paris` for SentencePiece), as the tokenizer itself splits the
   sentence."""
-  tok = tokenizer if kind == "WordPiece" else load_tokenizer(trained_tokenizer(kind, tmp_path))
+  tok = tokenizer if kind == "WordPiece" else load_tokenizer(trained_tokenizer(kind, tmp_path, TEXTS))
   words = ["Paris", "is", "in", "the", "U.S.", "'s", "Monday", "--", "1.", "Paris"]
   pieces = word_pieces(sorted(set(words)), tok)
   sentence = tok(" " + " ".join(words), add_special_tokens=False)["input_ids"]
@@ -116,18 +95,8 @@ def test_text_pairs_are_laid_out_and_cut_as_the_tokenizer_does(kind, tokenizer, 
   """Each family's pair layout (BERT: [CLS] a [SEP] b [SEP], types 0/1; RoBERTa: <s> a </s></s> b </s>, types 0;
   DeBERTa-v3: [CLS] a [SEP] b [SEP] from a template) and "longest_first" truncation, against the tokenizers library
   encoding the same pairs with its own post-processor and truncation."""
-  from tokenizers import Tokenizer, processors
-  if kind == "WordPiece":
-    tok = tokenizer
-  else:
-    directory = trained_tokenizer(kind, tmp_path)
-    backend = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
-    s, e = backend.token_to_id("<s>"), backend.token_to_id("</s>")
-    backend.post_processor = (processors.RobertaProcessing(("</s>", e), ("<s>", s)) if kind == "byte-level BPE" else
-                              processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
-                                                            special_tokens=[("<s>", s), ("</s>", e)]))
-    backend.save(os.path.join(directory, "tokenizer.json"))
-    tok = load_tokenizer(directory)
+  from tokenizers import Tokenizer
+  tok = tokenizer if kind == "WordPiece" else load_tokenizer(trained_tokenizer(kind, tmp_path, TEXTS, pair=PAIRS[kind]))
   rng = np.random.default_rng(0)
   vocab = "Paris is the capital of France . The U.S. open starts in New York on Monday 's night".split()
   texts = [" ".join(rng.choice(vocab, rng.integers(1, 14))) for _ in range(40)]
