@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from mtl_jax import kinds, readers, sampling, spans, tfds_source
+from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, tokenize_pairs, with_tags
@@ -22,7 +22,8 @@ from mtl_jax.tasks import DEFAULTS, Layout, build_layout, chosen_tasks, layout_f
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
-            "tweeteval": (), "tfds": ("label_column", "tag")}
+            "tweeteval": (), "tfds": ("label_column", "tag"), "hf": ("label_column", "tag")}
+DATASETS = ("tfds", "hf")  # formats whose split values name a dataset's splits, not files
 
 @dataclasses.dataclass
 class Corpus:
@@ -35,7 +36,7 @@ class Corpus:
   @property
   def kind(self) -> str:
     fmt = self.spec["format"]
-    return "words" if fmt in ("conll", "conllu") or (fmt == "tfds" and self.spec.get("words")) else "text"
+    return "words" if fmt in ("conll", "conllu") or (fmt in DATASETS and self.spec.get("words")) else "text"
 
 
 def plain(value):
@@ -67,8 +68,8 @@ def resolve(root: str, path: str) -> str:
 
 
 def source(spec: dict, root: str, value: str) -> str:
-  """A split's file path under the data root; a tfds split name stays as it is."""
-  return value if spec["format"] == "tfds" else resolve(root, value)
+  """A split's file path under the data root; a tfds or hf split name stays as it is."""
+  return value if spec["format"] in DATASETS else resolve(root, value)
 
 
 def selected(config, tasks: list[str], field: str) -> dict[str, str]:
@@ -88,12 +89,26 @@ def read_tfds(corpus: Corpus, config, split: str) -> list:
                                 selected(config, corpus.tasks, "label_column"))
 
 
+def read_hf(corpus: Corpus, config, split: str) -> list:
+  """(item, {task: label}, where) records of one split of a Hugging Face dataset: texts (or text pairs) with labels,
+  or words with tags."""
+  spec = corpus.spec
+  source = hf_source.open_source(spec, config.data.root)
+  if corpus.kind == "words":
+    return hf_source.read_words(source, split, spec["words"], selected(config, corpus.tasks, "tag"))
+  return hf_source.read_texts(source, split, tuple(spec.get("text_columns", ("text",))),
+                              tuple(spec.get("text_pair_columns", ())), selected(config, corpus.tasks, "label_column"),
+                              spec.get("skip_empty", False))
+
+
 def read_file(corpus: Corpus, config, path: str) -> list:
   """(item, {task: label}, "file:line") records of one file, for every task of the corpus."""
   spec, tasks = corpus.spec, corpus.tasks
   fmt = spec["format"]
   if fmt == "tfds":
     return read_tfds(corpus, config, path)
+  if fmt == "hf":
+    return read_hf(corpus, config, path)
   if fmt == "conll":
     sentences = readers.read_conll(path, spec["columns"], spec.get("word_column", 0), spec.get("separator"))
     picked = {t: config.tasks[t].data.tag for t in tasks}
