@@ -32,6 +32,7 @@ class Corpus:
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
   splits: dict[str, "list | Table | None"]
+  fields: dict[str, str] = dataclasses.field(default_factory=dict)  # each task's label column / tag, for messages
 
   @property
   def kind(self) -> str:
@@ -59,7 +60,9 @@ def group_tasks(config, chosen: list[str]) -> list[Corpus]:
   for name in (n for n in config.tasks.keys() if n in chosen):
     spec = plain(config.tasks[name].get("data") or {})  # checked by schema.validate
     key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
-    corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
+    corpus = corpora.setdefault(key, Corpus([], spec, {}))
+    corpus.tasks.append(name)
+    corpus.fields[name] = next((str(spec[f]) for f in SELECTOR[spec["format"]] if f in spec), "label")
   return list(corpora.values())
 
 
@@ -204,14 +207,15 @@ def kind_of(config, task: str) -> str:
   return config.tasks[task].get("kind", DEFAULTS["kind"])
 
 
-def label_ids(values, task, where: str, words=None) -> list[int]:
-  """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word)."""
+def label_ids(values, task, where: str, words=None, field: str = "") -> list[int]:
+  """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word,
+  or the record's field)."""
   ids = []
   for i, v in enumerate(values):
     if v is None:
       ids.append(-1)
     elif v not in task.labels:
-      word = f" word {i + 1} {words[i]!r}:" if words is not None else ""
+      word = f" word {i + 1} {words[i]!r}:" if words is not None else f" field '{field}':" if field else ""
       raise UserError(f"{where}:{word} label {v!r} of task '{task.name}' does not occur in the training data "
                       f"(known: {list(task.labels)[:20]})")
     else:
@@ -232,12 +236,12 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   if corpus.kind == "text":
     for t in corpus.tasks:
       pos, task = layout.names.index(t), layout.tasks[layout.names.index(t)]
-      kind = kinds.KINDS[task.kind]
+      kind, field = kinds.KINDS[task.kind], corpus.fields.get(t, "label")
       for i, (_, values, where) in enumerate(records):
         if task.target_width:  # multilabel, regression: the kind reads the cell
-          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, "label")
+          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, f"'{field}'")
         else:
-          labels[i, pos] = label_ids([values[t]], task, where)[0]
+          labels[i, pos] = label_ids([values[t]], task, where, field=field)[0]
     targets = targets if targets.shape[1] else None
     if any(isinstance(r[0], tuple) for r in records):  # text pairs
       ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,

@@ -281,8 +281,8 @@ def test_missing_columns_bad_labels_and_splits_are_named_in_one_line(hf, tokeniz
        f"hf:{where}: column 'topic' is ClassLabel(names=['World', 'Sports', 'Business']), expected strings"),
       (dict(validation="validation"),
        f"hf:{where}: cannot read split 'validation' (splits: ['train', 'dev']): "),  # then datasets' own words
-      (dict(), f"{where} split dev row 4: label 'maybe' of task 'urgency' does not occur in the training data "
-               "(known: ['no', 'yes'])"),
+      (dict(), f"{where} split dev row 4: field 'urgency': label 'maybe' of task 'urgency' does not occur in the "
+               "training data (known: ['no', 'yes'])"),
   ]
   for spec, message in cases:
     c = config(tmp_path, **news_tasks(**dict(dict(format="hf", dataset="news", text_columns=("title", "body"),
@@ -295,7 +295,7 @@ def test_missing_columns_bad_labels_and_splits_are_named_in_one_line(hf, tokeniz
   flags.to_json(str(tmp_path / "flags.jsonl"))
   c = config(tmp_path, moderation=dict(kind="multilabel", labels=("toxic", "spam"), data=dict(
       format="hf", dataset="json", data_files="flags.jsonl", label_column="flags", train="train", validation="1")))
-  with pytest.raises(UserError, match=r"^json \(data_files 'flags.jsonl'\) split train row 1: field label \(task "
+  with pytest.raises(UserError, match=r"^json \(data_files 'flags.jsonl'\) split train row 1: field 'flags' \(task "
                                       r"'moderation'\): expected a list of label names of \['toxic', 'spam'\]"):
     corpora.load_data(c, tokenizer, 64)
 
