@@ -85,6 +85,9 @@ def open_source(spec: dict, root: str) -> Source:
   dataset, name, files = spec["dataset"], spec.get("name") or None, spec.get("data_files")
   path = under(root, dataset)
   if is_saved(path):
+    if name or files:
+      raise UserError(f"hf:{path}: a folder save_to_disk wrote, which load_from_disk reads whole; name and data_files "
+                      "are load_dataset's (leave them empty)")
     opened = load_saved(path)
     return Source(path, dict(opened) if hasattr(opened, "keys") else {"train": opened})
   datasets = import_datasets()

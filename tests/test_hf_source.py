@@ -300,7 +300,7 @@ def test_missing_columns_bad_labels_and_splits_are_named_in_one_line(hf, tokeniz
     corpora.load_data(c, tokenizer, 64)
 
 
-def test_a_hub_name_that_cannot_be_loaded_and_a_missing_extra_are_one_line_errors(hf, monkeypatch, tmp_path):
+def test_a_hub_name_not_loaded_a_saved_folder_with_data_files_and_a_missing_extra_are_one_line_errors(hf, monkeypatch, tmp_path):
   def offline(path, name=None, data_files=None):  # what load_dataset raises without a hub, never reached here
     raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)\nmore detail")
   monkeypatch.setattr(hf, "load_dataset", offline)
@@ -309,6 +309,11 @@ def test_a_hub_name_that_cannot_be_loaded_and_a_missing_extra_are_one_line_error
   assert str(error.value) == (f"hf:someone/news en: cannot load the dataset (no folder {tmp_path}/someone/news; so "
                               "it was looked up as a hub name): ConnectionError: Couldn't reach 'someone/news' on "
                               "the Hub (LocalEntryNotFoundError)")
+  (tmp_path / "saved").mkdir()
+  (tmp_path / "saved" / "dataset_dict.json").write_text('{"splits": ["train"]}')
+  with pytest.raises(UserError, match=r"saved: a folder save_to_disk wrote, which load_from_disk reads whole; name and "
+                                      r"data_files are load_dataset's \(leave them empty\)$"):
+    hf_source.open_source(dict(dataset="saved", data_files="x.parquet"), str(tmp_path))
   monkeypatch.setitem(sys.modules, "datasets", None)  # import fails, as when not installed
   with pytest.raises(UserError, match=r"^format 'hf' needs the datasets library .*: pip install 'mtl_jax\[hf\]'$"):
     hf_source.open_source(dict(dataset="parquet", data_files="x.parquet"), str(tmp_path))
