@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from mtl_jax import kinds, readers, sampling, spans, tfds_source
+from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, tokenize_pairs, with_tags
@@ -22,7 +22,8 @@ from mtl_jax.tasks import DEFAULTS, Layout, build_layout, chosen_tasks, layout_f
 
 SPLITS = ("train", "validation", "test")
 SELECTOR = {"conll": ("tag",), "conllu": ("column",), "csv": ("label_column",), "jsonl": ("label_column",),
-            "tweeteval": (), "tfds": ("label_column", "tag")}
+            "tweeteval": (), "tfds": ("label_column", "tag"), "hf": ("label_column", "tag")}
+DATASETS = ("tfds", "hf")  # formats whose split values name a dataset's splits, not files
 
 @dataclasses.dataclass
 class Corpus:
@@ -31,11 +32,12 @@ class Corpus:
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
   splits: dict[str, "list | Table | None"]
+  fields: dict[str, str] = dataclasses.field(default_factory=dict)  # each task's label column / tag, for messages
 
   @property
   def kind(self) -> str:
     fmt = self.spec["format"]
-    return "words" if fmt in ("conll", "conllu") or (fmt == "tfds" and self.spec.get("words")) else "text"
+    return "words" if fmt in ("conll", "conllu") or (fmt in DATASETS and self.spec.get("words")) else "text"
 
 
 def plain(value):
@@ -58,7 +60,9 @@ def group_tasks(config, chosen: list[str]) -> list[Corpus]:
   for name in (n for n in config.tasks.keys() if n in chosen):
     spec = plain(config.tasks[name].get("data") or {})  # checked by schema.validate
     key = json.dumps({k: v for k, v in spec.items() if k not in (*SELECTOR[spec["format"]], "scheme")}, sort_keys=True)
-    corpora.setdefault(key, Corpus([], spec, {})).tasks.append(name)
+    corpus = corpora.setdefault(key, Corpus([], spec, {}))
+    corpus.tasks.append(name)
+    corpus.fields[name] = next((str(spec[f]) for f in SELECTOR[spec["format"]] if f in spec), "label")
   return list(corpora.values())
 
 
@@ -67,8 +71,8 @@ def resolve(root: str, path: str) -> str:
 
 
 def source(spec: dict, root: str, value: str) -> str:
-  """A split's file path under the data root; a tfds split name stays as it is."""
-  return value if spec["format"] == "tfds" else resolve(root, value)
+  """A split's file path under the data root; a tfds or hf split name stays as it is."""
+  return value if spec["format"] in DATASETS else resolve(root, value)
 
 
 def selected(config, tasks: list[str], field: str) -> dict[str, str]:
@@ -88,12 +92,26 @@ def read_tfds(corpus: Corpus, config, split: str) -> list:
                                 selected(config, corpus.tasks, "label_column"))
 
 
+def read_hf(corpus: Corpus, config, split: str) -> list:
+  """(item, {task: label}, where) records of one split of a Hugging Face dataset: texts (or text pairs) with labels,
+  or words with tags."""
+  spec = corpus.spec
+  source = hf_source.open_source(spec, config.data.root)
+  if corpus.kind == "words":
+    return hf_source.read_words(source, split, spec["words"], selected(config, corpus.tasks, "tag"))
+  return hf_source.read_texts(source, split, tuple(spec.get("text_columns", ("text",))),
+                              tuple(spec.get("text_pair_columns", ())), selected(config, corpus.tasks, "label_column"),
+                              spec.get("skip_empty", False))
+
+
 def read_file(corpus: Corpus, config, path: str) -> list:
   """(item, {task: label}, "file:line") records of one file, for every task of the corpus."""
   spec, tasks = corpus.spec, corpus.tasks
   fmt = spec["format"]
   if fmt == "tfds":
     return read_tfds(corpus, config, path)
+  if fmt == "hf":
+    return read_hf(corpus, config, path)
   if fmt == "conll":
     sentences = readers.read_conll(path, spec["columns"], spec.get("word_column", 0), spec.get("separator"))
     picked = {t: config.tasks[t].data.tag for t in tasks}
@@ -189,14 +207,15 @@ def kind_of(config, task: str) -> str:
   return config.tasks[task].get("kind", DEFAULTS["kind"])
 
 
-def label_ids(values, task, where: str, words=None) -> list[int]:
-  """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word)."""
+def label_ids(values, task, where: str, words=None, field: str = "") -> list[int]:
+  """Label names -> ids (None -> -1); a name the training data never had is an error naming the record (and word,
+  or the record's field)."""
   ids = []
   for i, v in enumerate(values):
     if v is None:
       ids.append(-1)
     elif v not in task.labels:
-      word = f" word {i + 1} {words[i]!r}:" if words is not None else ""
+      word = f" word {i + 1} {words[i]!r}:" if words is not None else f" field '{field}':" if field else ""
       raise UserError(f"{where}:{word} label {v!r} of task '{task.name}' does not occur in the training data "
                       f"(known: {list(task.labels)[:20]})")
     else:
@@ -217,12 +236,12 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   if corpus.kind == "text":
     for t in corpus.tasks:
       pos, task = layout.names.index(t), layout.tasks[layout.names.index(t)]
-      kind = kinds.KINDS[task.kind]
+      kind, field = kinds.KINDS[task.kind], corpus.fields.get(t, "label")
       for i, (_, values, where) in enumerate(records):
         if task.target_width:  # multilabel, regression: the kind reads the cell
-          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, "label")
+          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, f"'{field}'")
         else:
-          labels[i, pos] = label_ids([values[t]], task, where)[0]
+          labels[i, pos] = label_ids([values[t]], task, where, field=field)[0]
     targets = targets if targets.shape[1] else None
     if any(isinstance(r[0], tuple) for r in records):  # text pairs
       ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,

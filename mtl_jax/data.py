@@ -1,5 +1,5 @@
-"""Table-format data: JSONL, CSV or Parquet rows with `text`, `labels` (one entry per task), an optional
-`text_pair` and an optional `weight`.
+"""Table-format data: JSONL, CSV or Parquet rows, or a Dataset folder `datasets`' save_to_disk wrote, with `text`,
+`labels` (one entry per task), an optional `text_pair` and an optional `weight`.
 
 Every row is validated; an error names the file, line (or CSV row), field and what was expected, so a malformed
 table never trains silently.
@@ -15,9 +15,9 @@ Row fields:
           column per task, named after the task (an empty cell = no label; a multilabel cell holds a JSON list).
   weight  optional: one number >= 0 for the row, or a list with one number per task. Default 1.
 
-The standard library reads the files (rather than `datasets`): it keeps exact line numbers for errors, and the
-format allows `weight` to be a number in one row and a list in another, which Arrow's one-type-per-column inference
-rejects.
+The standard library reads JSONL and CSV files (rather than `datasets`): it keeps exact line numbers for errors, and
+the format allows `weight` to be a number in one row and a list in another, which Arrow's one-type-per-column
+inference rejects. Parquet and saved datasets, columnar already, have a `labels` list column or a column per task.
 """
 
 import csv
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mtl_jax import kinds
+from mtl_jax import hf_source, kinds
 from mtl_jax.errors import UserError, location
 from mtl_jax.readers import csv_rows, jsonl_objects
 from mtl_jax.tasks import Layout, Task
@@ -149,9 +149,21 @@ def _csv_rows(path: str, layout: Layout) -> Iterator[tuple]:
     yield where, cell("text"), cell("text_pair"), labels, _json_cell(cell("weight"), where, "weight")
 
 
+def _column_rows(path: str, columns: list[str], rows: Iterator[tuple[str, dict]], layout: Layout) -> Iterator[tuple]:
+  """Rows of a columnar table (Parquet, a saved dataset): text, labels as a list column or one column per task (an
+  Arrow column has one type), optional text_pair and weight."""
+  per_task = "labels" not in columns
+  if "text" not in columns or (per_task and any(n not in columns for n in layout.names)):
+    raise UserError(f"{path}: expected columns 'text' and 'labels' (or one column per task: {list(layout.names)}); "
+                    f"found {columns}")
+  for where, row in rows:
+    labels = ([parse_label(row[t.name], t, where, f"'{t.name}'") for t in layout.tasks] if per_task
+              else parse_labels(row["labels"], layout, where))
+    yield where, row["text"], row.get("text_pair"), labels, row.get("weight")
+
+
 def _parquet_rows(path: str, layout: Layout) -> Iterator[tuple]:
-  """Parquet rows (columns text, labels as a list column or one column per task, optional text_pair and weight),
-  read with pyarrow."""
+  """Parquet rows, read with pyarrow."""
   try:
     import pyarrow.parquet as pq
   except ImportError:
@@ -161,16 +173,15 @@ def _parquet_rows(path: str, layout: Layout) -> Iterator[tuple]:
     table = pq.read_table(path)
   except Exception as e:  # pyarrow raises ArrowInvalid / OSError on a file that is not Parquet
     raise UserError(f"{path}: not a readable Parquet file: {str(e).splitlines()[0]}") from None
-  columns = table.column_names
-  per_task = "labels" not in columns  # a column per task, as Arrow's columns have one type each
-  if "text" not in columns or (per_task and any(n not in columns for n in layout.names)):
-    raise UserError(f"{path}: expected columns 'text' and 'labels' (or one column per task: {list(layout.names)}); "
-                    f"found {columns}")
-  for n, row in enumerate(table.to_pylist(), 1):
-    where = location(path, row=n)
-    labels = ([parse_label(row[t.name], t, where, f"'{t.name}'") for t in layout.tasks] if per_task
-              else parse_labels(row["labels"], layout, where))
-    yield where, row["text"], row.get("text_pair"), labels, row.get("weight")
+  rows = ((location(path, row=n), row) for n, row in enumerate(table.to_pylist(), 1))
+  yield from _column_rows(path, table.column_names, rows, layout)
+
+
+def _saved_dataset_rows(path: str, layout: Layout) -> Iterator[tuple]:
+  """The rows of a folder `Dataset.save_to_disk` wrote (the optional extra 'hf'), as Parquet rows; a ClassLabel
+  column's ids are read as its names, so they mean what the task's labels say. Rows are named by their index."""
+  columns, rows = hf_source.table_rows(path)
+  yield from _column_rows(path, columns, rows, layout)
 
 
 READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows,
@@ -178,21 +189,26 @@ READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv
 
 
 def read_table(path: str, layout: Layout) -> Table:
-  """Reads and validates a whole table file."""
+  """Reads and validates a whole table: a file, or a folder `datasets`' save_to_disk wrote."""
   ext = os.path.splitext(path)[1].lower()
-  if ext not in READERS:
-    raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)}")
-  if not os.path.isfile(path):
+  if os.path.isdir(path):
+    reader = _saved_dataset_rows
+  elif ext not in READERS:
+    raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)} or a save_to_disk "
+                    "folder")
+  elif not os.path.isfile(path):
     raise UserError(f"{path}: file not found")
+  else:
+    reader = READERS[ext]
   texts, pairs, labels, weights, targets = [], [], [], [], []
-  for where, text, pair, row_labels, weight in READERS[ext](path, layout):
+  for where, text, pair, row_labels, weight in reader(path, layout):
     texts.append(parse_text(text, where))
     pairs.append(parse_pair(pair, where))
     labels.append([label for label, _ in row_labels])
     targets.append([values for _, values in row_labels])
     weights.append(parse_weight(weight, len(layout.tasks), where))
   if not texts:
-    raise UserError(f"{path}: no rows (expected {ext[1:].upper()} rows with 'text' and 'labels')")
+    raise UserError(f"{path}: no rows (expected {ext[1:].upper() or 'dataset'} rows with 'text' and 'labels')")
   return Table(texts, np.asarray(labels, np.int32).reshape(len(texts), -1),
                np.asarray(weights, np.float32).reshape(len(texts), -1),
                [np.asarray([row[t] for row in targets], np.float32).reshape(len(texts), task.target_width)

@@ -63,10 +63,13 @@ def split_sources(config, split: str, tasks: tuple[str, ...]) -> dict[str, str]:
     value = str(spec.get(split) or "")
     if not value:
       continue
-    if spec.format == "tfds":
-      where = f"TFDS `{spec.dataset}` split `{value}`"
+    dataset = {"tfds": "TFDS", "hf": "Hugging Face"}.get(spec.format)  # splits of a dataset, not files
+    if dataset and not is_fraction(value):
+      where = f"{dataset} `{spec.dataset}` split `{value}`"
     elif is_fraction(value):
-      where = f"{value} of `{resolve(config.data.root, spec.train)}` (seeded split, seed {config.seed})"
+      train = (f"{dataset} `{spec.dataset}` split `{spec.train}`" if dataset
+               else f"`{resolve(config.data.root, spec.train)}`")
+      where = f"{value} of {train} (seeded split, seed {config.seed})"
     else:
       where = f"`{resolve(config.data.root, value)}`"
     downsample = spec.get("downsample", 1.0)

@@ -39,10 +39,13 @@ FIELDS: dict[str, tuple[object, str]] = {
     "seed": (0, "one seed for init, data order, dropout and the validation split"),
     "tasks": ({}, "name -> task (fields: TASK_FIELDS); labels are class names (id i = labels[i])"),
 
-    "data.train": ("", "a JSONL, CSV or Parquet table (text, labels[, text_pair, weight]) whose rows label every "
-                   "task; empty: each task reads its own corpus (tasks.<name>.data)"),
-    "data.validation": ("", "with data.train: a table file, or a fraction (\"0.1\", \"10%\") / row count of train"),
-    "data.test": ("", "with data.train: an optional test table file; the best model is scored on it after training, "
+    "data.train": ("", "a JSONL, CSV or Parquet table (text, labels[, text_pair, weight]), or a Dataset folder of "
+                   "datasets' save_to_disk (extra `hf`), whose rows label every task; empty: each task reads its own "
+                   "corpus (tasks.<name>.data)"),
+    "data.validation": ("", "with data.train: a table file or folder, or a fraction (\"0.1\", \"10%\") / row count "
+                        "of train"),
+    "data.test": ("", "with data.train: an optional test table file or folder; the best model is scored on it after "
+                  "training, "
                   "and `python -m mtl_jax.evaluate --split=test` reads it. Empty: no test split"),
     "data.label_order": ((), "with data.train: the task of each position in a row's `labels`; empty: the order of "
                          "config.tasks"),
@@ -117,40 +120,49 @@ TASK_FIELDS: dict[str, tuple[object, str]] = {
     "data": (None, "the task's own corpus (fields: DATA_FIELDS); ignored when data.train names a table"),
 }
 
-ALL = ("conll", "conllu", "csv", "jsonl", "tweeteval", "tfds")
+ALL = ("conll", "conllu", "csv", "jsonl", "tweeteval", "tfds", "hf")
 # `config.tasks.<name>.data`: field -> (default, what it means, the formats that read it).
 DATA_FIELDS: dict[str, tuple[object, str, tuple[str, ...]]] = {
     "format": (REQUIRED, "conll | conllu | csv | jsonl | tweeteval (train: the task's folder, with {split}_text.txt, "
                "{split}_labels.txt and mapping.txt) | tfds (a TensorFlow Datasets dataset prepared on disk; the "
-               "optional extra `tfds`)", ALL),
-    "train": (REQUIRED, "a path under data.root (or absolute); for tfds a split name (\"train\", \"train[:90%]\")",
-              ALL),
-    "validation": ("", "a path (tfds: a split), or a fraction (\"0.1\", \"10%\") / row count of train split off with "
-                   "the seed (identical texts stay in one split); empty: none", ALL),
+               "optional extra `tfds`) | hf (a Hugging Face datasets dataset: a save_to_disk folder, local data "
+               "files, or a hub name; the optional extra `hf`)", ALL),
+    "train": (REQUIRED, "a path under data.root (or absolute); for tfds and hf a split name (\"train\", "
+              "\"train[:90%]\")", ALL),
+    "validation": ("", "a path (tfds, hf: a split), or a fraction (\"0.1\", \"10%\") / row count of train split off "
+                   "with the seed (identical texts stay in one split); empty: none", ALL),
     "test": ("", "likewise; empty: no test split", ALL),
     "downsample": (1.0, "keep this fraction of every split (seeded), as Flair's corpus.downsample", ALL),
     "scheme": (None, "the span scheme of the file's tags when it differs from the task's (IOB1 read as IOB2, say)",
-               ("conll", "conllu", "tfds")),
+               ("conll", "conllu", "tfds", "hf")),
     "columns": (REQUIRED, "{tag name: column index} of the file's tag columns", ("conll",)),
-    "tag": (REQUIRED, "the column (conll) or Sequence feature (tfds) of this task's tags", ("conll", "tfds")),
+    "tag": (REQUIRED, "the column (conll) or Sequence feature (tfds, hf: of ClassLabel or strings) of this task's "
+            "tags", ("conll", "tfds", "hf")),
     "separator": (None, "between columns; None: any whitespace, \"\\t\": tabs", ("conll",)),
     "word_column": (0, "the column of the words", ("conll",)),
     "column": ("upos", "\"upos\" or \"xpos\": the tag column of this task", ("conllu",)),
     "text_columns": (("text",), "columns (names, or indices without a header) or features joined by a space into "
-                     "the text", ("csv", "jsonl", "tfds")),
+                     "the text", ("csv", "jsonl", "tfds", "hf")),
     "text_pair_columns": ((), "columns joined by a space into the second text of a pair (NLI: premise in "
-                          "text_columns, hypothesis here); empty: single texts", ("csv", "jsonl")),
-    "label_column": (REQUIRED, "the column (name or index) or feature of this task's label", ("csv", "jsonl", "tfds")),
+                          "text_columns, hypothesis here); empty: single texts", ("csv", "jsonl", "hf")),
+    "label_column": (REQUIRED, "the column (name or index) or feature of this task's label (tfds, hf: a ClassLabel's "
+                     "names are the labels)", ("csv", "jsonl", "tfds", "hf")),
     "header": (True, "the first row names the columns", ("csv",)),
     "label_names": ("", "a classes.txt under data.root: line i names raw label \"i\" (from 1: AG News \"1\" -> "
                     "World); empty: labels as they are", ("csv", "jsonl")),
     "backslash_escapes": (False, "undo AG News escapes: \\$ is $, other backslash runs are line breaks",
                           ("csv", "jsonl")),
-    "skip_empty": (False, "drop rows with an empty text instead of failing", ("csv", "jsonl")),
-    "dataset": (REQUIRED, "\"name\", \"name/config\" or \"name/config:version\", as tfds.builder takes it", ("tfds",)),
+    "skip_empty": (False, "drop rows with an empty text instead of failing", ("csv", "jsonl", "hf")),
+    "dataset": (REQUIRED, "tfds: \"name\", \"name/config\" or \"name/config:version\", as tfds.builder takes it; hf: a "
+                "save_to_disk folder or a folder of data files under data.root (or absolute), a loader (\"parquet\", "
+                "\"csv\", \"json\", \"arrow\") with data_files, or a hub name", ("tfds", "hf")),
     "data_dir": ("", "the TFDS data dir it was prepared in, relative to data.root; empty: data.root/tfds",
                  ("tfds",)),
-    "words": ("", "tagging: the Sequence(Text) feature of the words; empty: a text dataset", ("tfds",)),
+    "words": ("", "tagging: the Sequence(Text) feature (tfds) or Sequence of strings column (hf) of the words; "
+              "empty: a text dataset", ("tfds", "hf")),
+    "name": ("", "the dataset's config name, as load_dataset's `name`; empty: none", ("hf",)),
+    "data_files": ("", "load_dataset's data_files under data.root: a path or glob, a list of them, or {split: "
+                   "path(s)}; empty: none", ("hf",)),
 }
 
 
@@ -186,7 +198,7 @@ def validate(config) -> None:
       kind, fmt = config.tasks[name].get("kind", TASK_FIELDS["kind"][0]), config.tasks[name].data.format
       if kind in kinds.KINDS and fmt not in (kinds.KINDS[kind].corpus_formats or (fmt,)):
         raise UserError(f"config.tasks.{name}.data.format: a {kind} task reads a table (config.data.train) or a "
-                        f"corpus of format {' or '.join(kinds.KINDS[kind].corpus_formats)}, found {fmt!r}")
+                        f"corpus of format {one_of(kinds.KINDS[kind].corpus_formats)}, found {fmt!r}")
   for name in names:
     check_task(name, config.tasks[name])
   trained = [n for n in names if n in chosen]  # the run's layout, in its order
@@ -194,6 +206,11 @@ def validate(config) -> None:
   check_sampling(config, trained)
   if config.train.decay not in optim.DECAYS:
     raise UserError(f"config.train.decay: expected one of {sorted(optim.DECAYS)}, found {config.train.decay!r}")
+
+
+def one_of(names: tuple[str, ...]) -> str:
+  """"a, b or c"."""
+  return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def choices() -> dict[str, tuple]:
@@ -270,13 +287,16 @@ def check_label_order(config) -> list[str]:
 
 
 def check_table_splits(data_cfg) -> None:
-  """A table config's validation split is a table file or a share of data.train, its test split a table file."""
-  tables, is_table = choices()["table"], lambda spec: os.path.splitext(spec)[1].lower() in choices()["table"]
+  """A table config's validation split is a table file, a save_to_disk folder or a share of data.train, its test
+  split a table file or folder. (Its one look at the disk: whether a path without a table's extension is a folder.)"""
+  tables = choices()["table"]
+  is_table = lambda spec: os.path.splitext(spec)[1].lower() in tables or os.path.isdir(spec)
   if not (data.is_fraction(spec := str(data_cfg.validation)) or is_table(spec)):
-    raise UserError(f"config.data.validation: expected a table file ({', '.join(tables)}), a fraction (\"0.1\", "
-                    f"\"10%\") or a row count of data.train, found {spec!r}")
+    raise UserError(f"config.data.validation: expected a table file ({', '.join(tables)}) or a save_to_disk folder, "
+                    f"a fraction (\"0.1\", \"10%\") or a row count of data.train, found {spec!r}")
   if (spec := str(data_cfg.get("test") or "")) and not is_table(spec):
-    raise UserError(f"config.data.test: expected a table file ({', '.join(tables)}), found {spec!r}")
+    raise UserError(f"config.data.test: expected a table file ({', '.join(tables)}) or a save_to_disk folder, found "
+                    f"{spec!r}")
 
 
 def check_data(name: str, task_cfg) -> None:
@@ -293,6 +313,9 @@ def check_data(name: str, task_cfg) -> None:
   if spec["format"] == "tfds" and not spec.get("dataset"):
     raise UserError(f"{where}.dataset: a TFDS dataset is required (\"name\", \"name/config\" or "
                     "\"name/config:version\")")
+  if spec["format"] == "hf" and not spec.get("dataset"):
+    raise UserError(f"{where}.dataset: a Hugging Face dataset is required (a save_to_disk folder, a folder of data "
+                    "files, a loader such as \"parquet\" with data_files, or a hub name)")
   sampling.number(spec.get("downsample", 1.0), f"{where}.downsample", "a number in (0, 1]", lambda x: 0 < x <= 1)
 
 

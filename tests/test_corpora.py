@@ -177,5 +177,5 @@ def test_multilabel_and_regression_tasks_read_their_own_jsonl_and_csv_corpora(tm
   assert sts.type_ids is not None and (sts.labels[:, 1] == 0).all() and (sts.labels[:, 0] == -1).all()
   assert sorted(sts.targets[:, 2]) == sorted(set(sts.targets[:, 2])) and set(sts.targets[:, 2]) <= {i / 4 for i in range(12)}
   (tmp_path / "sts.csv").write_text("a,b,score\nx,y,high\n" + "".join(f"t{i},o{i},{i}\n" for i in range(5)))
-  with pytest.raises(UserError, match=r"sts.csv row 1 \(line 2\): field label \(task 'similarity'\): expected a finite"):
+  with pytest.raises(UserError, match=r"sts.csv row 1 \(line 2\): field 'score' \(task 'similarity'\): expected a finite"):
     corpora.load_data(config, tokenizer, 64)

@@ -161,13 +161,14 @@ BAD = [  # (config, changes, the exact message)
     ("three_task", dict(tasks={}, data__label_order=()),
      "config.tasks: no tasks; name at least one (config.tasks.<name> = dict(kind=..., ...))"),
     ("three_task", dict(data__validation=""),
-     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), a fraction (\"0.1\", \"10%\") or a "
-     "row count of data.train, found ''"),
+     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv) or a save_to_disk folder, "
+     "a fraction (\"0.1\", \"10%\") or a row count of data.train, found ''"),
     ("three_task", dict(data__validation="dev"),
-     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), a fraction (\"0.1\", \"10%\") or a "
-     "row count of data.train, found 'dev'"),
+     "config.data.validation: expected a table file (.csv, .json, .jsonl, .parquet, .tsv) or a save_to_disk folder, "
+     "a fraction (\"0.1\", \"10%\") or a row count of data.train, found 'dev'"),
     ("three_task", dict(data__test="test.txt"),
-     "config.data.test: expected a table file (.csv, .json, .jsonl, .parquet, .tsv), found 'test.txt'"),
+     "config.data.test: expected a table file (.csv, .json, .jsonl, .parquet, .tsv) or a save_to_disk folder, "
+     "found 'test.txt'"),
     ("three_task", dict(tasks__topic__lables=("a", "b")),
      "config.tasks.topic.lables: no such task field (did you mean 'labels'?)"),
     ("three_task", dict(tasks__topic__kind="ranking"),
@@ -180,8 +181,8 @@ BAD = [  # (config, changes, the exact message)
     ("three_task", dict(tasks__topic__kind="multilabel", tasks__topic__threshold=1.5),
      "config.tasks.topic.threshold: expected a number in (0, 1), found 1.5"),
     ("pos_chunk", dict(tasks__pos__kind="regression"),
-     "config.tasks.pos.data.format: a regression task reads a table (config.data.train) or a corpus of format csv or "
-     "jsonl, found 'conllu'"),
+     "config.tasks.pos.data.format: a regression task reads a table (config.data.train) or a corpus of format csv, "
+     "jsonl or hf, found 'conllu'"),
     ("three_task", dict(tasks__topic__num_classes=3), "config.tasks.topic: num_classes=3 but 4 labels are named"),
     ("three_task", dict(tasks__topic__labels=("a", "a")),
      "config.tasks.topic.labels: names must be distinct, found ['a', 'a']"),
@@ -209,7 +210,7 @@ BAD = [  # (config, changes, the exact message)
     ("three_task", dict(train__decay="exponential"),
      "config.train.decay: expected one of ['constant', 'cosine', 'linear'], found 'exponential'"),
     ("pos_chunk", dict(tasks__pos__data__format="txt"),
-     "config.tasks.pos.data.format: expected one of ['conll', 'conllu', 'csv', 'jsonl', 'tfds', 'tweeteval'], "
+     "config.tasks.pos.data.format: expected one of ['conll', 'conllu', 'csv', 'hf', 'jsonl', 'tfds', 'tweeteval'], "
      "found 'txt'"),
     ("pos_chunk", dict(tasks__pos__data__colunm="upos"),
      f"config.tasks.pos.data.colunm: no such data field; expected one of {tuple(schema.DATA_FIELDS)}"),

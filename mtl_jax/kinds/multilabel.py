@@ -20,7 +20,7 @@ from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
 
 class Multilabel(PooledText):
   name, salt, activation = "multilabel", 3, "sigmoid"
-  corpus_formats = ("csv", "jsonl")  # a table's column, or a label column of a CSV / JSONL corpus
+  corpus_formats = ("csv", "jsonl", "hf")  # a table's column, or a label column of a CSV / JSONL / hf corpus
   labels_from_data = False  # the config names them
   min_labels = 1
   options = ("label_smoothing", "threshold")

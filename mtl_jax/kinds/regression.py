@@ -20,7 +20,7 @@ LOSSES = ("mse", "huber")
 
 class Regression(PooledText):
   name, salt, activation = "regression", 4, "identity"
-  corpus_formats = ("csv", "jsonl")  # a table's column, or a label column of a CSV / JSONL corpus
+  corpus_formats = ("csv", "jsonl", "hf")  # a table's column, or a label column of a CSV / JSONL / hf corpus
   labels_from_data = False  # a score has none
   min_labels = 0
   options = ("loss",)
