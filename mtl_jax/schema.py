@@ -144,7 +144,7 @@ DATA_FIELDS: dict[str, tuple[object, str, tuple[str, ...]]] = {
     "text_columns": (("text",), "columns (names, or indices without a header) or features joined by a space into "
                      "the text", ("csv", "jsonl", "tfds", "hf")),
     "text_pair_columns": ((), "columns joined by a space into the second text of a pair (NLI: premise in "
-                          "text_columns, hypothesis here); empty: single texts", ("csv", "jsonl", "hf")),
+                          "text_columns, hypothesis here); empty: single texts", ("csv", "jsonl", "hf", "tfds")),
     "label_column": (REQUIRED, "the column (name or index) or feature of this task's label (tfds, hf: a ClassLabel's "
                      "names are the labels)", ("csv", "jsonl", "tfds", "hf")),
     "header": (True, "the first row names the columns", ("csv",)),

@@ -134,16 +134,20 @@ def example_at(name: str, split: str, index: int) -> str:
   return f"tfds:{name} {split} example {index + 1}"
 
 
-def read_texts(name: str, where: str, split: str, text_columns, label_columns: dict[str, str]) -> list[tuple]:
-  """(text, {task: label or None}, where) of one split; text = the text features joined by a space."""
+def read_texts(name: str, where: str, split: str, text_columns, label_columns: dict[str, str],
+               pair_columns=()) -> list[tuple]:
+  """(text, {task: label or None}, where) of one split; text = the text features joined by a space, or with
+  `pair_columns` (text, pair): a text pair, the pair features joined likewise (NLI: premise, hypothesis)."""
   builder = open_builder(name, where)
   features = builder.info.features
-  for key in text_columns:
+  for key in (*text_columns, *pair_columns):
     text_feature(features, key, name)
   decoders = {t: (key, value_decoder(feature(features, key, name), key, name)) for t, key in label_columns.items()}
   records = []
   for i, example in enumerate(split_examples(builder, name, split, where)):
     text = " ".join(decode_text(example[key]) for key in text_columns)
+    if pair_columns:
+      text = (text, " ".join(decode_text(example[key]) for key in pair_columns))
     labels = {t: decode(example[key]) for t, (key, decode) in decoders.items()}
     records.append((text, labels, example_at(name, split, i)))
   return records

@@ -250,3 +250,16 @@ def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
   c = config(tmp_path, **news_tasks())
   with pytest.raises(UserError, match=r"format 'tfds' needs tensorflow-datasets .*: pip install 'mtl_jax\[tfds\]'"):
     corpora.load_data(c, None, 64)
+
+
+def test_text_pairs_from_pair_features(tfds, tokenizer, tmp_path):
+  """text_pair_columns: the title is the first text, the body its pair, encoded as the tokenizer encodes pairs."""
+  rows = prepare_news(tfds, tmp_path)
+  c = config(tmp_path, **news_tasks(text_columns=("title",), text_pair_columns=("body",)))
+  (corpus,) = corpora.group_tasks(c, list(c.tasks.keys()))
+  records = corpora.read_tfds(corpus, c, "test")
+  assert sorted(text for text, _, _ in records) == sorted((r["title"], r["body"]) for r in rows["test"])
+  _, _, _, test = corpora.load_data(c, tokenizer, 64)
+  assert sorted(map(list, test.ids)) == sorted(tokenizer.backend.encode(r["title"], r["body"]).ids for r in rows["test"])
+  assert all(list(types).count(1) == len(ids) - list(ids).index(tokenizer.sep_token_id) - 1
+             for ids, types in zip(test.ids, test.type_ids))
