@@ -7,13 +7,15 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 import torch
 import transformers
-from runs import smoke
+from runs import REPO, read_history
 
 from mtl_jax import encoder as enc
 from mtl_jax import encoders
@@ -21,7 +23,6 @@ from mtl_jax.encoders import Encoder, EncoderConfig
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
-from mtl_jax.train import train_and_evaluate
 
 # initializer_range 0.2, not 0.02: weights large enough that every term (e.g. DeBERTa's relative scores) shows
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, initializer_range=0.2)
@@ -147,7 +148,8 @@ def test_a_family_s_weights_under_another_family_s_name_are_refused(tmp_path):
 
 @pytest.mark.parametrize("name", ["roberta", "distilbert", "electra", "deberta-v3", "modernbert"])
 def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tmp_path):
-  """The packaged tokenizer beside a small model of the family (its vocabulary of 30522 ids)."""
+  """`python -m mtl_jax.main --config.encoder.name=<a directory transformers saved>`: the packaged tokenizer beside a
+  small model of the family (its vocabulary of 30522 ids); then a prediction from its checkpoint."""
   model_dir = tmp_path / "encoder"
   save_family(name, model_dir, vocab=30522)
   minilm = enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED)
@@ -155,9 +157,10 @@ def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tm
     if os.path.exists(os.path.join(minilm, file)):
       shutil.copy(os.path.join(minilm, file), model_dir / file)
   workdir = str(tmp_path / "run")
-  final = train_and_evaluate(smoke(table, **{"encoder.name": str(model_dir), "train.steps": 4,
-                                             "train.eval_every": 4}), workdir)
-  assert np.isfinite(final["eval/mean/loss"])
+  subprocess.run([sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
+                  f"--config.encoder.name={model_dir}", f"--config.data.train={table}", "--config.data.validation=0.25",
+                  "--config.train.steps=4", "--config.train.eval_every=4"], cwd=REPO, check=True, capture_output=True)
+  assert np.isfinite(read_history(workdir)[-1]["eval/mean/loss"])
   predictor = Predictor.load(os.path.join(workdir, "best"))
   assert predictor.model.encoder.config.family == name.replace("v3", "v2")
   out = predictor.predict(["app login awful broken"])
