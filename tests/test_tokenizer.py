@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from runs import trained_tokenizer
 from transformers import AutoTokenizer
 
 from mtl_jax.encoder import DEFAULT_PRETRAINED, resolve_encoder_dir
 from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import tokenize_pairs
 from mtl_jax.tokenizer import FastTokenizer, load_tokenizer
 
 TEXTS = ["my parcel never arrived and I need it today", "Héllo WORLD, naïve café!", "東京 is big 🙂 ok",
@@ -54,3 +56,27 @@ def test_loading_does_not_import_transformers(directory):
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONPATH": os.getcwd()})
   assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize("kind,tokenizer_class,first,last,pair", [
+    ("byte-level BPE", "RobertaTokenizer", "<s>", "</s>", "<s> $A </s> </s> $B </s>"),
+    ("SentencePiece", "XLMRobertaTokenizer", "<s>", "</s>", "<s> $A </s> </s> $B </s>"),
+    ("SentencePiece", "DebertaV2Tokenizer", "[CLS]", "[SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"),
+])
+def test_family_tokenizers_give_transformers_ids_for_texts_and_pairs(kind, tokenizer_class, first, last, pair,
+                                                                    tmp_path):
+  """Tokenizers trained here, saved with the family's tokenizer class: the ids of texts, and of text pairs as
+  mtl_jax lays them out (with token types), are those of the family's own transformers tokenizer."""
+  directory = trained_tokenizer(kind, tmp_path, ["Paris is the capital of France .",
+                                                 "The U.S. open starts in New York on Monday 's night"] * 20,
+                                first, last, pair)
+  with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+    json.dump({"tokenizer_class": tokenizer_class}, f)
+  ours, reference = FastTokenizer(directory), AutoTokenizer.from_pretrained(directory)
+  assert type(reference).__name__.startswith(tokenizer_class)
+  texts, pairs = ["Paris is in New York", "the U.S. 's night", "Monday"], ["France .", "Monday night", None]
+  assert ours(texts)["input_ids"] == reference(texts)["input_ids"]
+  ids, types, _ = tokenize_pairs(texts, pairs, ours, 64)
+  expected = [reference(t, p, return_token_type_ids=True) for t, p in zip(texts, pairs)]
+  assert [list(x) for x in ids] == [e["input_ids"] for e in expected]
+  assert [list(x) for x in types] == [e["token_type_ids"] for e in expected]
