@@ -17,7 +17,16 @@ import numpy as np
 from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source
 from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, concat, encode_table, encode_words, tokenize, tokenize_pairs, with_tags
+from mtl_jax.input_pipeline import (
+  Encoded,
+  concat,
+  encode_table,
+  encode_words,
+  tokenize,
+  tokenize_pairs,
+  with_tags,
+  with_targets,
+)
 from mtl_jax.tasks import DEFAULTS, Layout, build_layout, chosen_tasks, layout_from_config, task_order
 
 SPLITS = ("train", "validation", "test")
@@ -268,7 +277,8 @@ def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[st
     convert_scheme(corpus, config)
   layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora
                                          for t in c.tasks if kinds.KINDS[kind_of(config, t)].labels_from_data})
-  encoded = {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
+  encoded = {s: [None if part is None else with_targets(part, layout.target_total) for part in
+                 (encode_split(c, s, layout, tokenizer, max_length) for c in corpora)] for s in SPLITS}
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):
       raise UserError(f"config.tasks.{c.tasks[0]}.data.train: no training examples")

@@ -181,6 +181,14 @@ def with_tags(data: Encoded) -> Encoded:
                              starts=[np.zeros(0, np.int32) for _ in data.ids], sentence=np.arange(len(data)))
 
 
+def with_targets(data: Encoded, width: int) -> Encoded:
+  """Examples of a corpus without float targets in a layout that has `width` of them (multilabel, regression tasks
+  of other corpora): zero targets, which their -1 labels leave unscored, so every batch carries `targets`."""
+  if not width or data.targets is not None:
+    return data
+  return dataclasses.replace(data, targets=np.zeros((len(data), width), np.float32))
+
+
 def concat(parts: list[Encoded]) -> Encoded:
   """One pool from several encoded corpora (sentence ids are renumbered so they stay distinct)."""
   if any(p.tags is not None for p in parts):

@@ -4,13 +4,15 @@ import importlib.util
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO
 
-from mtl_jax import corpora, schema
+from mtl_jax import corpora, kinds, schema
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import encode_words
+from mtl_jax.input_pipeline import encode_words, make_batch
+from mtl_jax.losses import grouped_loss
 from mtl_jax.predict import Predictor
 
 
@@ -176,6 +178,19 @@ def test_multilabel_and_regression_tasks_read_their_own_jsonl_and_csv_corpora(tm
     assert label == (-1 if flags is None else 0) and list(hot) == [float(f in (flags or [])) for f in ("toxic", "spam")]
   assert sts.type_ids is not None and (sts.labels[:, 1] == 0).all() and (sts.labels[:, 0] == -1).all()
   assert sorted(sts.targets[:, 2]) == sorted(set(sts.targets[:, 2])) and set(sts.targets[:, 2]) <= {i / 4 for i in range(12)}
+  # beside a tagger whose corpus alone has validation data, the validation pool still carries every task's targets
+  (tmp_path / "pos.conll").write_text("".join(f"w{i} N\nran V\n\n" for i in range(8)))
+  config.tasks.pos = dict(kind="tagging", data=dict(format="conll", columns=dict(pos=1), tag="pos",
+                                                    train="pos.conll", validation="0.25"))
+  for task in ("moderation", "similarity"):
+    del config.tasks[task].data["validation"]
+  layout, _, validation, _ = corpora.load_data(config, tokenizer, 64)
+  batch = make_batch(validation, np.arange(len(validation)), 8, (16,), 0)
+  logits = {k.name: jnp.zeros((8, 16, layout.total(k.name)) if k.reads_words else (8, layout.total(k.name)))
+            for k in kinds.of_layout(layout)}
+  sums, counts = grouped_loss(logits, batch, layout)  # no scored rows for the text tasks here, and no KeyError
+  count = dict(zip(layout.names, counts.tolist()))
+  assert batch["targets"].shape == (8, 3) and count["moderation"] == count["similarity"] == 0 < count["pos"]
   (tmp_path / "sts.csv").write_text("a,b,score\nx,y,high\n" + "".join(f"t{i},o{i},{i}\n" for i in range(5)))
   with pytest.raises(UserError, match=r"sts.csv row 1 \(line 2\): field 'score' \(task 'similarity'\): expected a finite"):
     corpora.load_data(config, tokenizer, 64)
