@@ -33,9 +33,9 @@ def init_grouped(rng: jax.Array, features: int, outputs: int) -> dict:
 
 
 def apply_grouped(params: dict, features: jax.Array) -> jax.Array:
-  """[..., H] -> [..., outputs] logits, in float32 whatever the compute dtype."""
-  logits = features @ params["kernel"].astype(features.dtype) + params["bias"].astype(features.dtype)
-  return logits.astype(jnp.float32)
+  """[..., H] -> [..., outputs] logits, computed in float32 whatever the compute dtype: a regression score in
+  bfloat16 would keep 8 bits (1234.567 -> 1232), and thresholds and the float32 export would disagree."""
+  return features.astype(jnp.float32) @ params["kernel"] + params["bias"]
 
 
 def split_groups(logits: jax.Array, layout: "Layout", kind: str) -> dict[int, jax.Array]:

@@ -30,3 +30,15 @@ def test_mean_pooling_ignores_padding():
   expected = np.stack([hidden[i, mask[i] == 1].mean(0) for i in range(3)])
   np.testing.assert_allclose(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), "mean"), expected, rtol=1e-6)
   np.testing.assert_array_equal(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), "cls"), hidden[:, 0])
+
+
+def test_heads_compute_in_float32_under_bfloat16_features():
+  """A score of about 1234.567 from bfloat16 features is that score, not its bfloat16 rounding (1232)."""
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(4, 32)).astype(np.float32)
+  params = {"kernel": rng.normal(size=(32, 1)).astype(np.float32), "bias": np.full((1,), 1234.567, np.float32)}
+  half = jnp.asarray(features, jnp.bfloat16)
+  got = heads.apply_grouped(params, half)
+  expected = np.asarray(half, np.float64) @ params["kernel"] + params["bias"]
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(got), expected, atol=1e-3)
