@@ -184,6 +184,8 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
   """Pearson's r; NaN when either side is constant (as scipy, which also warns)."""
+  if np.ptp(x) == 0 or np.ptp(y) == 0:  # the mean of [0.1, 0.1, 0.1] is not exactly 0.1: test, do not divide
+    return math.nan
   x, y = x - x.mean(), y - y.mean()
   denom = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
   return float(np.dot(x, y) / denom) if denom > 0 else math.nan

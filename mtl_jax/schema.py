@@ -340,8 +340,8 @@ def check_task(name: str, cfg) -> None:
     raise UserError(f"{where}: a {kind} task has no labels (its value is a number), found labels/num_classes")
   if cfg.get("loss") not in (None, *regression.LOSSES):
     raise UserError(f"{where}.loss: expected one of {regression.LOSSES}, found {cfg.get('loss')!r}")
-  if not 0 < float(cfg.get("threshold", TASK_FIELDS["threshold"][0])) < 1:
-    raise UserError(f"{where}.threshold: expected a number in (0, 1), found {cfg.get('threshold')!r}")
+  sampling.number(cfg.get("threshold", TASK_FIELDS["threshold"][0]), f"{where}.threshold", "a number in (0, 1)",
+                  lambda x: 0 < x < 1)
   if labels and num_classes and num_classes != len(labels):
     raise UserError(f"{where}: num_classes={num_classes} but {len(labels)} labels are named")
   if len(set(labels)) != len(labels):
@@ -349,12 +349,9 @@ def check_task(name: str, cfg) -> None:
   scheme = cfg.get("scheme")
   if scheme is not None and scheme not in kinds.KINDS[kind].schemes:
     raise UserError(f"{where}.scheme: expected one of {allowed['scheme']} for a tagging task, found {scheme!r}")
-  weight = float(cfg.get("weight", TASK_FIELDS["weight"][0]))
-  smoothing = float(cfg.get("label_smoothing", TASK_FIELDS["label_smoothing"][0]))
-  if weight < 0:
-    raise UserError(f"{where}.weight: expected a number >= 0, found {weight}")
-  if not 0.0 <= smoothing < 1.0:
-    raise UserError(f"{where}.label_smoothing: expected a number in [0, 1), found {smoothing}")
+  sampling.number(cfg.get("weight", TASK_FIELDS["weight"][0]), f"{where}.weight", "a number >= 0", lambda x: x >= 0)
+  sampling.number(cfg.get("label_smoothing", TASK_FIELDS["label_smoothing"][0]), f"{where}.label_smoothing",
+                  "a number in [0, 1)", lambda x: 0 <= x < 1)
 
 
 def corpus_count(config, trained: list[str]) -> int:

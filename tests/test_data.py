@@ -129,9 +129,9 @@ def test_multilabel_and_regression_cells(write_jsonl, tmp_path):
   np.testing.assert_array_equal(table.targets[2][:, 0], [4.5, -1, 0, 0])
   assert table.targets[0].shape == (4, 0)
   csv = tmp_path / "t.csv"  # one column per task: a JSON list, a number as text, empty cells for no label
-  csv.write_text('text,sentiment,moderation,score\na,neutral,"[""offtopic""]",2.5\nb,0,,\n')
+  csv.write_text('text,sentiment,moderation,score\na,neutral,"[""offtopic""]",2.5\nb,0,,\nc,1,-1,null\n')
   table = read_table(str(csv), MIXED)
-  np.testing.assert_array_equal(table.labels, [[1, 0, 0], [0, -1, -1]])
+  np.testing.assert_array_equal(table.labels, [[1, 0, 0], [0, -1, -1], [1, -1, -1]])
   np.testing.assert_array_equal(table.targets[1][0], [0, 0, 1])
   assert float(table.targets[2][0, 0]) == 2.5
 
@@ -143,6 +143,9 @@ def test_multilabel_and_regression_cells(write_jsonl, tmp_path):
     ([0, [], "high"], r"field 'labels'\[2\] \(task 'score'\): expected a finite number, or null .*found 'high'"),
     ([0, [], True], r"field 'labels'\[2\] \(task 'score'\).*found True"),
     ([0, [], [1.0]], r"field 'labels'\[2\] \(task 'score'\).*found \[1.0\]"),
+    ([0, [1, 0, 1], 1], r"field 'labels'\[1\] \(task 'moderation'\): expected each label once .*multi-hot.*found \[1, 0, 1\]"),
+    ([0, ["spam", 1], 1], r"field 'labels'\[1\] \(task 'moderation'\): expected each label once"),
+    ([0, [], 10 ** 400], r"field 'labels'\[2\] \(task 'score'\): expected a finite number"),
 ])
 def test_bad_multilabel_and_regression_cells_are_named(write_jsonl, labels, message):
   path = write_jsonl([{"text": "fine", "labels": [0, [], 1]}, {"text": "bad", "labels": labels}])

@@ -251,4 +251,5 @@ def test_regression_metrics_match_scipy_and_sklearn() -> None:
   assert got["mse"] == pytest.approx(skm.mean_squared_error(y_true, y_pred))
   assert got["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
   assert math.isnan(regression_metrics(y_true, np.ones(80))["pearson"])  # a constant prediction: undefined
+  assert math.isnan(regression_metrics(np.arange(3.0), np.full(3, 0.1))["pearson"])  # also when its mean is inexact
   assert all(math.isnan(v) for v in regression_metrics(np.zeros(0), np.zeros(0)).values())

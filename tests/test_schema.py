@@ -180,6 +180,9 @@ BAD = [  # (config, changes, the exact message)
      "config.tasks.topic.threshold: only multilabel tasks have it, this task is classification"),
     ("three_task", dict(tasks__topic__kind="multilabel", tasks__topic__threshold=1.5),
      "config.tasks.topic.threshold: expected a number in (0, 1), found 1.5"),
+    ("three_task", dict(tasks__topic__kind="multilabel", tasks__topic__threshold="high"),
+     "config.tasks.topic.threshold: expected a number in (0, 1), found 'high'"),
+    ("three_task", dict(tasks__topic__weight="2"), "config.tasks.topic.weight: expected a number >= 0, found '2'"),
     ("pos_chunk", dict(tasks__pos__kind="regression"),
      "config.tasks.pos.data.format: a regression task reads a table (config.data.train) or a corpus of format csv, "
      "jsonl or hf, found 'conllu'"),

@@ -1,7 +1,7 @@
 """Multi-label classification of a whole text: an independent sigmoid per label, read from the pooled features.
 
 A table row gives a task's labels as a list of names or ids (`[]`: none applies; -1 / null: not labelled for the
-task). The loss is binary cross-entropy averaged over the task's labels, then over labelled examples. A label is
+task); a label listed twice is refused, since a multi-hot vector ([1, 0, 1]) would otherwise read as ids. The loss is binary cross-entropy averaged over the task's labels, then over labelled examples. A label is
 predicted when its probability reaches the task's `threshold` (default 0.5); metrics: micro and macro F1, micro
 precision and recall, subset accuracy, macro AUROC; the report has a table per label.
 """
@@ -40,19 +40,18 @@ class Multilabel(PooledText):
         value = json.loads(value)
       except json.JSONDecodeError:
         raise bad_value(where, field, task, expected, value) from None
-    if value is None or value == "" or (value == -1 and not isinstance(value, bool)):
+    if value is None or (isinstance(value, str) and value.strip() in ("", "-1", "null")) or (
+        value == -1 and not isinstance(value, bool)):
       return -1, [0.0] * len(task.labels)
     if not isinstance(value, list):
       raise bad_value(where, field, task, expected, value)
-    hot = [0.0] * len(task.labels)
-    for v in value:
-      if isinstance(v, str) and v in task.labels:
-        hot[task.labels.index(v)] = 1.0
-      elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(task.labels):
-        hot[v] = 1.0
-      else:
-        raise bad_value(where, field, task, expected, value)
-    return 0, hot
+    ids = [task.labels.index(v) if isinstance(v, str) and v in task.labels else v for v in value]
+    if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(task.labels) for k in ids):
+      raise bad_value(where, field, task, expected, value)
+    if len(set(ids)) < len(ids):  # [1, 0, 1] is more likely a multi-hot vector than ids
+      raise bad_value(where, field, task, "expected each label once (label names or ids, not a multi-hot vector)",
+                      value)
+    return 0, [float(k in ids) for k in range(len(task.labels))]
 
   def loss(self, logits, batch, t, layout):
     labels, weights = self.targets(batch, t)

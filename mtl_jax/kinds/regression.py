@@ -37,13 +37,13 @@ class Regression(PooledText):
     return 1
 
   def parse(self, value, task, where, field):
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and value.strip() in ("", "null")):
       return -1, [0.0]
     number = value
-    if isinstance(value, str):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
       try:
-        number = float(value)
-      except ValueError:
+        number = float(value)  # a JSON integer of 400 digits: OverflowError
+      except (ValueError, OverflowError):
         number = None
     if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
       raise bad_value(where, field, task, "expected a finite number, or null for no score", value)
