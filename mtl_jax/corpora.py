@@ -202,14 +202,25 @@ def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
   table's labels are the config's (empty here)."""
   if corpus.spec["format"] == "table":
     return ()
-  found = set()
-  for _, labels, _ in corpus.splits["train"]:
-    value = labels[task]
+  found, field = set(), corpus.fields.get(task, "label")
+  for _, labels, where in corpus.splits["train"]:
+    value = labels[task] if corpus.kind == "words" else class_name(labels[task], where, field)
     found.update(value if corpus.kind == "words" else [value] if value is not None else [])
   if scheme:
     types = {spans.split_tag(tag, scheme)[1] for tag in found} - {""}
     found = {"O"} | {f"{p}-{t}" for t in types for p in ("BIES" if scheme == "BIOES" else "BI")}
   return tuple(sorted(found))
+
+
+def class_name(value, where: str, field: str) -> str | None:
+  """A text corpus's class label as a name: a string, or an integer (a JSONL 1 or 1.0 is "1"); None for no label.
+  Other values (a score, a list) belong to regression or multilabel tasks: an error naming the record."""
+  if value is None or isinstance(value, str):
+    return value
+  if isinstance(value, float) and value.is_integer():
+    return str(int(value))
+  raise UserError(f"{where}: field '{field}': expected a class name or an integer for a classification task, found "
+                  f"{value!r}")
 
 
 def kind_of(config, task: str) -> str:
@@ -250,7 +261,7 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
         if task.target_width:  # multilabel, regression: the kind reads the cell
           labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, f"'{field}'")
         else:
-          labels[i, pos] = label_ids([values[t]], task, where, field=field)[0]
+          labels[i, pos] = label_ids([class_name(values[t], where, field)], task, where, field=field)[0]
     targets = targets if targets.shape[1] else None
     if any(isinstance(r[0], tuple) for r in records):  # text pairs
       ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,

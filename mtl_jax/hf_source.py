@@ -161,8 +161,8 @@ def label_decoder(feature, key: str):
   the task's kind reads."""
   if hasattr(feature, "names"):
     return class_name(feature, key)
-  if inner(feature) is not None:
-    item = element(inner(feature), key)
+  if inner(feature) is not None:  # a multilabel list: ClassLabel ids as names, other ids left for the kind to read
+    item = element(inner(feature), key) if hasattr(inner(feature), "names") else lambda x, where: x
     return lambda v, where: None if v is None else [item(x, where) for x in v]
 
   def value(v, where):

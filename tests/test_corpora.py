@@ -194,3 +194,18 @@ def test_multilabel_and_regression_tasks_read_their_own_jsonl_and_csv_corpora(tm
   (tmp_path / "sts.csv").write_text("a,b,score\nx,y,high\n" + "".join(f"t{i},o{i},{i}\n" for i in range(5)))
   with pytest.raises(UserError, match=r"sts.csv row 1 \(line 2\): field 'score' \(task 'similarity'\): expected a finite"):
     corpora.load_data(config, tokenizer, 64)
+
+
+def test_a_classification_corpus_takes_integer_labels_and_names_other_values(tmp_path, tokenizer):
+  rows = [{"text": f"t {i}", "y": y} for i, y in enumerate(["pos", 1.0, 1, "pos", None, "neg"] * 2)]
+  (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  config = load_config("pos_chunk", "")
+  config.data.root, config.sampling.epoch_task = str(tmp_path), ""
+  config.tasks = {"c": dict(kind="classification", data=dict(format="jsonl", text_columns=("text",),
+                                                             label_column="y", train="c.jsonl", validation="0.25"))}
+  layout, _, _, _ = corpora.load_data(config, tokenizer, 64)
+  assert layout.tasks[0].labels == ("1", "neg", "pos")  # 1.0 and 1 are the same class
+  (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + [{"text": "x", "y": 0.5}]))
+  with pytest.raises(UserError, match=r"c.jsonl:13: field 'y': expected a class name or an integer for a "
+                                      r"classification task, found 0.5"):
+    corpora.load_data(config, tokenizer, 64)

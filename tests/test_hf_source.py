@@ -317,3 +317,15 @@ def test_a_hub_name_not_loaded_a_saved_folder_with_data_files_and_a_missing_extr
   monkeypatch.setitem(sys.modules, "datasets", None)  # import fails, as when not installed
   with pytest.raises(UserError, match=r"^format 'hf' needs the datasets library .*: pip install 'mtl_jax\[hf\]'$"):
     hf_source.open_source(dict(dataset="parquet", data_files="x.parquet"), str(tmp_path))
+
+
+def test_multilabel_ids_in_an_int_list_column_are_ids(hf, tokenizer, tmp_path):
+  """A List(int64) column (no ClassLabel) holds label ids: they reach the multilabel task as ids, not as digit
+  strings that no label name matches."""
+  rows = [{"text": f"message {i}", "flags": [[0], [1, 0], []][i % 3]} for i in range(9)]
+  hf.Dataset.from_list(rows).save_to_disk(str(tmp_path / "mod"))
+  c = config(tmp_path, moderation=dict(kind="multilabel", labels=("toxic", "spam"), data=dict(
+      format="hf", dataset="mod", text_columns=("text",), label_column="flags", train="train", validation="0.34")))
+  _, train, validation, _ = corpora.load_data(c, tokenizer, 64)
+  got = sorted(map(tuple, np.concatenate([train[("moderation",)].targets, validation.targets]).tolist()))
+  assert got == sorted(tuple(float(k in r["flags"]) for k in range(2)) for r in rows)
