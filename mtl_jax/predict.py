@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from mtl_jax import checkpoint, cli, evaluation, kinds
+from mtl_jax.data import parse_pair
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs, with_tags
 from mtl_jax.model import Model
@@ -68,20 +69,29 @@ class Predictor:
   def layout(self) -> Layout:
     return self.model.layout
 
-  def encode(self, inputs: list, pairs: list | None = None) -> tuple[Encoded, list[list[str]] | None]:
-    """Texts (or lists of words) -> examples; when a kind reads words (tagging), words are split out and kept.
-    `pairs` (a second text per input, or None) are encoded as training encodes text pairs."""
-    num_tasks, max_length = len(self.layout.tasks), max(self.length_buckets)
-    no_labels = lambda n: (np.full((n, num_tasks), -1, np.int32), np.ones((n, num_tasks), np.float32))
-    if pairs is not None or not any(k.reads_words for k in self.model.kinds):
-      texts = [x if isinstance(x, str) else " ".join(x) for x in inputs]
-      ids, types, _ = tokenize_pairs(texts, pairs or [None] * len(texts), self.tokenizer, max_length)
-      data = Encoded(ids, *no_labels(len(ids)), type_ids=types if pairs is not None else None)
-      return with_tags(data) if any(k.reads_words for k in self.model.kinds) else data, None  # taggers: no words
+  def encode(self, inputs: list, pairs: list | None = None) -> Encoded:
+    """Texts (lists of words joined by spaces), each with its pair when `pairs` has one, encoded as training encodes
+    a text corpus's examples: what the text tasks read."""
+    texts = [x if isinstance(x, str) else " ".join(x) for x in inputs]
+    ids, types, _ = tokenize_pairs(texts, pairs or [None] * len(texts), self.tokenizer, max(self.length_buckets))
+    data = Encoded(ids, *self.no_labels(len(ids)), type_ids=types if pairs is not None else None)
+    return with_tags(data) if self.taggers else data  # no words: the taggers' outputs here are not read
+
+  def encode_words(self, inputs: list) -> tuple[Encoded, list[list[str]]]:
+    """Texts (split into words) or lists of words -> word examples, tags read at first sub-tokens: what the taggers
+    read; and the words."""
     words = [split_words(x) if isinstance(x, str) else list(x) for x in inputs]
-    no_tags = [np.zeros((len(w), num_tasks), np.int32) for w in words]
-    data = encode_words([tuple(w) for w in words], no_tags, *no_labels(len(words)), self.tokenizer, max_length)
-    return data, words
+    no_tags = [np.zeros((len(w), len(self.layout.tasks)), np.int32) for w in words]
+    return encode_words([tuple(w) for w in words], no_tags, *self.no_labels(len(words)), self.tokenizer,
+                        max(self.length_buckets)), words
+
+  def no_labels(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return (np.full((count, len(self.layout.tasks)), -1, np.int32),
+            np.ones((count, len(self.layout.tasks)), np.float32))
+
+  @property
+  def taggers(self) -> bool:
+    return any(k.reads_words for k in self.model.kinds)
 
   def outputs(self, data: Encoded, count: int, batch_size: int) -> tuple[list, np.ndarray]:
     """Each task's gathered outputs over `data` (the examples of `count` inputs), and where each input's examples
@@ -97,17 +107,19 @@ class Predictor:
     """Per input (a text, or a list of words), keyed by task name:
     classification {"label", "probs"}; multilabel {"labels" (those at or above the task's threshold), "probs"};
     regression {"value"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}] for span
-    tasks. With `pairs` (each input's second text, or None) the text tasks read each pair; taggers tag the first
-    text's words."""
+    tasks. The text tasks read each text as training reads a text corpus's (with its pair from `pairs`, each
+    input's second text or None); taggers tag the words (a text's split out, a list's as given)."""
     if not inputs:
       return []
     if pairs is not None and all(p is None for p in pairs):
       pairs = None
-    inputs, taggers = list(inputs), any(k.reads_words for k in self.model.kinds)
-    data, words = self.encode(inputs, None if taggers else pairs)
-    main = self.outputs(data, len(inputs), batch_size)
-    text = self.outputs(self.encode(inputs, list(pairs))[0], len(inputs), batch_size) if taggers and pairs else main
-    source = [main if kinds.KINDS[task.kind].reads_words else text for task in self.layout.tasks]
+    inputs, texts_read = list(inputs), any(not k.reads_words for k in self.model.kinds)
+    words, by_words = None, None
+    if self.taggers:  # the taggers read words; the text tasks, as in training, the text (and its pair)
+      data, words = self.encode_words(inputs)
+      by_words = self.outputs(data, len(inputs), batch_size)
+    by_text = self.outputs(self.encode(inputs, pairs), len(inputs), batch_size) if texts_read else by_words
+    source = [by_words if kinds.KINDS[task.kind].reads_words else by_text for task in self.layout.tasks]
     return [{task.name: kinds.KINDS[task.kind].prediction(task, outputs[t], np.arange(bounds[n], bounds[n + 1]),
                                                           None if words is None else words[n])
              for t, (task, (outputs, bounds)) in enumerate(zip(self.layout.tasks, source))}
@@ -119,9 +131,7 @@ def jsonl_input(where: str, row: dict) -> dict:
   has a second text; anything else is an error naming the field."""
   if "text" in row and "words" in row:
     raise UserError(f"{where}: fields 'text' and 'words': expected one of them, found both")
-  pair = row.get("text_pair")
-  if pair is not None and not isinstance(pair, str):
-    raise UserError(f"{where}: field 'text_pair': expected a string or null, found {pair!r}")
+  pair = parse_pair(row.get("text_pair"), where)  # as a table's: null or "" is no pair
   given = {} if pair is None else {"text_pair": pair}
   if "words" in row:
     words = row["words"]

@@ -86,10 +86,11 @@ def write_checkpoint(directory, family: str, seed: int = 0) -> str:
 
 
 def flax_reference(predictor: Predictor, inputs: list) -> tuple[dict, np.ndarray, list[dict[str, np.ndarray]]]:
-  """Our model on the inputs as Predictor encodes them, in one padded batch: (the batch, the encoder's last hidden
+  """Our model on the inputs as Predictor encodes them for the taggers (words) if any, else for the text tasks, in
+  one padded batch: (the batch, the encoder's last hidden
   states, per input each task's logits: [outputs] per text task, [words, outputs] per word task at each word's first
   sub-token)."""
-  data, _ = predictor.encode(inputs)
+  data = predictor.encode_words(inputs)[0] if predictor.taggers else predictor.encode(inputs)
   batch = make_batch(data, np.arange(len(data)), len(data), predictor.length_buckets,
                      predictor.tokenizer.pad_token_id or 0)
   model = predictor.model
@@ -147,6 +148,9 @@ def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, 
   pair = ("the app crashes when I log in", "my parcel never arrived")  # the text tasks read a text pair alike
   got, expected = readme["predict"](*pair), predictor.predict([pair[0]], pairs=[pair[1]])[0]
   diffs += [difference(task, got[task.name].numpy(), expected[task.name]) for task in TEXT_LAYOUT.tasks]
+  if family == "bert":  # inputs without words: no tags, and the text tasks still read the (empty) text
+    for result in predictor.predict([[], ""]):
+      assert result["pos"]["tags"] == [] and len(result["sentiment"]["probs"]) == 3 and "value" in result["similarity"]
   print(f"{family}: hidden states {hidden_diff:.2e}, probabilities {max(diffs):.2e}")
   assert max(diffs) <= 1e-4
 

@@ -3,6 +3,7 @@ Predictor, mtl_jax.evaluate and seqeval (prediction of texts end to end is in te
 
 import concurrent.futures
 import json
+import re
 import subprocess
 import sys
 
@@ -13,8 +14,9 @@ from runs import REPO
 from seqeval.metrics import f1_score as seqeval_f1
 
 from mtl_jax import corpora
+from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import bucket_length
-from mtl_jax.predict import Predictor, prediction_buckets
+from mtl_jax.predict import Predictor, jsonl_input, prediction_buckets
 
 
 @given(st.lists(st.integers(3, 512), min_size=1, max_size=6, unique=True), st.data())
@@ -147,3 +149,14 @@ def test_jsonl_words_rows_tagged_as_given_and_bad_input_named(pos_chunk_run, tmp
     result = bad[n]
     assert result.returncode == 2 and result.stdout == "", case
     assert result.stderr == "error: " + line.format(path=tmp_path / f"bad{n}") + "\n", (case, result.stderr)
+
+
+def test_a_rows_text_pair_is_read_as_a_tables():
+  """null or "" is no pair (the row stays a single text, as in training); a blank or non-string pair is named."""
+  assert jsonl_input("in.jsonl:1", {"text": "a", "text_pair": ""}) == {"text": "a"}
+  assert jsonl_input("in.jsonl:1", {"text": "a", "text_pair": None}) == {"text": "a"}
+  assert jsonl_input("in.jsonl:1", {"words": ["a"], "text_pair": "b"}) == {"words": ["a"], "text_pair": "b"}
+  for pair in ("  ", 5):
+    with pytest.raises(UserError, match=f"^in.jsonl:2: field 'text_pair': expected a non-empty string, found "
+                                        f"{re.escape(repr(pair))}$"):
+      jsonl_input("in.jsonl:2", {"text": "a", "text_pair": pair})
