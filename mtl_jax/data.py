@@ -191,12 +191,12 @@ READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv
 def read_table(path: str, layout: Layout) -> Table:
   """Reads and validates a whole table: a file, or a folder `datasets`' save_to_disk wrote."""
   ext = os.path.splitext(path)[1].lower()
-  if os.path.isdir(path):
+  if os.path.isdir(path) and ext != ".parquet":  # a folder of Parquet parts (Spark's train.parquet/) is Parquet
     reader = _saved_dataset_rows
   elif ext not in READERS:
     raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)} or a save_to_disk "
                     "folder")
-  elif not os.path.isfile(path):
+  elif not os.path.exists(path):
     raise UserError(f"{path}: file not found")
   else:
     reader = READERS[ext]

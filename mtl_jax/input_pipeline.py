@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from mtl_jax.data import Table
+from mtl_jax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -102,6 +103,16 @@ def tokenize_pairs(texts: list[str], pairs: list[str | None], tokenizer,
       types[i] = np.asarray([k for part, k in zip(parts, kinds) for _ in part], np.int32)
       truncated += n1 + n2 < len(a) + len(b)
   return ids, types, truncated
+
+
+def check_token_types(data: Encoded, type_vocab_size: int, where: str) -> None:
+  """Text pairs whose token types the encoder has no embedding for (a BERT-style tokenizer, types 0 / 1, beside an
+  encoder with one type) would be looked up out of range, silently: an error naming the encoder instead."""
+  if data.type_ids is None or not type_vocab_size:  # no pairs, or an encoder without token types (DeBERTa-v3)
+    return
+  if (top := max((int(t.max()) for t in data.type_ids if len(t)), default=0)) >= type_vocab_size:
+    raise UserError(f"{where}: the tokenizer gives text pairs token type {top}, but the encoder has "
+                    f"type_vocab_size {type_vocab_size}; use the encoder's own tokenizer (config.encoder.tokenizer)")
 
 
 def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:

@@ -111,6 +111,8 @@ class Predictor:
     input's second text or None); taggers tag the words (a text's split out, a list's as given)."""
     if not inputs:
       return []
+    if pairs is not None and len(pairs) != len(inputs):
+      raise ValueError(f"{len(pairs)} pairs for {len(inputs)} inputs; give one per input (None: no pair)")
     if pairs is not None and all(p is None for p in pairs):
       pairs = None
     inputs, texts_read = list(inputs), any(not k.reads_words for k in self.model.kinds)

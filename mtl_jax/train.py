@@ -11,7 +11,7 @@ import tqdm
 
 from mtl_jax import checkpoint, corpora, evaluation, optim, sampling, schema, steps, weighting
 from mtl_jax.encoder import build_encoder
-from mtl_jax.input_pipeline import concat, make_batch
+from mtl_jax.input_pipeline import check_token_types, concat, make_batch
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
 from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log, workdir_lock
@@ -42,6 +42,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   # --- Tasks and data ------------------------------------------------------------------------------------------------
   layout, train_parts, val_data, test_data = corpora.load_data(config, tokenizer, max(buckets))
   train_data = concat(list(train_parts.values()))
+  check_token_types(train_data, enc_config.type_vocab_size, f"config.encoder.name={config.encoder.name!r}")
   log(corpora.describe(layout, train_data, val_data, test_data, max(buckets)))
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)

@@ -170,6 +170,10 @@ def test_parquet_tables_with_a_labels_list_or_a_column_per_task_and_pairs(layout
   pq.write_table(pa.table({"text": ["a", "b"], "labels": [[0, 1, 0], [0, 1, 7]]}), tmp_path / "bad.parquet")
   with pytest.raises(UserError, match=r"bad.parquet row 2: field 'labels'\[2\] \(task 'topic'\).*found 7"):
     read_table(str(tmp_path / "bad.parquet"), layout)
+  (tmp_path / "parts.parquet").mkdir()  # a folder of Parquet parts, as Spark writes one
+  pq.write_table(pa.table({"text": ["a"], "labels": [[0, 1, 0]]}), tmp_path / "parts.parquet" / "part-0.parquet")
+  pq.write_table(pa.table({"text": ["b"], "labels": [[1, 0, 2]]}), tmp_path / "parts.parquet" / "part-1.parquet")
+  assert sorted(read_table(str(tmp_path / "parts.parquet"), layout).texts) == ["a", "b"]
   (tmp_path / "text.parquet").write_text("not parquet")
   with pytest.raises(UserError, match=r"text.parquet: not a readable Parquet file"):
     read_table(str(tmp_path / "text.parquet"), layout)

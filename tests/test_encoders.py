@@ -231,6 +231,8 @@ def test_modernbert_base_s_hub_config_reads_as_transformers_reads_it():
     ("rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}},
      "field 'rope_parameters': full_attention: expected rope_type 'default', found 'yarn'"),
     ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "field 'rope_scaling': scaled rotary positions are not"),
+    ("global_attn_every_n_layers", 0, "field 'global_attn_every_n_layers': expected an integer >= 1, found 0"),
+    ("global_rope_theta", None, "field 'global_rope_theta': expected a rotary base > 0, found None"),
 ])
 def test_modernbert_s_unsupported_layouts_and_rotary_scalings_are_refused_by_name(field, value, message):
   with pytest.raises(UserError, match=f"config.json: {re.escape(message)}"):

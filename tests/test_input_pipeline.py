@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 from runs import assert_same_run, crash_in_step, read_history, smoke, trained_tokenizer
 
-from mtl_jax.input_pipeline import Encoded, bucket_length, eval_indices, make_batch, tokenize_pairs, word_pieces
+from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import (
+  Encoded,
+  bucket_length,
+  check_token_types,
+  eval_indices,
+  make_batch,
+  tokenize_pairs,
+  word_pieces,
+)
 from mtl_jax.tokenizer import load_tokenizer
 from mtl_jax.train import train_and_evaluate
 
@@ -111,3 +120,13 @@ def test_text_pairs_are_laid_out_and_cut_as_the_tokenizer_does(kind, tokenizer, 
     reference.no_truncation()
     full = [reference.encode(t, p) if p is not None else reference.encode(t) for t, p in zip(texts, pairs)]
     assert truncated == sum(len(f.ids) > max_length for f in full)
+
+
+def test_token_types_the_encoder_has_no_embedding_for_are_refused(tokenizer):
+  ids, types, _ = tokenize_pairs(["a text", "another"], ["its pair", None], tokenizer, 32)  # BERT: types 0 and 1
+  data = Encoded(ids, np.zeros((2, 1), np.int32), np.ones((2, 1), np.float32), type_ids=types)
+  for type_vocab_size in (0, 2):  # no token types (ignored), or both types embedded
+    check_token_types(data, type_vocab_size, "config.encoder.name='x'")
+  with pytest.raises(UserError, match=r"^config.encoder.name='x': the tokenizer gives text pairs token type 1, but "
+                                      r"the encoder has type_vocab_size 1;"):
+    check_token_types(data, 1, "config.encoder.name='x'")

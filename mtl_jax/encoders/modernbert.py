@@ -45,7 +45,10 @@ def rope_thetas(hf: dict, where: str) -> tuple[float, float]:
       raise UserError(f"{where}: field 'rope_parameters': {kind}: expected rope_type 'default', found "
                       f"{rope['rope_type']!r}")
     theta = rope.get("rope_theta", hf.get(key, default))
-    thetas.append(float(theta if theta is not None else thetas[0]))
+    theta = theta if theta is not None or not thetas else thetas[0]  # a null local base is the global one
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+      raise UserError(f"{where}: field {key!r}: expected a rotary base > 0, found {theta!r}")
+    thetas.append(float(theta))
   return thetas[0], thetas[1]
 
 
@@ -54,7 +57,10 @@ def global_every(hf: dict, where: str, num_layers: int) -> int:
   `layer_types` lists, which must follow that pattern."""
   types = hf.get("layer_types")
   if not types:
-    return hf.get("global_attn_every_n_layers", 3)
+    every = hf.get("global_attn_every_n_layers", 3)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+      raise UserError(f"{where}: field 'global_attn_every_n_layers': expected an integer >= 1, found {every!r}")
+    return every
   every = next((i for i, kind in enumerate(types) if i and kind == "full_attention"), num_layers)
   if types != layer_types(every, num_layers):
     raise UserError(f"{where}: field 'layer_types': expected every n-th layer 'full_attention' from the first and "
