@@ -71,7 +71,7 @@ def parse_label(value, task: Task, where: str, field: str) -> tuple[int, list[fl
 
 def parse_labels(value, layout: Layout, where: str) -> list[tuple[int, list[float]]]:
   if not isinstance(value, list):
-    raise UserError(f"{where}: field 'labels': expected a list of {len(layout.tasks)} class ids "
+    raise UserError(f"{where}: field 'labels': expected a list of {len(layout.tasks)} entries, one per task "
                     f"({', '.join(layout.names)}), found {value!r}")
   if len(value) != len(layout.tasks):
     raise UserError(f"{where}: field 'labels': expected {len(layout.tasks)} entries ({', '.join(layout.names)}), "

@@ -19,7 +19,7 @@ import json
 import os
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from mtl_jax import cli, encoders
 from mtl_jax.encoders import EncoderConfig, weights
@@ -78,10 +78,8 @@ def save_tokenizer(tokenizer, output: str) -> None:
 def write_tensors(tensors: dict[str, np.ndarray], path: str) -> None:
   """A safetensors file PyTorch's loaders take (`format: pt`), readable as the umask allows like the other files
   (safetensors creates it private, 0600)."""
-  save_file(tensors, path, metadata={"format": "pt"})
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(path, 0o666 & ~umask)
+  with open(path, "wb") as f:  # open() honours the umask; safetensors' save_file would create the file 0600
+    f.write(save(tensors, metadata={"format": "pt"}))
 
 
 def check_output(output: str) -> None:

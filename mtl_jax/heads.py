@@ -1,8 +1,8 @@
 """Task heads as pure functions: `init(rng, ...) -> params` and `apply(params, features) -> logits`.
 
-Each kind of task has one grouped head: a dense layer whose outputs are its tasks' logits side by side. The
-classification head reads the pooled text features [B, H]; the tagging head reads every token's hidden state
-[B, L, H]. `split_groups` cuts a head's output into the tasks' slices, as the layout says.
+Each kind of task has one grouped head: a dense layer whose outputs are its tasks' logits side by side. The text
+kinds' heads (classification, multilabel, regression) read the pooled text features [B, H]; the tagging head reads
+every token's hidden state [B, L, H]. `split_groups` cuts a head's output into the tasks' slices, as the layout says.
 """
 
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ def pool(hidden: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
 
 
 def init_grouped(rng: jax.Array, features: int, outputs: int) -> dict:
-  """One dense layer [features, outputs]; `outputs` is the sum of its tasks' class counts."""
+  """One dense layer [features, outputs]; `outputs` is the sum of its tasks' widths."""
   kernel = 0.02 * jax.random.truncated_normal(rng, -2, 2, (features, outputs), jnp.float32)
   return {"kernel": kernel, "bias": jnp.zeros((outputs,), jnp.float32)}
 

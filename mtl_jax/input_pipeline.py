@@ -122,11 +122,9 @@ def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:
 
 
 def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
-  if table.pairs is None:
-    ids, truncated = tokenize(table.texts, tokenizer, max_length)
-    return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets))
-  ids, types, truncated = tokenize_pairs(table.texts, table.pairs, tokenizer, max_length)
-  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets), type_ids=types)
+  ids, types, truncated = tokenize_pairs(table.texts, table.pairs or [None] * len(table), tokenizer, max_length)
+  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets),
+                 type_ids=None if table.pairs is None else types)
 
 
 def word_pieces(words: list[str], tokenizer) -> dict[str, list[int]]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from mtl_jax import kinds
 from mtl_jax.heads import split_groups
+from mtl_jax.kinds.base import scored_weights
 from mtl_jax.tasks import Layout
 
 
@@ -36,8 +37,7 @@ def label_counts(batch: dict, layout: Layout) -> jax.Array:
   before any forward pass, so micro-batches of an accumulated step can all divide by the whole batch's counts."""
   counts = []
   for t, task in enumerate(layout.tasks):
-    labels, weights = kinds.KINDS[task.kind].targets(batch, t)
-    counts.append(jnp.sum(jnp.where(labels >= 0, weights, 0.0)))
+    counts.append(jnp.sum(scored_weights(*kinds.KINDS[task.kind].targets(batch, t))))
   return jnp.stack(counts)
 
 

@@ -88,12 +88,7 @@ def binary_auroc(is_pos: np.ndarray, scores: np.ndarray) -> float:
   n_neg = is_pos.size - n_pos
   if n_pos == 0 or n_neg == 0:
     return math.nan
-  sorted_scores = np.sort(scores)
-  # 1-based average rank of each score: (#less + #less_or_equal + 1) / 2.
-  lo = np.searchsorted(sorted_scores, scores, side="left")
-  hi = np.searchsorted(sorted_scores, scores, side="right")
-  ranks = (lo + hi + 1) / 2.0
-  u = ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2.0
+  u = average_ranks(scores)[is_pos].sum() - n_pos * (n_pos + 1) / 2.0
   return float(u / (n_pos * n_neg))
 
 

@@ -55,7 +55,8 @@ class Model:
     return jnp.where(keep, x / (1 - self.head_dropout), 0).astype(x.dtype)
 
   def logits(self, params: dict, batch: dict, rng: jax.Array | None = None) -> dict[str, jax.Array]:
-    """{kind: float32 logits}: [B, sum K] for classification, [B, L, sum K] for tagging; dropout when `rng` is given."""
+    """{kind: float32 logits}: [B, width] for the text kinds, [B, L, width] for tagging (a kind's width: the sum of
+    its tasks' outputs); dropout when `rng` is given."""
     train = rng is not None
     hidden = self.encoder.apply({"params": params["encoder"]}, batch["input_ids"], batch["attention_mask"],
                                 batch.get("token_type_ids"), deterministic=not train,

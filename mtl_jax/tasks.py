@@ -43,7 +43,8 @@ class Task:
 
   @property
   def main_metric(self) -> str:
-    """The task's headline score (its kind's choice: span F1 for span taggers, accuracy otherwise)."""
+    """The task's headline score, its kind's choice (accuracy; span F1 for span taggers; micro F1 for multilabel;
+    Pearson for regression)."""
     return kinds.KINDS[self.kind].main_metric(self)
 
 
@@ -83,7 +84,7 @@ class Layout:
     return tuple(i for i, t in enumerate(self.tasks) if t.kind == kind)
 
   def total(self, kind: str) -> int:
-    """Width of the head of one kind: the sum of its tasks' class counts."""
+    """Width of the head of one kind: the sum of its tasks' widths (class or label counts; 1 per score)."""
     return sum(t.width for t in self.tasks if t.kind == kind)
 
   def to_dict(self) -> list[dict]:

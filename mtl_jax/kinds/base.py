@@ -95,10 +95,15 @@ class Kind:
     """Files of the report beside report.md (none by default)."""
 
 
+def scored_weights(labels: jax.Array, weights: jax.Array) -> jax.Array:
+  """Each item's weight in its task's loss: its weight where it has a label, 0 where it has none (-1)."""
+  return jnp.where(labels >= 0, weights, 0.0)
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array, task) -> tuple[jax.Array, jax.Array]:
   """logits [..., K], labels [...] (-1 = not scored), weights broadcastable to labels -> (loss sum, weight sum), with
   the task's label smoothing."""
-  w = jnp.where(labels >= 0, weights, 0.0)
+  w = scored_weights(labels, weights)
   target = optax.smooth_labels(jax.nn.one_hot(jnp.maximum(labels, 0), task.num_classes), task.label_smoothing)
   return jnp.sum(w * optax.softmax_cross_entropy(logits, target)), jnp.sum(w)
 

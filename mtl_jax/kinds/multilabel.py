@@ -15,7 +15,7 @@ import optax
 
 from mtl_jax import metrics as metrics_lib
 from mtl_jax import report
-from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
+from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows, scored_weights
 
 
 class Multilabel(PooledText):
@@ -54,8 +54,7 @@ class Multilabel(PooledText):
     return 0, [float(k in ids) for k in range(len(task.labels))]
 
   def loss(self, logits, batch, t, layout):
-    labels, weights = self.targets(batch, t)
-    w = jnp.where(labels >= 0, weights, 0.0)
+    w = scored_weights(*self.targets(batch, t))
     smoothing = layout.tasks[t].label_smoothing
     target = self.task_targets(batch, t, layout) * (1 - smoothing) + smoothing / 2
     return jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, target).mean(-1)), jnp.sum(w)

@@ -13,7 +13,7 @@ import optax
 
 from mtl_jax import metrics as metrics_lib
 from mtl_jax import report
-from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows
+from mtl_jax.kinds.base import PooledText, bad_value, labelled_rows, scored_weights
 
 LOSSES = ("mse", "huber")
 
@@ -50,8 +50,7 @@ class Regression(PooledText):
     return 0, [float(number)]
 
   def loss(self, logits, batch, t, layout):
-    labels, weights = self.targets(batch, t)
-    w = jnp.where(labels >= 0, weights, 0.0)
+    w = scored_weights(*self.targets(batch, t))
     pred, target = logits[:, 0], self.task_targets(batch, t, layout)[:, 0]
     error = optax.huber_loss(pred, target, delta=1.0) if layout.tasks[t].loss == "huber" else (pred - target) ** 2
     return jnp.sum(w * error), jnp.sum(w)
