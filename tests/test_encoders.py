@@ -146,10 +146,17 @@ def test_a_family_s_weights_under_another_family_s_name_are_refused(tmp_path):
     enc.load_pretrained(str(tmp_path))
 
 
-@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra", "deberta-v3", "modernbert"])
+# family -> the compute settings its run also exercises (the layers that differ from BERT's in bfloat16 with remat)
+SETTINGS = {"roberta": [], "distilbert": [], "electra": ["--config.encoder.remat=True"],
+            "deberta-v3": ["--config.encoder.dtype=bfloat16", "--config.encoder.remat=True"],
+            "modernbert": ["--config.encoder.dtype=bfloat16", "--config.encoder.remat=True"]}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
 def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tmp_path):
   """`python -m mtl_jax.main --config.encoder.name=<a directory transformers saved>`: the packaged tokenizer beside a
-  small model of the family (its vocabulary of 30522 ids); then a prediction from its checkpoint."""
+  small model of the family (its vocabulary of 30522 ids), DeBERTa and ModernBERT in bfloat16 with remat; then a
+  prediction from its checkpoint."""
   model_dir = tmp_path / "encoder"
   save_family(name, model_dir, vocab=30522)
   minilm = enc.resolve_encoder_dir(enc.DEFAULT_PRETRAINED)
@@ -159,7 +166,8 @@ def test_each_family_trains_through_the_entry_point_and_predicts(name, table, tm
   workdir = str(tmp_path / "run")
   subprocess.run([sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
                   f"--config.encoder.name={model_dir}", f"--config.data.train={table}", "--config.data.validation=0.25",
-                  "--config.train.steps=4", "--config.train.eval_every=4"], cwd=REPO, check=True, capture_output=True)
+                  "--config.train.steps=4", "--config.train.eval_every=4", *SETTINGS[name]], cwd=REPO, check=True,
+                 capture_output=True)
   assert np.isfinite(read_history(workdir)[-1]["eval/mean/loss"])
   predictor = Predictor.load(os.path.join(workdir, "best"))
   assert predictor.model.encoder.config.family == name.replace("v3", "v2")
