@@ -22,7 +22,7 @@ from mtl_jax.data import parse_pair
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs, with_tags
 from mtl_jax.model import Model
-from mtl_jax.readers import conll_words, jsonl_objects, read_text
+from mtl_jax.readers import conll_words, jsonl_objects, read_text, split_lines
 from mtl_jax.steps import predict_step
 from mtl_jax.tasks import Layout
 
@@ -170,10 +170,8 @@ def tagging_tasks(layout: Layout) -> list[str]:
 def split_line_ends(text: str) -> tuple[list[str], list[str]]:
   """A file's lines without their ends, and each line's end ("\\r" of a CRLF line, else ""), so that a line written
   back as line + appended columns + end + "\\n" keeps every original byte (a final newline is added if missing)."""
-  lines = text.split("\n")
-  if lines[-1] == "":
-    lines.pop()
-  return [line.removesuffix("\r") for line in lines], ["\r" if line.endswith("\r") else "" for line in lines]
+  lines = split_lines(text)
+  return lines, ["\r" if line.endswith("\r") else "" for line in text.split("\n")[:len(lines)]]
 
 
 def conll_output(lines: list[str], ends: list[str], sentences: list[list[tuple[int, str]]], results: list[dict],

@@ -111,11 +111,11 @@ def _column_labels(columns: dict[str, int], word_column: int, width: int) -> lis
   return [names.get(i, "_") for i in range(width)]
 
 
-def _conll_blocks(lines: list[str], separator: str | None) -> Iterator[list[tuple[int, list[str]]]]:
-  """Sentences as lists of (line number, fields); blank lines and -DOCSTART- lines end a sentence."""
+def _conll_blocks(lines: list[str], split) -> Iterator[list[tuple[int, list[str]]]]:
+  """Sentences as lists of (line number, fields: `split(line)`); blank lines and -DOCSTART- lines end a sentence."""
   block = []
   for line_no, line in enumerate(lines, 1):
-    fields = line.split(separator)
+    fields = split(line)
     if not line.strip() or fields[0] == DOCSTART:
       if block:
         yield block
@@ -137,7 +137,7 @@ def read_conll(path, columns: dict[str, int], word_column: int = 0, separator: s
   needed = max([word_column, *columns.values()]) + 1
   used = {word_column: "word", **{i: name for name, i in columns.items()}}
   width, sentences = None, []
-  for block in _conll_blocks(split_lines(read_text(path)), separator):
+  for block in _conll_blocks(split_lines(read_text(path)), lambda line: line.split(separator)):
     for line_no, fields in block:
       expected = needed if width is None else width
       if len(fields) < needed if width is None else len(fields) != width:
@@ -164,22 +164,15 @@ def conll_words(lines: list[str], path: str, word_column: int = 0) -> list[list[
   """The sentences of a CoNLL file's lines (without their line ends) as (line index, word) pairs, for tagging it:
   blank lines and -DOCSTART- lines end a sentence and belong to none; the other columns are not read (gold tags may
   be absent). A token line without a non-empty `word_column` is an error naming it."""
-  sentences, block = [], []
-  for i, line in enumerate(lines):
-    fields = conll_fields(line)
-    if not line.strip() or fields[0] == DOCSTART:
-      if block:
-        sentences.append(block)
-      block = []
-      continue
-    where = location(path, i + 1)
+  sentences = list(_conll_blocks(lines, conll_fields))
+  for line_no, fields in (token for sentence in sentences for token in sentence):
+    where = location(path, line_no)
     if len(fields) <= word_column:
       raise UserError(f"{where}: field 'word' (column {word_column}): expected at least {word_column + 1} columns, "
                       f"found {len(fields)}")
     if not fields[word_column].strip():
       raise UserError(f"{where}: field 'word' (column {word_column}) is empty")
-    block.append((i, fields[word_column]))
-  return sentences + [block] if block else sentences
+  return [[(line_no - 1, fields[word_column]) for line_no, fields in sentence] for sentence in sentences]
 
 
 def _conllu_word(fields: list[str], position: int, where: str) -> bool:
