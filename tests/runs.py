@@ -163,3 +163,13 @@ def trained_tokenizer(kind: str, directory, texts: list[str], first: str = "<s>"
     json.dump({"cls_token": first, "bos_token": first, "pad_token": "<pad>", "sep_token": last, "eos_token": last,
                "unk_token": "<unk>"}, f)
   return str(directory)
+
+
+def corpus_config(root, **tasks):
+  """The default config with `tasks` (a corpus each) under data root `root`."""
+  from mtl_jax import schema
+  c = schema.defaults()
+  c.data.root = str(root)
+  for name, task in tasks.items():
+    c.tasks[name] = task
+  return c

@@ -154,7 +154,8 @@ def test_bad_multilabel_and_regression_cells_are_named(write_jsonl, labels, mess
 
 
 def test_parquet_tables_with_a_labels_list_or_a_column_per_task_and_pairs(layout, tmp_path):
-  pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+  import pyarrow as pa  # the test extra's: no skip
+  import pyarrow.parquet as pq
   pq.write_table(pa.table({"text": ["refund please", "app crashes"], "labels": [[0, 1, 0], [None, 1, 3]],
                            "text_pair": ["is it billing?", None], "weight": [1.0, 2.0]}), tmp_path / "t.parquet")
   table = read_table(str(tmp_path / "t.parquet"), layout)

@@ -16,7 +16,7 @@ import sys
 import ml_collections
 import numpy as np
 import pytest
-from runs import REPO, make_table
+from runs import REPO, corpus_config, make_table
 
 from mtl_jax import corpora, evaluate, hf_source, schema
 from mtl_jax.data import read_table
@@ -43,10 +43,7 @@ def hf(tmp_path, monkeypatch):
 
 
 def config(root, **tasks) -> ml_collections.ConfigDict:
-  c = schema.defaults()
-  c.data.root = str(root)
-  for name, task in tasks.items():
-    c.tasks[name] = task
+  c = corpus_config(root, **tasks)
   schema.validate(c)
   return c
 

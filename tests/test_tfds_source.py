@@ -14,6 +14,7 @@ import types
 import ml_collections
 import numpy as np
 import pytest
+from runs import corpus_config as config
 
 from mtl_jax import corpora, schema, tfds_source
 from mtl_jax.errors import UserError
@@ -82,14 +83,6 @@ def prepare_ner(tfds, root):
   rows = {"train": sentence_rows(20), "validation": sentence_rows(6, offset=20)}
   prepare(tfds, os.path.join(root, "my_data_dir"), "tiny_ner", features, rows)
   return rows
-
-
-def config(root, **tasks) -> ml_collections.ConfigDict:
-  c = schema.defaults()
-  c.data.root = str(root)
-  for name, task in tasks.items():
-    c.tasks[name] = task
-  return c
 
 
 def news_tasks(**spec) -> dict:
