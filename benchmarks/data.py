@@ -1,0 +1,117 @@
+"""Data at scale, today's baseline (issue 16): what reading a table costs as it grows, before any token cache.
+
+  python benchmarks/data.py [--rows 10000,100000 --output benchmarks/results/data.json]
+
+For each size a synthetic table is generated (not stored: three-task JSONL rows of 8-40 random words, as
+`configs/three_task.py` reads them) in a temporary folder, then:
+  - read + tokenize: `data.read_table` and `input_pipeline.encode_table` in this process (rows/s each, median of
+    `--repeats`), with the packaged MiniLM's tokenizer;
+  - a run of `python -m mtl_jax.main --config=configs/three_task.py:smoke` on that table for `--steps` steps: seconds
+    from the start of the process to its first logged training step (read from metrics.jsonl as it appears), the whole
+    run's wall time, and the child's peak RSS (`os.wait4`'s rusage, MiB).
+Every run starts cold (no cache exists yet); a later token cache is measured against these numbers.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from mtl_jax import data, encoder, input_pipeline  # noqa: E402
+from mtl_jax.tasks import Layout, Task  # noqa: E402
+from mtl_jax.tokenizer import load_tokenizer  # noqa: E402
+
+LAYOUT = Layout((Task("sentiment", "classification", ("negative", "neutral", "positive")),
+                 Task("urgency", "classification", ("low", "high")),
+                 Task("topic", "classification", ("billing", "technical", "shipping", "account"))))
+VOCAB = ("parcel refund invoice login password app crash delivery late broken thanks great awful urgent today "
+         "account profile charge card order tracking number support please help never arrived again").split()
+
+
+def write_table(path: str, rows: int, seed: int = 0) -> None:
+  """`rows` JSONL rows of 8-40 random words with a random label per task (a tenth without an urgency label)."""
+  rng = np.random.default_rng(seed)
+  lengths, words = rng.integers(8, 41, rows), rng.integers(len(VOCAB), size=(rows, 40))
+  labels = np.stack([rng.integers(t.num_classes, size=rows) for t in LAYOUT.tasks], 1)
+  with open(path, "w", encoding="utf-8") as f:
+    for i in range(rows):
+      row_labels = [int(x) for x in labels[i]]
+      if i % 10 == 3:
+        row_labels[1] = None
+      f.write(json.dumps({"text": " ".join(VOCAB[w] for w in words[i, :lengths[i]]), "labels": row_labels}) + "\n")
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+  """The median wall time of `repeats` calls, and the last result."""
+  times, result = [], None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), result
+
+
+def first_step_run(table: str, workdir: str, steps: int) -> dict:
+  """The smoke config on `table` in a child process: seconds to its first logged step, its wall time, peak RSS."""
+  command = [sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
+             f"--config.data.train={table}", "--config.data.validation=0.01", f"--config.train.steps={steps}",
+             "--config.train.log_every=1", f"--config.train.eval_every={steps}", "--config.train.tensorboard=False"]
+  metrics, log, first = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir + ".log"), None
+  start = time.perf_counter()
+  with open(log, "wb") as err:  # a file, not a pipe: the child's progress bars cannot fill it and block
+    child = subprocess.Popen(command, cwd=common.REPO, stdout=subprocess.DEVNULL, stderr=err)
+    while not (done := os.wait4(child.pid, os.WNOHANG))[0]:  # reaped here, so its own rusage (peak RSS) is ours
+      if first is None and os.path.exists(metrics) and '"train/loss"' in open(metrics).read():
+        first = time.perf_counter() - start
+      time.sleep(0.05)
+  wall = time.perf_counter() - start
+  _, status, usage = done
+  if os.waitstatus_to_exitcode(status) != 0:
+    raise RuntimeError(f"training run failed: {open(log).read()[-2000:]}")
+  rss = usage.ru_maxrss / 1024  # KiB on Linux
+  return {"first_step_s": round(first if first is not None else wall, 2), "wall_s": round(wall, 2),
+          "peak_rss_mib": round(rss, 1)}
+
+
+def measure(rows: int, steps: int, repeats: int, tokenizer) -> dict:
+  with tempfile.TemporaryDirectory() as tmp:
+    table = os.path.join(tmp, "table.jsonl")
+    write_table(table, rows)
+    read_s, read = median_time(lambda: data.read_table(table, LAYOUT), repeats)
+    encode_s, encoded = median_time(lambda: input_pipeline.encode_table(read, tokenizer, 64), repeats)
+    run = first_step_run(table, os.path.join(tmp, "run"), steps)
+    size = os.path.getsize(table) / 2**20
+  return {"rows": rows, "file_mib": round(size, 1), "read_rows_per_s": round(rows / read_s),
+          "tokenize_rows_per_s": round(rows / encode_s), "tokens": int(sum(len(x) for x in encoded.ids)), **run}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--rows", default="10000,100000", help="table sizes, comma-separated")
+  parser.add_argument("--steps", type=int, default=2, help="training steps of each run")
+  parser.add_argument("--repeats", type=int, default=3, help="read / tokenize repeats (median)")
+  parser.add_argument("--output", default=os.path.join(common.REPO, "benchmarks", "results", "data.json"))
+  args = parser.parse_args()
+  tokenizer = load_tokenizer(encoder.resolve_encoder_dir(encoder.DEFAULT_PRETRAINED))
+  results = [measure(int(n), args.steps, args.repeats, tokenizer) for n in args.rows.split(",")]
+  print(f"{'rows':>9} {'read rows/s':>12} {'tokenize rows/s':>16} {'first step (s)':>15} {'run (s)':>8} "
+        f"{'peak RSS (MiB)':>15}")
+  for r in results:
+    print(f"{r['rows']:>9,} {r['read_rows_per_s']:>12,} {r['tokenize_rows_per_s']:>16,} {r['first_step_s']:>15} "
+          f"{r['wall_s']:>8} {r['peak_rss_mib']:>15}")
+  common.write_report({"benchmark": "data", "steps": args.steps, "machine": common.machine_info(),
+                       "versions": common.versions(), "results": results}, args.output)
+  print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+  main()
