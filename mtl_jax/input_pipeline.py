@@ -221,6 +221,24 @@ def bucket_length(longest: int, buckets: tuple[int, ...]) -> int:
   return next((b for b in sorted(buckets) if b >= longest), max(buckets))
 
 
+def padded(sequences: list[np.ndarray], idx: np.ndarray, batch_size: int, length: int, fill,
+           trailing: tuple[int, ...] = ()) -> np.ndarray:
+  """Per-token int32 arrays of rows `idx` ([n, *trailing] each), cut or padded with `fill` to
+  [batch_size, length, *trailing]."""
+  out = np.full((batch_size, length, *trailing), fill, np.int32)
+  for row, i in enumerate(idx):
+    n = min(len(sequences[i]), length)
+    out[row, :n] = sequences[i][:n]
+  return out
+
+
+def stacked(array: np.ndarray, idx: np.ndarray, batch_size: int, fill, dtype) -> np.ndarray:
+  """Rows `idx` of a per-example array, padded with `fill` to batch_size rows."""
+  out = np.full((batch_size, *array.shape[1:]), fill, dtype)
+  out[:len(idx)] = array[idx]
+  return out
+
+
 def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[int, ...], pad_id: int,
                rows: slice = slice(None), length: int | None = None) -> dict:
   """Rows `idx` as padded numpy arrays; missing rows (a short last batch) get weight 0 and no labels. `rows` picks
@@ -229,28 +247,18 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
   length = length or bucket_length(max(len(data.ids[i]) for i in idx), buckets)
   start, stop, _ = rows.indices(batch_size)
   idx, batch_size = idx[start:stop], stop - start
-  input_ids = np.full((batch_size, length), pad_id, np.int32)
   mask = np.zeros((batch_size, length), np.int32)
   for row, i in enumerate(idx):
-    n = min(len(data.ids[i]), length)
-    input_ids[row, :n], mask[row, :n] = data.ids[i][:n], 1
-  labels = np.full((batch_size, data.labels.shape[1]), -1, np.int32)
-  weights = np.zeros((batch_size, data.weights.shape[1]), np.float32)
-  labels[:len(idx)], weights[:len(idx)] = data.labels[idx], data.weights[idx]
-  batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
+    mask[row, :min(len(data.ids[i]), length)] = 1
+  batch = {"input_ids": padded(data.ids, idx, batch_size, length, pad_id), "attention_mask": mask,
+           "labels": stacked(data.labels, idx, batch_size, -1, np.int32),
+           "weights": stacked(data.weights, idx, batch_size, 0, np.float32)}
   if data.type_ids is not None:
-    batch["token_type_ids"] = np.zeros((batch_size, length), np.int32)
-    for row, i in enumerate(idx):
-      n = min(len(data.type_ids[i]), length)
-      batch["token_type_ids"][row, :n] = data.type_ids[i][:n]
+    batch["token_type_ids"] = padded(data.type_ids, idx, batch_size, length, 0)
   if data.targets is not None:
-    batch["targets"] = np.zeros((batch_size, data.targets.shape[1]), np.float32)
-    batch["targets"][:len(idx)] = data.targets[idx]
+    batch["targets"] = stacked(data.targets, idx, batch_size, 0, np.float32)
   if data.tags is not None:
-    batch["tags"] = np.full((batch_size, length, labels.shape[1]), -1, np.int32)
-    for row, i in enumerate(idx):
-      n = min(len(data.tags[i]), length)
-      batch["tags"][row, :n] = data.tags[i][:n]
+    batch["tags"] = padded(data.tags, idx, batch_size, length, -1, (data.labels.shape[1],))
   return batch
 
 
