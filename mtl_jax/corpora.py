@@ -22,7 +22,6 @@ from mtl_jax.input_pipeline import (
   concat,
   encode_table,
   encode_words,
-  tokenize,
   tokenize_pairs,
   with_tags,
   with_targets,
@@ -255,20 +254,19 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   targets = np.zeros((len(records), layout.target_total), np.float32)
   if corpus.kind == "text":
     for t in corpus.tasks:
-      pos, task = layout.names.index(t), layout.tasks[layout.names.index(t)]
+      pos = layout.names.index(t)
+      task = layout.tasks[pos]
       kind, field = kinds.KINDS[task.kind], corpus.fields.get(t, "label")
       for i, (_, values, where) in enumerate(records):
         if task.target_width:  # multilabel, regression: the kind reads the cell
           labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, f"'{field}'")
         else:
           labels[i, pos] = label_ids([class_name(values[t], where, field)], task, where, field=field)[0]
-    targets = targets if targets.shape[1] else None
-    if any(isinstance(r[0], tuple) for r in records):  # text pairs
-      ids, types, truncated = tokenize_pairs([r[0][0] for r in records], [r[0][1] for r in records], tokenizer,
-                                             max_length)
-      return Encoded(ids, labels, weights, truncated, targets=targets, type_ids=types)
-    ids, truncated = tokenize([r[0] for r in records], tokenizer, max_length)
-    return Encoded(ids, labels, weights, truncated, targets=targets)
+    texts = [r[0] if isinstance(r[0], str) else r[0][0] for r in records]
+    pairs = [None if isinstance(r[0], str) else r[0][1] for r in records]  # a record of a text pair: (text, pair)
+    ids, types, truncated = tokenize_pairs(texts, pairs, tokenizer, max_length)
+    return Encoded(ids, labels, weights, truncated, targets=targets if targets.shape[1] else None,
+                   type_ids=types if any(p is not None for p in pairs) else None)
   tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]
   for t in corpus.tasks:
     pos = layout.names.index(t)
