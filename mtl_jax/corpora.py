@@ -97,7 +97,8 @@ def read_tfds(corpus: Corpus, config, split: str) -> list:
   if corpus.kind == "words":
     return tfds_source.read_words(spec["dataset"], where, split, spec["words"], selected(config, corpus.tasks, "tag"))
   return tfds_source.read_texts(spec["dataset"], where, split, tuple(spec.get("text_columns", ("text",))),
-                                selected(config, corpus.tasks, "label_column"), tuple(spec.get("text_pair_columns", ())))
+                                selected(config, corpus.tasks, "label_column"),
+                                tuple(spec.get("text_pair_columns", ())))
 
 
 def read_hf(corpus: Corpus, config, split: str) -> list:

@@ -159,13 +159,23 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float) 
     return {name: math.nan for name in MULTILABEL_NAMES}
   y_pred = probs >= threshold
   tp, predicted, true = multilabel_counts(y_true, y_pred)
-  aucs = [a for a in (binary_auroc(y_true[:, k], probs[:, k]) for k in range(y_true.shape[1])) if not math.isnan(a)]
-  ratio = lambda a, b: float(a / b) if b > 0 else 0.0
-  return {"f1_micro": ratio(2 * tp.sum(), true.sum() + predicted.sum()),
-          "f1_macro": float(np.mean(_safe_div(2 * tp, true + predicted))),
-          "precision_micro": ratio(tp.sum(), predicted.sum()), "recall_micro": ratio(tp.sum(), true.sum()),
+  per = per_label_scores(y_true, probs, threshold)
+  aucs = per["auroc"][~np.isnan(per["auroc"])]
+  micro = lambda num, den: float(_safe_div(num.sum(), den.sum()))
+  return {"f1_micro": micro(2 * tp, true + predicted), "f1_macro": float(np.mean(per["f1"])),
+          "precision_micro": micro(tp, predicted), "recall_micro": micro(tp, true),
           "subset_accuracy": float(np.mean(np.all(y_true == y_pred, axis=1))),
-          "auroc_macro": float(np.mean(aucs)) if aucs else math.nan}
+          "auroc_macro": float(np.mean(aucs)) if aucs.size else math.nan}
+
+
+def per_label_scores(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+  """Per label of a multi-label task: precision, recall, F1 (0 for 0/0), support, and AUROC (NaN for a label
+  without positives or without negatives)."""
+  y_true = np.asarray(y_true, bool)
+  tp, predicted, true = multilabel_counts(y_true, np.asarray(probs) >= threshold)
+  return {"precision": _safe_div(tp, predicted), "recall": _safe_div(tp, true),
+          "f1": _safe_div(2 * tp, true + predicted), "support": true.astype(np.int64),
+          "auroc": np.array([binary_auroc(y_true[:, k], probs[:, k]) for k in range(y_true.shape[1])])}
 
 
 REGRESSION_NAMES: tuple[str, ...] = ("pearson", "spearman", "mse", "mae")

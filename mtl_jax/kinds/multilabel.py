@@ -1,9 +1,10 @@
 """Multi-label classification of a whole text: an independent sigmoid per label, read from the pooled features.
 
 A table row gives a task's labels as a list of names or ids (`[]`: none applies; -1 / null: not labelled for the
-task); a label listed twice is refused, since a multi-hot vector ([1, 0, 1]) would otherwise read as ids. The loss is binary cross-entropy averaged over the task's labels, then over labelled examples. A label is
-predicted when its probability reaches the task's `threshold` (default 0.5); metrics: micro and macro F1, micro
-precision and recall, subset accuracy, macro AUROC; the report has a table per label.
+task); a label listed twice is refused, since a multi-hot vector ([1, 0, 1]) would otherwise read as ids. The loss
+is binary cross-entropy averaged over the task's labels, then over labelled examples. A label is predicted when its
+probability reaches the task's `threshold` (default 0.5); metrics: micro and macro F1, micro precision and recall,
+subset accuracy, macro AUROC; the report has a table per label.
 """
 
 import json
@@ -75,14 +76,9 @@ class Multilabel(PooledText):
   def details(self, data, output, t, layout):
     task = layout.tasks[t]
     labelled = labelled_rows(data, t)
-    y_true, probs = truth(data, t, layout)[labelled], output[labelled]
-    tp, predicted, true = metrics_lib.multilabel_counts(y_true, probs >= task.threshold)
-    div = lambda a, b: float(a / b) if b > 0 else 0.0
-    scores = {name: {"precision": div(tp[k], predicted[k]), "recall": div(tp[k], true[k]),
-                     "f1": div(2 * tp[k], true[k] + predicted[k]), "support": int(true[k]),
-                     "auroc": metrics_lib.binary_auroc(y_true[:, k], probs[:, k])}
-              for k, name in enumerate(task.labels)}
-    return {"scores": scores, "count": f"{len(y_true)} labelled examples"}
+    per = metrics_lib.per_label_scores(truth(data, t, layout)[labelled], output[labelled], task.threshold)
+    scores = {name: {key: per[key][k].item() for key in per} for k, name in enumerate(task.labels)}
+    return {"scores": scores, "count": f"{int(labelled.sum())} labelled examples"}
 
   def report_section(self, task, detail, split):
     rows = [[name, s["precision"], s["recall"], s["f1"], s["support"], s["auroc"]]
