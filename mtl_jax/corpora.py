@@ -257,10 +257,10 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
     for t in corpus.tasks:
       pos = layout.names.index(t)
       task = layout.tasks[pos]
-      kind, field = kinds.KINDS[task.kind], corpus.fields.get(t, "label")
+      kind, field, columns = kinds.KINDS[task.kind], corpus.fields.get(t, "label"), layout.target_columns(pos)
       for i, (_, values, where) in enumerate(records):
         if task.target_width:  # multilabel, regression: the kind reads the cell
-          labels[i, pos], targets[i, layout.target_columns(pos)] = kind.parse(values[t], task, where, f"'{field}'")
+          labels[i, pos], targets[i, columns] = kind.parse(values[t], task, where, f"'{field}'")
         else:
           labels[i, pos] = label_ids([class_name(values[t], where, field)], task, where, field=field)[0]
     texts = [r[0] if isinstance(r[0], str) else r[0][0] for r in records]

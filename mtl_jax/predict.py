@@ -103,29 +103,35 @@ class Predictor:
     sentence = np.arange(len(data)) if data.sentence is None else data.sentence
     return evaluation.task_outputs(stores, self.layout), np.searchsorted(sentence, np.arange(count + 1))
 
-  def predict(self, inputs: list, batch_size: int = 64, pairs: list | None = None) -> list[dict]:
+  def predict(self, inputs: list, batch_size: int = 64, pairs: list | None = None,
+              tasks: list[str] | None = None) -> list[dict]:
     """Per input (a text, or a list of words), keyed by task name:
     classification {"label", "probs"}; multilabel {"labels" (those at or above the task's threshold), "probs"};
     regression {"value"}; tagging {"words", "tags"} plus "spans" [{"text", "label", "start", "end"}] for span
     tasks. The text tasks read each text as training reads a text corpus's (with its pair from `pairs`, each
-    input's second text or None); taggers tag the words (a text's split out, a list's as given)."""
+    input's second text or None); taggers tag the words (a text's split out, a list's as given). `tasks` (names)
+    restricts the result, and the passes run, to those tasks."""
     if not inputs:
       return []
     if pairs is not None and len(pairs) != len(inputs):
       raise ValueError(f"{len(pairs)} pairs for {len(inputs)} inputs; give one per input (None: no pair)")
     if pairs is not None and all(p is None for p in pairs):
       pairs = None
-    inputs, texts_read = list(inputs), any(not k.reads_words for k in self.model.kinds)
-    words, by_words = None, None
-    if self.taggers:  # the taggers read words; the text tasks, as in training, the text (and its pair)
+    chosen = [t for t, task in enumerate(self.layout.tasks) if tasks is None or task.name in tasks]
+    reads_words = [kinds.KINDS[self.layout.tasks[t].kind].reads_words for t in chosen]
+    inputs, words, by_words, by_text = list(inputs), None, None, None
+    if any(reads_words):  # the taggers read words; the text tasks, as in training, the text (and its pair)
       data, words = self.encode_words(inputs)
       by_words = self.outputs(data, len(inputs), batch_size)
-    by_text = self.outputs(self.encode(inputs, pairs), len(inputs), batch_size) if texts_read else by_words
-    source = [by_words if kinds.KINDS[task.kind].reads_words else by_text for task in self.layout.tasks]
-    return [{task.name: kinds.KINDS[task.kind].prediction(task, outputs[t], np.arange(bounds[n], bounds[n + 1]),
-                                                          None if words is None else words[n])
-             for t, (task, (outputs, bounds)) in enumerate(zip(self.layout.tasks, source))}
-            for n in range(len(inputs))]
+    if not all(reads_words):
+      by_text = self.outputs(self.encode(inputs, pairs), len(inputs), batch_size)
+    results = [{} for _ in inputs]
+    for t, words_read in zip(chosen, reads_words):
+      task, (outputs, bounds) = self.layout.tasks[t], by_words if words_read else by_text
+      for n, result in enumerate(results):
+        result[task.name] = kinds.KINDS[task.kind].prediction(task, outputs[t], np.arange(bounds[n], bounds[n + 1]),
+                                                              None if words is None else words[n])
+    return results
 
 
 def jsonl_input(where: str, row: dict) -> dict:
@@ -205,7 +211,7 @@ def predict_conll(predictor: "Predictor", lines: list[str], ends: list[str], sen
   if not tasks:
     raise UserError(f"--format=conll: the checkpoint has no tagging task (its tasks: "
                     f"{', '.join(predictor.layout.names)}); predict its texts with JSONL input instead")
-  results = predictor.predict([[word for _, word in sentence] for sentence in sentences], batch_size)
+  results = predictor.predict([[word for _, word in sentence] for sentence in sentences], batch_size, tasks=tasks)
   return conll_output(lines, ends, sentences, results, tasks)
 
 

@@ -151,6 +151,8 @@ def test_transformers_and_readme_code_give_what_mtl_jax_gives(family, tmp_path, 
   if family == "bert":  # inputs without words: no tags, and the text tasks still read the (empty) text
     for result in predictor.predict([[], ""]):
       assert result["pos"]["tags"] == [] and len(result["sentiment"]["probs"]) == 3 and "value" in result["similarity"]
+    tagged = predictor.predict(inputs, tasks=["pos", "ner"])  # what --format=conll asks for: the word pass alone
+    assert tagged == [{t: r[t] for t in ("pos", "ner")} for r in predictor.predict(inputs)]
   print(f"{family}: hidden states {hidden_diff:.2e}, probabilities {max(diffs):.2e}")
   assert max(diffs) <= 1e-4
 
