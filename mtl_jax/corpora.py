@@ -41,6 +41,7 @@ class Corpus:
   spec: dict
   splits: dict[str, "list | Table | None"]
   fields: dict[str, str] = dataclasses.field(default_factory=dict)  # each task's label column / tag, for messages
+  opened: object = dataclasses.field(default=None, compare=False)  # an hf dataset, opened once for all its splits
 
   @property
   def kind(self) -> str:
@@ -105,7 +106,9 @@ def read_hf(corpus: Corpus, config, split: str) -> list:
   """(item, {task: label}, where) records of one split of a Hugging Face dataset: texts (or text pairs) with labels,
   or words with tags."""
   spec = corpus.spec
-  source = hf_source.open_source(spec, config.data.root)
+  if corpus.opened is None:
+    corpus.opened = hf_source.open_source(spec, config.data.root)
+  source = corpus.opened
   if corpus.kind == "words":
     return hf_source.read_words(source, split, spec["words"], selected(config, corpus.tasks, "tag"))
   return hf_source.read_texts(source, split, tuple(spec.get("text_columns", ("text",))),
