@@ -1,15 +1,19 @@
-"""Data at scale, today's baseline (issue 16): what reading a table costs as it grows, before any token cache.
+"""Data at scale (issue 16): reading, tokenizing and caching a table as it grows, and what a run of a few steps costs
+with a cold and a warm token cache.
 
-  python benchmarks/data.py [--rows 10000,100000 --output benchmarks/results/data.json]
+  python benchmarks/data.py [--rows 10000,100000,1000000 --output benchmarks/results/data.json]
 
 For each size a synthetic table is generated (not stored: three-task JSONL rows of 8-40 random words, as
 `configs/three_task.py` reads them) in a temporary folder, then:
   - read + tokenize: `data.read_table` and `input_pipeline.encode_table` in this process (rows/s each, median of
-    `--repeats`), with the packaged MiniLM's tokenizer;
-  - a run of `python -m mtl_jax.main --config=configs/three_task.py:smoke` on that table for `--steps` steps: seconds
-    from the start of the process to its first logged training step (read from metrics.jsonl as it appears), the whole
-    run's wall time, and the child's peak RSS (`os.wait4`'s rusage, MiB).
-Every run starts cold (no cache exists yet); a later token cache is measured against these numbers.
+    `--repeats`; sizes above `--in_process_max` rows are not read whole here, only by the runs), with the packaged
+    MiniLM's tokenizer;
+  - two runs of `python -m mtl_jax.main --config=configs/three_task.py:smoke` on that table for `--steps` steps, with
+    one new cache folder (MTL_JAX_CACHE: the token cache and compiled steps): cold (the run reads, tokenizes and
+    writes the cache, and compiles) and warm (it maps the entry and loads the compiled steps). For each: seconds from the start of the process to its first logged training step (read from
+    metrics.jsonl as it appears), the whole run's wall time, and the child's peak RSS (`os.wait4`'s rusage, MiB);
+  - with `--processes 2`: the cold run again as two processes (launch/local.sh's way: a coordinator on 127.0.0.1),
+    each building its share of the cache; time to the first step and the build time.
 """
 
 import argparse
@@ -60,15 +64,20 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
   return statistics.median(times), result
 
 
-def first_step_run(table: str, workdir: str, steps: int) -> dict:
-  """The smoke config on `table` in a child process: seconds to its first logged step, its wall time, peak RSS."""
-  command = [sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
-             f"--config.data.train={table}", "--config.data.validation=0.01", f"--config.train.steps={steps}",
-             "--config.train.log_every=1", f"--config.train.eval_every={steps}", "--config.train.tensorboard=False"]
+def run_command(table: str, workdir: str, steps: int) -> list[str]:
+  return [sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
+          f"--config.data.train={table}", "--config.data.validation=0.01", f"--config.train.steps={steps}",
+          "--config.train.log_every=1", f"--config.train.eval_every={steps}", "--config.train.tensorboard=False"]
+
+
+def first_step_run(command: list[str], workdir: str, cache: str) -> dict:
+  """`command` (a training run) in a child process whose caches (tokens, compiled steps) are in `cache`: seconds to
+  its first logged step, its wall time, peak RSS."""
   metrics, log, first = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir + ".log"), None
   start = time.perf_counter()
   with open(log, "wb") as err:  # a file, not a pipe: the child's progress bars cannot fill it and block
-    child = subprocess.Popen(command, cwd=common.REPO, stdout=subprocess.DEVNULL, stderr=err)
+    child = subprocess.Popen(command, cwd=common.REPO, stdout=subprocess.DEVNULL, stderr=err,
+                             env={**os.environ, "MTL_JAX_CACHE": cache, "JAX_COMPILATION_CACHE_DIR": ""})
     while not (done := os.wait4(child.pid, os.WNOHANG))[0]:  # reaped here, so its own rusage (peak RSS) is ours
       if first is None and os.path.exists(metrics) and '"train/loss"' in open(metrics).read():
         first = time.perf_counter() - start
@@ -82,16 +91,20 @@ def first_step_run(table: str, workdir: str, steps: int) -> dict:
           "peak_rss_mib": round(rss, 1)}
 
 
-def measure(rows: int, steps: int, repeats: int, tokenizer) -> dict:
+def measure(rows: int, steps: int, repeats: int, tokenizer, in_process_max: int) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
-    table = os.path.join(tmp, "table.jsonl")
+    table, cache = os.path.join(tmp, "table.jsonl"), os.path.join(tmp, "cache")
     write_table(table, rows)
-    read_s, read = median_time(lambda: data.read_table(table, LAYOUT), repeats)
-    encode_s, encoded = median_time(lambda: input_pipeline.encode_table(read, tokenizer, 64), repeats)
-    run = first_step_run(table, os.path.join(tmp, "run"), steps)
-    size = os.path.getsize(table) / 2**20
-  return {"rows": rows, "file_mib": round(size, 1), "read_rows_per_s": round(rows / read_s),
-          "tokenize_rows_per_s": round(rows / encode_s), "tokens": int(sum(len(x) for x in encoded.ids)), **run}
+    result = {"rows": rows, "file_mib": round(os.path.getsize(table) / 2**20, 1)}
+    if rows <= in_process_max:
+      read_s, read = median_time(lambda: data.read_table(table, LAYOUT), repeats)
+      encode_s, encoded = median_time(lambda: input_pipeline.encode_table(read, tokenizer, 64), repeats)
+      result.update(read_rows_per_s=round(rows / read_s), tokenize_rows_per_s=round(rows / encode_s))
+    for name in ("cold", "warm"):
+      workdir = os.path.join(tmp, name)
+      result[name] = first_step_run(run_command(table, workdir, steps), workdir, cache)
+    result["warm_over_cold"] = round(result["warm"]["first_step_s"] / result["cold"]["first_step_s"], 3)
+  return result
 
 
 def main() -> None:
@@ -99,17 +112,20 @@ def main() -> None:
   parser.add_argument("--rows", default="10000,100000", help="table sizes, comma-separated")
   parser.add_argument("--steps", type=int, default=2, help="training steps of each run")
   parser.add_argument("--repeats", type=int, default=3, help="read / tokenize repeats (median)")
+  parser.add_argument("--in_process_max", type=int, default=100000, help="largest table read whole in this process")
   parser.add_argument("--output", default=os.path.join(common.REPO, "benchmarks", "results", "data.json"))
   args = parser.parse_args()
   tokenizer = load_tokenizer(encoder.resolve_encoder_dir(encoder.DEFAULT_PRETRAINED))
-  results = [measure(int(n), args.steps, args.repeats, tokenizer) for n in args.rows.split(",")]
-  print(f"{'rows':>9} {'read rows/s':>12} {'tokenize rows/s':>16} {'first step (s)':>15} {'run (s)':>8} "
-        f"{'peak RSS (MiB)':>15}")
-  for r in results:
-    print(f"{r['rows']:>9,} {r['read_rows_per_s']:>12,} {r['tokenize_rows_per_s']:>16,} {r['first_step_s']:>15} "
-          f"{r['wall_s']:>8} {r['peak_rss_mib']:>15}")
+  results = [measure(int(n), args.steps, args.repeats, tokenizer, args.in_process_max) for n in args.rows.split(",")]
   common.write_report({"benchmark": "data", "steps": args.steps, "machine": common.machine_info(),
                        "versions": common.versions(), "results": results}, args.output)
+  number = lambda value: f"{value:,}" if isinstance(value, int) else "-"
+  print(f"{'rows':>9} {'read rows/s':>12} {'tokenize rows/s':>16} {'first step cold / warm (s)':>27} "
+        f"{'peak RSS cold / warm (MiB)':>27}")
+  for r in results:
+    print(f"{r['rows']:>9,} {number(r.get('read_rows_per_s')):>12} {number(r.get('tokenize_rows_per_s')):>16} "
+          f"{r['cold']['first_step_s']:>13} / {r['warm']['first_step_s']:<11} "
+          f"{r['cold']['peak_rss_mib']:>13} / {r['warm']['peak_rss_mib']:<11}")
   print(f"wrote {args.output}")
 
 

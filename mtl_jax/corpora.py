@@ -9,13 +9,14 @@ texts staying in one split (a table splits by rows).
 """
 
 import dataclasses
+import glob
 import json
 import os
 
 import numpy as np
 
-from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source
-from mtl_jax.data import Table, is_fraction, load_splits, load_test, validation_count
+from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source, token_cache
+from mtl_jax.data import is_fraction, read_chunks, split_validation, table_reader, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import (
   Encoded,
@@ -26,6 +27,7 @@ from mtl_jax.input_pipeline import (
   with_tags,
   with_targets,
 )
+from mtl_jax.run_state import log
 from mtl_jax.tasks import DEFAULTS, Layout, build_layout, chosen_tasks, layout_from_config, task_order
 
 SPLITS = ("train", "validation", "test")
@@ -36,10 +38,11 @@ DATASETS = ("tfds", "hf")  # formats whose split values name a dataset's splits,
 @dataclasses.dataclass
 class Corpus:
   """One data source and the tasks it labels. `splits[s]` is a list of (words or text, {task: label(s)}, where)
-  records, or for the "table" format a `data.Table` (None: no such split)."""
+  records, or for the "table" format its examples already encoded, with every task of the table (None: no such
+  split)."""
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict
-  splits: dict[str, "list | Table | None"]
+  splits: dict[str, "list | Encoded | None"]
   fields: dict[str, str] = dataclasses.field(default_factory=dict)  # each task's label column / tag, for messages
   opened: object = dataclasses.field(default=None, compare=False)  # an hf dataset, opened once for all its splits
 
@@ -163,13 +166,33 @@ def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
   return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
 
 
+def table_examples(path: str, config, layout: Layout, tokenizer, max_length: int) -> Encoded:
+  """Every row of a table file, validated against every task of the table (`layout`: the config's) and tokenized:
+  mapped from the token cache, or read in chunks (in constant memory), tokenized and written there."""
+  table_reader(path)  # a missing file, an unknown format: the UserError comes before the cache looks at the file
+  chunks = lambda: (encode_table(table, tokenizer, max_length) for table in read_chunks(path, layout))
+  if (root := token_cache.cache_dir(config.data)) is None:
+    return concat(list(chunks()))
+  key = {"table": token_cache.file_state(path), "layout": layout.to_dict(), "max_length": max_length,
+         "tokenizer": token_cache.tokenizer_id(tokenizer)}
+  return token_cache.get(root, key, lambda entry: entry.add("rows", chunks()), log)[0]["rows"]
+
+
+def load_table(corpus: Corpus, config, tokenizer, max_length: int) -> None:
+  """Fills a table's corpus.splits: train, validation (a file, or rows split off train with the seed), test; each
+  with the columns of the trained tasks only."""
+  layout, chosen = layout_from_config(config), chosen_tasks(config)
+  keep = [t for t, name in enumerate(layout.names) if name in chosen]
+  columns = np.concatenate([np.arange(layout.target_total)[layout.target_columns(t)] for t in keep]).astype(int)
+  read = lambda path: table_examples(path, config, layout, tokenizer, max_length).select(keep, columns)
+  train, spec, test = read(config.data.train), str(config.data.validation), str(config.data.get("test") or "")
+  train, validation = split_validation(train, spec, config.seed) if is_fraction(spec) else (train, read(spec))
+  corpus.splits = {"train": train, "validation": validation, "test": read(test) if test else None}
+
+
 def load_corpus(corpus: Corpus, config, seed: int) -> None:
   """Fills corpus.splits from its files: reads, splits off missing dev/test, downsamples."""
   spec, root = corpus.spec, config.data.root
-  if spec["format"] == "table":  # rows validated against every task's labels (the config's), split by rows
-    layout = layout_from_config(config)
-    corpus.splits = dict(zip(SPLITS, (*load_splits(config.data, layout, seed), load_test(config.data, layout))))
-    return
   where = f"config.tasks.{corpus.tasks[0]}.data"
   corpus.splits["train"] = read_file(corpus, config, source(spec, root, spec["train"]))
   num_texts = len(distinct_texts(corpus.splits["train"]))  # fractions are of the whole file
@@ -249,10 +272,8 @@ def label_ids(values, task, where: str, words=None, field: str = "") -> list[int
 def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_length: int) -> Encoded | None:
   """One corpus split -> examples with a slot for every task of the layout (-1 for tasks of other corpora)."""
   records, num_tasks = corpus.splits[split], len(layout.tasks)
-  if corpus.spec["format"] == "table":  # label ids already, one column per task of the table
-    keep = [corpus.tasks.index(t) for t in layout.names]
-    return None if records is None else encode_table(
-        records.select(keep), tokenizer, max_length)
+  if corpus.spec["format"] == "table":  # encoded already, with the trained tasks' columns
+    return records
   labels = np.full((len(records), num_tasks), -1, np.int32)
   weights = np.ones((len(records), num_tasks), np.float32)
   targets = np.zeros((len(records), layout.target_total), np.float32)
@@ -268,8 +289,8 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
           labels[i, pos] = label_ids([class_name(values[t], where, field)], task, where, field=field)[0]
     texts = [r[0] if isinstance(r[0], str) else r[0][0] for r in records]
     pairs = [None if isinstance(r[0], str) else r[0][1] for r in records]  # a record of a text pair: (text, pair)
-    ids, types, truncated = tokenize_pairs(texts, pairs, tokenizer, max_length)
-    return Encoded(ids, labels, weights, truncated, targets=targets if targets.shape[1] else None,
+    ids, types, cut = tokenize_pairs(texts, pairs, tokenizer, max_length)
+    return Encoded(ids, labels, weights, cut, targets=targets if targets.shape[1] else None,
                    type_ids=types if any(p is not None for p in pairs) else None)
   tag_ids = [np.full((len(r[0]), num_tasks), -1, np.int32) for r in records]
   for t in corpus.tasks:
@@ -279,19 +300,89 @@ def encode_split(corpus: Corpus, split: str, layout: Layout, tokenizer, max_leng
   return encode_words([r[0] for r in records], tag_ids, labels, weights, tokenizer, max_length)
 
 
+def source_paths(corpus: Corpus, config) -> list[str] | None:
+  """The local files and folders a corpus reads (what its token cache entry's key fingerprints); None when it reads
+  something that is not local (a hub dataset), which is then not cached."""
+  spec, root = corpus.spec, config.data.root
+  if spec["format"] == "hf":
+    path, files = hf_source.under(root, spec["dataset"]), hf_source.data_files(spec.get("data_files"), root)
+    if os.path.exists(path):
+      return [path]
+    patterns = [p for f in (files.values() if isinstance(files, dict) else [files] if files else [])
+                for p in ([f] if isinstance(f, str) else f)]
+    return patterns if patterns and all(glob.glob(p) for p in patterns) else None  # else files of a hub dataset
+  if spec["format"] == "tfds":
+    folder = os.path.join(tfds_source.data_dir(spec, root), spec["dataset"].split(":")[0])
+    return [folder] if os.path.isdir(folder) else None
+  paths = [resolve(root, str(spec[s])) for s in SPLITS if spec.get(s) and not is_fraction(str(spec[s]))]
+  if spec["format"] == "tweeteval":  # train names a split in the task's folder
+    paths = [os.path.dirname(p) for p in paths]
+  return paths + ([resolve(root, spec["label_names"])] if spec.get("label_names") else [])
+
+
+def corpora_key(config, corpora: list[Corpus], chosen: list[str], tokenizer, max_length: int) -> dict | None:
+  """What a run's corpora's examples depend on (None: not cacheable): the sources' fingerprints, their specs, each
+  trained task's kind, scheme and configured labels in layout order, the seed (fractions split off), tokenizer and
+  max length."""
+  paths = [source_paths(c, config) for c in corpora]
+  if any(p is None for p in paths):
+    return None
+  tasks = [[n, *(plain(config.tasks[n].get(f)) for f in ("kind", "scheme", "labels", "data"))]
+           for n in task_order(config) if n in chosen]
+  return {"corpora": [[c.tasks, c.spec] for c in corpora], "tasks": tasks, "seed": config.seed,
+          "sources": token_cache.sources_state(p for group in paths for p in group), "max_length": max_length,
+          "tokenizer": token_cache.tokenizer_id(tokenizer)}
+
+
+def read_corpora(config, corpora: list[Corpus], chosen: list[str], tokenizer,
+                 max_length: int) -> tuple[dict[str, tuple[str, ...]], dict[str, list[Encoded | None]]]:
+  """(the labels each task's training data has, where its kind takes them from the data; each split's examples per
+  corpus), read, split, converted and encoded (`encode_split`)."""
+  for corpus in corpora:
+    if corpus.spec["format"] == "table":
+      load_table(corpus, config, tokenizer, max_length)
+    else:
+      load_corpus(corpus, config, config.seed)
+      convert_scheme(corpus, config)
+  label_sets = {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora for t in c.tasks
+                if kinds.KINDS[kind_of(config, t)].labels_from_data}
+  layout = build_layout(config, chosen, label_sets)
+  return label_sets, {s: [encode_split(c, s, layout, tokenizer, max_length) for c in corpora] for s in SPLITS}
+
+
+def cached_corpora(config, corpora: list[Corpus], chosen: list[str], tokenizer,
+                   max_length: int) -> tuple[dict[str, tuple[str, ...]], dict[str, list[Encoded | None]]]:
+  """`read_corpora`, through the token cache: a table caches each file's rows itself (mapped without reading them
+  whole); other corpora are cached together, their examples and label sets one entry."""
+  root = token_cache.cache_dir(config.data)
+  key = None if root is None or corpora[0].spec["format"] == "table" else corpora_key(
+      config, corpora, chosen, tokenizer, max_length)
+  if key is None:
+    return read_corpora(config, corpora, chosen, tokenizer, max_length)
+
+  def build(entry: token_cache.EntryWriter) -> None:
+    label_sets, encoded = read_corpora(config, corpora, chosen, tokenizer, max_length)
+    entry.extra = {"label_sets": label_sets}
+    for split, parts in encoded.items():
+      for i, part in enumerate(parts):
+        if part is not None:
+          entry.add(f"{split}.{i}", [part])
+
+  datasets, extra = token_cache.get(root, key, build, log)
+  return ({t: tuple(labels) for t, labels in extra["label_sets"].items()},
+          {s: [datasets.get(f"{s}.{i}") for i in range(len(corpora))] for s in SPLITS})
+
+
 def load_data(config, tokenizer, max_length: int) -> tuple[Layout, dict[tuple[str, ...], Encoded], Encoded,
                                                           Encoded | None]:
   """(layout, training examples by corpus (keyed by the tasks it labels), validation pool, test pool or None) of
-  the tasks `config.train.tasks` chooses, read from the table or from each task's corpus."""
+  the tasks `config.train.tasks` chooses, read from the table or from each task's corpus (or the token cache)."""
   chosen = chosen_tasks(config)
   corpora = group_tasks(config, chosen)
-  for corpus in corpora:
-    load_corpus(corpus, config, config.seed)
-    convert_scheme(corpus, config)
-  layout = build_layout(config, chosen, {t: label_set(c, t, config.tasks[t].get("scheme")) for c in corpora
-                                         for t in c.tasks if kinds.KINDS[kind_of(config, t)].labels_from_data})
-  encoded = {s: [None if part is None else with_targets(part, layout.target_total) for part in
-                 (encode_split(c, s, layout, tokenizer, max_length) for c in corpora)] for s in SPLITS}
+  label_sets, encoded = cached_corpora(config, corpora, chosen, tokenizer, max_length)
+  layout = build_layout(config, chosen, label_sets)
+  encoded = {s: [None if part is None else with_targets(part, layout.target_total) for part in parts]
+             for s, parts in encoded.items()}
   for c, part in zip(corpora, encoded["train"]):
     if not len(part):
       raise UserError(f"config.tasks.{c.tasks[0]}.data.train: no training examples")

@@ -36,6 +36,7 @@ from mtl_jax.readers import csv_rows, jsonl_objects
 from mtl_jax.tasks import Layout, Task
 
 csv.field_size_limit(2**31 - 1)
+CHUNK_ROWS = 16384  # rows read, validated and tokenized at a time
 
 
 @dataclasses.dataclass
@@ -54,6 +55,14 @@ class Table:
   def take(self, idx: np.ndarray) -> "Table":
     return Table([self.texts[i] for i in idx], self.labels[idx], self.weights[idx], [x[idx] for x in self.targets],
                  None if self.pairs is None else [self.pairs[i] for i in idx])
+
+  @staticmethod
+  def concat(parts: list["Table"]) -> "Table":
+    paired = any(p.pairs is not None for p in parts)
+    return Table([t for p in parts for t in p.texts], np.concatenate([p.labels for p in parts]),
+                 np.concatenate([p.weights for p in parts]),
+                 [np.concatenate(columns) for columns in zip(*(p.targets for p in parts))],
+                 [x for p in parts for x in (p.pairs or [None] * len(p))] if paired else None)
 
   def select(self, positions: list[int]) -> "Table":
     """The columns of the tasks at `positions`, in that order."""
@@ -188,31 +197,53 @@ READERS = {".jsonl": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows, ".tsv
            ".parquet": _parquet_rows}
 
 
-def read_table(path: str, layout: Layout) -> Table:
-  """Reads and validates a whole table: a file, or a folder `datasets`' save_to_disk wrote."""
+def table_reader(path: str):
+  """The reader of a table (a file, or a folder `datasets`' save_to_disk wrote); a UserError for a missing file or an
+  unknown format."""
   ext = os.path.splitext(path)[1].lower()
   if os.path.isdir(path) and ext != ".parquet":  # a folder of Parquet parts (Spark's train.parquet/) is Parquet
-    reader = _saved_dataset_rows
-  elif ext not in READERS:
+    return _saved_dataset_rows
+  if ext not in READERS:
     raise UserError(f"{path}: unknown table format {ext!r}; expected one of {sorted(READERS)} or a save_to_disk "
                     "folder")
-  elif not os.path.exists(path):
+  if not os.path.exists(path):
     raise UserError(f"{path}: file not found")
-  else:
-    reader = READERS[ext]
-  texts, pairs, labels, weights, targets = [], [], [], [], []
-  for where, text, pair, row_labels, weight in reader(path, layout):
+  return READERS[ext]
+
+
+def table_of(rows: list[tuple], layout: Layout) -> Table:
+  """Rows (where, text, text_pair, labels, weight) validated, in order -> a Table."""
+  texts, pairs, weights = [], [], []
+  for where, text, pair, _, weight in rows:
     texts.append(parse_text(text, where))
     pairs.append(parse_pair(pair, where))
-    labels.append([label for label, _ in row_labels])
-    targets.append([values for _, values in row_labels])
     weights.append(parse_weight(weight, len(layout.tasks), where))
-  if not texts:
-    raise UserError(f"{path}: no rows (expected {ext[1:].upper() or 'dataset'} rows with 'text' and 'labels')")
-  return Table(texts, np.asarray(labels, np.int32).reshape(len(texts), -1),
-               np.asarray(weights, np.float32).reshape(len(texts), -1),
-               [np.asarray([row[t] for row in targets], np.float32).reshape(len(texts), task.target_width)
+  n = len(rows)
+  return Table(texts, np.asarray([[label for label, _ in row[3]] for row in rows], np.int32).reshape(n, -1),
+               np.asarray(weights, np.float32).reshape(n, -1),
+               [np.asarray([row[3][t][1] for row in rows], np.float32).reshape(n, task.target_width)
                 for t, task in enumerate(layout.tasks)], pairs if any(p is not None for p in pairs) else None)
+
+
+def read_chunks(path: str, layout: Layout) -> Iterator[Table]:
+  """A table read and validated CHUNK_ROWS rows at a time, so that a table of any size is read in constant memory
+  (JSONL and CSV line by line; Parquet and saved datasets are read whole by their libraries)."""
+  chunk, read, rows = [], False, CHUNK_ROWS
+  for row in table_reader(path)(path, layout):
+    chunk.append(row)
+    if len(chunk) == rows:
+      yield table_of(chunk, layout)
+      chunk, read = [], True
+  if chunk:
+    yield table_of(chunk, layout)
+  elif not read:
+    ext = os.path.splitext(path)[1].lower()
+    raise UserError(f"{path}: no rows (expected {ext[1:].upper() or 'dataset'} rows with 'text' and 'labels')")
+
+
+def read_table(path: str, layout: Layout) -> Table:
+  """Reads and validates a whole table: a file, or a folder `datasets`' save_to_disk wrote."""
+  return Table.concat(list(read_chunks(path, layout)))
 
 
 def is_fraction(value: str) -> bool:
@@ -232,21 +263,8 @@ def validation_count(spec: str, n: int, where: str = "config.data.validation") -
   return count
 
 
-def split_validation(table: Table, spec: str, seed: int) -> tuple[Table, Table]:
-  """Seeded split of a training table into (train, validation)."""
-  count = validation_count(spec, len(table))
-  perm = np.random.default_rng(seed).permutation(len(table))
-  return table.take(np.sort(perm[count:])), table.take(np.sort(perm[:count]))
-
-
-def load_splits(data_cfg, layout: Layout, seed: int) -> tuple[Table, Table]:
-  """(train, validation) from `config.data`: validation is a file, or a seeded split of train."""
-  train = read_table(data_cfg.train, layout)
-  spec = str(data_cfg.validation)
-  return (train, read_table(spec, layout)) if not is_fraction(spec) else split_validation(train, spec, seed)
-
-
-def load_test(data_cfg, layout: Layout) -> Table | None:
-  """The optional test table `config.data.test` (a file; empty or absent: no test split)."""
-  spec = str(data_cfg.get("test") or "")
-  return read_table(spec, layout) if spec else None  # a table file, as schema.validate checked
+def split_validation(rows, spec: str, seed: int):
+  """Seeded split of a training table's rows (a Table, or its encoded examples) into (train, validation)."""
+  count = validation_count(spec, len(rows))
+  perm = np.random.default_rng(seed).permutation(len(rows))
+  return rows.take(np.sort(perm[count:])), rows.take(np.sort(perm[:count]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from mtl_jax.data import Table
 from mtl_jax.errors import UserError
+from mtl_jax.ragged import Ragged
 
 
 @dataclasses.dataclass
@@ -21,23 +22,49 @@ class Encoded:
   positions of those first sub-tokens) and `sentence` (the source sentence: a sentence longer than the window is
   split into several consecutive examples, so that every word is scored). Text examples have no starts.
   Multilabel and regression tasks keep their float targets in `targets` ([N, V], `Layout.target_columns`).
+  The per-token fields are stored flat (`Ragged`, built from lists of arrays when given those), in memory or mapped
+  from the token cache (mtl_jax/token_cache.py).
   """
-  ids: list[np.ndarray]
+  ids: Ragged
   labels: np.ndarray  # [N, T] int32, -1 = no label
   weights: np.ndarray  # [N, T] float32
-  truncated: int = 0  # how many texts were cut to max_length
-  tags: list[np.ndarray] | None = None  # None when no task is a tagging task
-  starts: list[np.ndarray] | None = None
+  cut: np.ndarray | None = None  # [N] bool: the example's text was cut to max_length (None: none was)
+  tags: Ragged | None = None  # [len, T] per example; None when no task is a tagging task
+  starts: Ragged | None = None
   sentence: np.ndarray | None = None
   targets: np.ndarray | None = None  # None when no task has float targets
-  type_ids: list[np.ndarray] | None = None  # token types of text pairs; None when no example is a pair
+  type_ids: Ragged | None = None  # token types of text pairs; None when no example is a pair
+
+  def __post_init__(self):
+    for name, trailing in (("ids", ()), ("starts", ()), ("type_ids", ()), ("tags", self.labels.shape[1:])):
+      if (value := getattr(self, name)) is not None and not isinstance(value, Ragged):
+        setattr(self, name, Ragged.from_rows(value, np.int32, trailing))
+    self.cut = np.zeros(len(self.ids), bool) if self.cut is None else np.asarray(self.cut, bool)
 
   def __len__(self) -> int:
     return len(self.ids)
 
   @property
   def lengths(self) -> np.ndarray:
-    return np.array([len(x) for x in self.ids])
+    return self.ids.lengths()
+
+  @property
+  def truncated(self) -> int:
+    """How many texts were cut to max_length."""
+    return int(self.cut.sum())
+
+  def select(self, positions: list[int], columns: np.ndarray) -> "Encoded":
+    """The labels and weights of the tasks at `positions` and the float target `columns`, in that order (a table's
+    examples: no tags)."""
+    targets = np.asarray(self.targets[:, columns]) if self.targets is not None and len(columns) else None
+    return dataclasses.replace(self, labels=np.asarray(self.labels[:, positions]),
+                               weights=np.asarray(self.weights[:, positions]), targets=targets)
+
+  def take(self, idx: np.ndarray) -> "Encoded":
+    """Examples `idx`, in that order (the per-token fields are not copied: `Ragged.take`)."""
+    pick = lambda x: None if x is None else x.take(idx) if isinstance(x, Ragged) else np.asarray(x[idx])
+    return Encoded(pick(self.ids), pick(self.labels), pick(self.weights), pick(self.cut), pick(self.tags),
+                   pick(self.starts), pick(self.sentence), pick(self.targets), pick(self.type_ids))
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -48,14 +75,14 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
   return with_specials[:start], with_specials[start + len(body):]
 
 
-def tokenize(texts: list[str], tokenizer, max_length: int) -> tuple[list[np.ndarray], int]:
+def tokenize(texts: list[str], tokenizer, max_length: int) -> tuple[list[np.ndarray], np.ndarray]:
   """Token ids of each text with the tokenizer's special tokens, the text cut so the whole fits max_length; also
-  the number of texts that were cut."""
+  which texts were cut ([N] bool)."""
   lead, trail = special_tokens(tokenizer)
   budget = max_length - len(lead) - len(trail)
   bodies = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
   ids = [np.asarray(lead + x[:budget] + trail, np.int32) for x in bodies]
-  return ids, sum(len(x) > budget for x in bodies)
+  return ids, np.asarray([len(x) > budget for x in bodies], bool)
 
 
 def pair_template(tokenizer) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -82,13 +109,13 @@ def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
 
 
 def tokenize_pairs(texts: list[str], pairs: list[str | None], tokenizer,
-                   max_length: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+                   max_length: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
   """Token ids and token type ids of each text with its pair (a text whose pair is None stands alone), laid out
-  as the tokenizer lays out pairs and cut to max_length longest side first; also the number of examples cut."""
+  as the tokenizer lays out pairs and cut to max_length longest side first; also which examples were cut."""
   alone = [i for i, p in enumerate(pairs) if p is None]
   paired = [i for i, p in enumerate(pairs) if p is not None]
-  ids, types = [None] * len(texts), [None] * len(texts)
-  single, truncated = tokenize([texts[i] for i in alone], tokenizer, max_length)
+  ids, types, cut = [None] * len(texts), [None] * len(texts), np.zeros(len(texts), bool)
+  single, cut[alone] = tokenize([texts[i] for i in alone], tokenizer, max_length)
   for i, x in zip(alone, single):
     ids[i], types[i] = x, np.zeros(len(x), np.int32)
   if paired:
@@ -101,8 +128,8 @@ def tokenize_pairs(texts: list[str], pairs: list[str | None], tokenizer,
       parts = (lead, a[:n1], mid, b[:n2], trail)
       ids[i] = np.asarray([t for part in parts for t in part], np.int32)
       types[i] = np.asarray([k for part, k in zip(parts, kinds) for _ in part], np.int32)
-      truncated += n1 + n2 < len(a) + len(b)
-  return ids, types, truncated
+      cut[i] = n1 + n2 < len(a) + len(b)
+  return ids, types, cut
 
 
 def check_token_types(data: Encoded, type_vocab_size: int, where: str) -> None:
@@ -122,8 +149,8 @@ def flat_targets(per_task: list[np.ndarray]) -> np.ndarray | None:
 
 
 def encode_table(table: Table, tokenizer, max_length: int) -> Encoded:
-  ids, types, truncated = tokenize_pairs(table.texts, table.pairs or [None] * len(table), tokenizer, max_length)
-  return Encoded(ids, table.labels, table.weights, truncated, targets=flat_targets(table.targets),
+  ids, types, cut = tokenize_pairs(table.texts, table.pairs or [None] * len(table), tokenizer, max_length)
+  return Encoded(ids, table.labels, table.weights, cut, targets=flat_targets(table.targets),
                  type_ids=None if table.pairs is None else types)
 
 
@@ -160,7 +187,7 @@ def encode_words(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray], la
   lead, trail = special_tokens(tokenizer)
   budget = max_length - len(lead) - len(trail)
   num_tasks = labels.shape[1]
-  out = Encoded([], [], [], 0, [], [], [])
+  out = {name: [] for name in ("ids", "labels", "weights", "tags", "starts", "sentence")}
   for s, words in enumerate(sentences):
     per_word = [(pieces[w] or [tokenizer.unk_token_id])[:budget] for w in words]
     for a, b in word_windows([len(p) for p in per_word], budget):
@@ -169,25 +196,20 @@ def encode_words(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray], la
       starts = len(lead) + np.concatenate([[0], np.cumsum([len(p) for p in per_word[a:b]])[:-1]]).astype(np.int32)
       tags = np.full((len(ids), num_tasks), -1, np.int32)
       tags[starts] = tag_ids[s][a:b]
-      out.ids.append(ids)
-      out.tags.append(tags)
-      out.starts.append(starts)
-      out.sentence.append(s)
-      out.labels.append(labels[s] if a == 0 else np.full(num_tasks, -1, np.int32))
-      out.weights.append(weights[s])
-  out.labels = np.asarray(out.labels, np.int32).reshape(-1, num_tasks)
-  out.weights = np.asarray(out.weights, np.float32).reshape(-1, num_tasks)
-  out.sentence = np.asarray(out.sentence, np.int64)
-  return out
+      for name, value in (("ids", ids), ("tags", tags), ("starts", starts), ("sentence", s), ("weights", weights[s]),
+                          ("labels", labels[s] if a == 0 else np.full(num_tasks, -1, np.int32))):
+        out[name].append(value)
+  return Encoded(out["ids"], np.asarray(out["labels"], np.int32).reshape(-1, num_tasks),
+                 np.asarray(out["weights"], np.float32).reshape(-1, num_tasks), tags=out["tags"], starts=out["starts"],
+                 sentence=np.asarray(out["sentence"], np.int64))
 
 
 def with_tags(data: Encoded) -> Encoded:
   """Text examples in a pool that also has tagging tasks: no tags, no word starts, one sentence each."""
   if data.tags is not None:
     return data
-  num_tasks = data.labels.shape[1]
-  return dataclasses.replace(data, tags=[np.full((len(x), num_tasks), -1, np.int32) for x in data.ids],
-                             starts=[np.zeros(0, np.int32) for _ in data.ids], sentence=np.arange(len(data)))
+  return dataclasses.replace(data, tags=Ragged.filled(data.lengths, -1, data.labels.shape[1:]),
+                             starts=Ragged.filled(np.zeros(len(data), np.int64), 0), sentence=np.arange(len(data)))
 
 
 def with_targets(data: Encoded, width: int) -> Encoded:
@@ -199,20 +221,23 @@ def with_targets(data: Encoded, width: int) -> Encoded:
 
 
 def concat(parts: list[Encoded]) -> Encoded:
-  """One pool from several encoded corpora (sentence ids are renumbered so they stay distinct)."""
+  """One pool from several encoded corpora (sentence ids are renumbered so they stay distinct); one corpus is its own
+  pool, nothing copied (a memory-mapped table stays mapped)."""
   if any(p.tags is not None for p in parts):
     parts = [with_tags(p) for p in parts]
+  if len(parts) == 1:
+    return parts[0]
   tagged = parts[0].tags is not None
   offsets = np.cumsum([0] + [int(p.sentence.max()) + 1 if tagged and len(p) else 0 for p in parts])
   width = max((p.targets.shape[1] for p in parts if p.targets is not None), default=0)
-  return Encoded([x for p in parts for x in p.ids], np.concatenate([p.labels for p in parts]),
-                 np.concatenate([p.weights for p in parts]), sum(p.truncated for p in parts),
-                 [x for p in parts for x in p.tags] if tagged else None,
-                 [x for p in parts for x in p.starts] if tagged else None,
+  joined = lambda field: Ragged.concat([getattr(p, field) for p in parts])
+  return Encoded(joined("ids"), np.concatenate([p.labels for p in parts]), np.concatenate([p.weights for p in parts]),
+                 np.concatenate([p.cut for p in parts]), joined("tags") if tagged else None,
+                 joined("starts") if tagged else None,
                  np.concatenate([p.sentence + o for p, o in zip(parts, offsets)]) if tagged else None,
                  np.concatenate([np.zeros((len(p), width), np.float32) if p.targets is None else p.targets
                                  for p in parts]) if width else None,
-                 [t for p in parts for t in (p.type_ids or [np.zeros(len(x), np.int32) for x in p.ids])]
+                 Ragged.concat([Ragged.filled(p.lengths, 0) if p.type_ids is None else p.type_ids for p in parts])
                  if any(p.type_ids is not None for p in parts) else None)
 
 

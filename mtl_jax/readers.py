@@ -12,7 +12,6 @@ tweets at U+2028, U+0085 and other separators and shift line numbers.
 import csv
 import dataclasses
 import gzip
-import io
 import json
 import os
 import re
@@ -77,6 +76,34 @@ def _decode(raw: bytes, path: str) -> str:
     raise UserError(f"{location(path, line)}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
                     "save the file as UTF-8") from None
   return text.removeprefix("\ufeff")
+
+
+def text_lines(path, keep_ends: bool = False) -> Iterator[str]:
+  """The lines of a file one at a time, so a table of any size is read in constant memory: gzip transparent, UTF-8
+  required (an error names the line), BOM dropped; split on "\\n" only, each without its "\\n" and a trailing "\\r"
+  (`keep_ends`: with both, as the csv module reads lines)."""
+  path = str(path)
+  try:
+    f = open(path, "rb")
+  except FileNotFoundError:
+    raise UserError(f"{path}: file not found") from None
+  except IsADirectoryError:
+    raise UserError(f"{path}: is a directory, expected a file") from None
+  except OSError as e:
+    raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
+  with f:
+    stream = gzip.GzipFile(fileobj=f) if path.endswith(".gz") or f.peek(2)[:2] == b"\x1f\x8b" else f
+    try:
+      for line_no, raw in enumerate(stream, 1):
+        try:
+          line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+          raise UserError(f"{location(path, line_no)}: not valid UTF-8 (byte {raw[e.start]:#04x}); save the file as "
+                          "UTF-8") from None
+        line = line.removeprefix("\ufeff") if line_no == 1 else line
+        yield line if keep_ends else line.removesuffix("\n").removesuffix("\r")
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+      raise UserError(f"{path}: not a valid gzip file ({e})") from None
 
 
 def read_text(path) -> str:
@@ -250,7 +277,7 @@ def csv_rows(path: str, header: bool) -> tuple[list[str] | None, Iterator[tuple[
   """(header names or None, an iterator of (where, cells)) for a CSV (TSV by its name), with strict quoting and
   errors naming the row and the line it starts on; blank rows are skipped."""
   delimiter = "\t" if re.search(r"\.tsv(\.gz)?$", path.lower()) else ","
-  reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
+  reader = csv.reader(text_lines(path, keep_ends=True), delimiter=delimiter, strict=True)
   names = None
   if header:
     try:
@@ -298,7 +325,7 @@ def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> 
 def jsonl_objects(path: str, expected: str = "a JSON object") -> Iterator[tuple[str, dict]]:
   """(where, object) per non-blank line of a JSONL file (gzip transparent, UTF-8 required); a line that is not
   valid JSON or not `expected` (a JSON object, described for the message) is an error naming it."""
-  for line_no, line in enumerate(split_lines(read_text(path)), 1):
+  for line_no, line in enumerate(text_lines(path), 1):
     if not line.strip():
       continue
     where = location(path, line_no)

@@ -56,6 +56,9 @@ FIELDS: dict[str, tuple[object, str]] = {
                               "batches of B_L examples, the largest multiple of the batch shards x grad_accumulation "
                               "with B_L x L <= this (one compile per bucket; e.g. 1024 with finer length_buckets)"),
     "data.root": ("../shared/data", "root of the corpora that tasks.<name>.data paths are relative to"),
+    "data.cache_dir": ("", "the token cache: tokenized examples written once, memory-mapped by later runs and "
+                       "evaluate (mtl_jax/token_cache.py); empty: $MTL_JAX_CACHE, else ~/.cache/mtl_jax/tokens; "
+                       "\"off\": no cache"),
 
     "sampling.strategy": ("proportional", "proportional | temperature | uniform | explicit"),
     "sampling.temperature": (1.0, "for \"temperature\": p_i ~ n_i^(1/T)"),

@@ -18,6 +18,10 @@ os.environ.setdefault("MTL_JAX_KEEP_HOST_MEMORY", "0")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mtl_jax_xla_cache_")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+# The token cache (mtl_jax/token_cache.py) of the session's runs in a temporary folder, not the user's ~/.cache.
+if "MTL_JAX_CACHE" not in os.environ:
+  os.environ["MTL_JAX_CACHE"] = tempfile.mkdtemp(prefix="mtl_jax_token_cache_")
+  atexit.register(shutil.rmtree, os.environ["MTL_JAX_CACHE"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

@@ -173,3 +173,26 @@ def corpus_config(root, **tasks):
   for name, task in tasks.items():
     c.tasks[name] = task
   return c
+
+
+ENCODED_FIELDS = ("ids", "type_ids", "tags", "starts", "labels", "weights", "cut", "sentence", "targets")
+
+
+def assert_same_encoded(got, want) -> None:
+  """Two `Encoded`: every field, row by row."""
+  for field in ENCODED_FIELDS:
+    a, b = getattr(got, field), getattr(want, field)
+    assert (a is None) == (b is None), field
+    if a is not None:
+      assert len(a) == len(b), field
+      for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+def assert_same_data(got, want) -> None:
+  """Two `corpora.load_data` results: layout, training parts, validation and test pools."""
+  assert got[0] == want[0] and list(got[1]) == list(want[1])
+  for a, b in [*zip(got[1].values(), want[1].values()), *zip(got[2:], want[2:])]:
+    assert (a is None) == (b is None)
+    if a is not None:
+      assert_same_encoded(a, b)

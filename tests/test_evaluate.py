@@ -16,7 +16,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from mtl_jax import checkpoint, corpora, evaluate, schema
 from mtl_jax.corpora import load_data
-from mtl_jax.data import load_splits
+from mtl_jax.data import read_table, split_validation
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tasks import Layout, Task, layout_from_config
@@ -97,7 +97,7 @@ def test_validation_equals_training_log_and_sklearn(table, table_run, capsys):
   # Per class and confusion matrices from the Predictor's labels on the same validation rows, by scikit-learn.
   config = smoke(table)
   layout = layout_from_config(config)
-  validation = load_splits(config.data, layout, config.seed)[1]
+  validation = split_validation(read_table(config.data.train, layout), config.data.validation, config.seed)[1]
   predicted = Predictor.load(table_run).predict(validation.texts)
   for t, task in enumerate(layout.tasks):
     rows = np.flatnonzero(validation.labels[:, t] >= 0)

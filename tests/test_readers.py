@@ -262,7 +262,8 @@ def test_conllu_nine_columns_and_bad_ids(tmp_path):
 
 @pytest.mark.parametrize("name", ["a.conll", "a.conllu", "a.csv", "a_text.txt"])
 def test_non_utf8_names_the_line(tmp_path, name):
-  path = write(tmp_path, name, b"ok\tO\n\xff\tO\n")
+  sep = b"," if name == "a.csv" else b"\t"  # a valid first line: a CSV is read line by line, in constant memory
+  path = write(tmp_path, name, b"ok" + sep + b"O\n\xff" + sep + b"O\n")
   with pytest.raises(UserError, match=r"a(_text)?\.(conllu?|csv|txt):2: not valid UTF-8 \(byte 0xff\)"):
     if name == "a.conll":
       read_conll(path, {"ner": 1})
