@@ -12,8 +12,6 @@ For each size a synthetic table is generated (not stored: three-task JSONL rows 
     one new cache folder (MTL_JAX_CACHE: the token cache and compiled steps): cold (the run reads, tokenizes and
     writes the cache, and compiles) and warm (it maps the entry and loads the compiled steps). For each: seconds from the start of the process to its first logged training step (read from
     metrics.jsonl as it appears), the whole run's wall time, and the child's peak RSS (`os.wait4`'s rusage, MiB);
-  - with `--processes 2`: the cold run again as two processes (launch/local.sh's way: a coordinator on 127.0.0.1),
-    each building its share of the cache; time to the first step and the build time.
 """
 
 import argparse

@@ -16,7 +16,15 @@ import os
 import numpy as np
 
 from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source, token_cache
-from mtl_jax.data import is_fraction, read_chunks, split_validation, table_reader, validation_count
+from mtl_jax.data import (
+  is_fraction,
+  no_rows,
+  read_chunks,
+  split_validation,
+  splittable,
+  table_reader,
+  validation_count,
+)
 from mtl_jax.errors import UserError
 from mtl_jax.input_pipeline import (
   Encoded,
@@ -170,12 +178,16 @@ def table_examples(path: str, config, layout: Layout, tokenizer, max_length: int
   """Every row of a table file, validated against every task of the table (`layout`: the config's) and tokenized:
   mapped from the token cache, or read in chunks (in constant memory), tokenized and written there."""
   table_reader(path)  # a missing file, an unknown format: the UserError comes before the cache looks at the file
-  chunks = lambda: (encode_table(table, tokenizer, max_length) for table in read_chunks(path, layout))
+  chunks = lambda share=(0, 1): (encode_table(t, tokenizer, max_length) for t in read_chunks(path, layout, share))
   if (root := token_cache.cache_dir(config.data)) is None:
     return concat(list(chunks()))
   key = {"table": token_cache.file_state(path), "layout": layout.to_dict(), "max_length": max_length,
          "tokenizer": token_cache.tokenizer_id(tokenizer)}
-  return token_cache.get(root, key, lambda entry: entry.add("rows", chunks()), log)[0]["rows"]
+  if not splittable(path):  # read by process 0 alone (a gzip file, CSV, Parquet, a saved dataset)
+    return token_cache.get(root, key, lambda entry: entry.add("rows", chunks()), log)[0]["rows"]
+  if (rows := token_cache.get_in_shares(root, key, "rows", chunks, log)) is None:  # every share empty
+    raise no_rows(path)
+  return rows
 
 
 def load_table(corpus: Corpus, config, tokenizer, max_length: int) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from mtl_jax import hf_source, kinds
 from mtl_jax.errors import UserError, location
-from mtl_jax.readers import csv_rows, jsonl_objects
+from mtl_jax.readers import csv_rows, is_gzip, jsonl_objects
 from mtl_jax.tasks import Layout, Task
 
 csv.field_size_limit(2**31 - 1)
@@ -118,8 +118,8 @@ def parse_pair(value, where: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # File formats: each yields (where, text, text_pair, labels, weight) with raw field values.
 
-def _jsonl_rows(path: str, layout: Layout) -> Iterator[tuple]:
-  for where, row in jsonl_objects(path, "a JSON object with 'text' and 'labels'"):
+def _jsonl_rows(path: str, layout: Layout, share: tuple[int, int] = (0, 1)) -> Iterator[tuple]:
+  for where, row in jsonl_objects(path, "a JSON object with 'text' and 'labels'", share):
     for field in ("text", "labels"):
       if field not in row:
         raise UserError(f"{where}: field '{field}' is missing (found fields: {sorted(row)})")
@@ -225,20 +225,30 @@ def table_of(rows: list[tuple], layout: Layout) -> Table:
                 for t, task in enumerate(layout.tasks)], pairs if any(p is not None for p in pairs) else None)
 
 
-def read_chunks(path: str, layout: Layout) -> Iterator[Table]:
+def splittable(path: str) -> bool:
+  """Whether processes can read a table in shares (`read_chunks`' share): a plain (not gzip) JSONL file."""
+  return os.path.splitext(path)[1].lower() in (".jsonl", ".json") and os.path.isfile(path) and not is_gzip(path)
+
+
+def read_chunks(path: str, layout: Layout, share: tuple[int, int] = (0, 1)) -> Iterator[Table]:
   """A table read and validated CHUNK_ROWS rows at a time, so that a table of any size is read in constant memory
-  (JSONL and CSV line by line; Parquet and saved datasets are read whole by their libraries)."""
-  chunk, read, rows = [], False, CHUNK_ROWS
-  for row in table_reader(path)(path, layout):
+  (JSONL and CSV line by line; Parquet and saved datasets are read whole by their libraries). `share` (i, n): the
+  rows of the i-th of n byte ranges of a `splittable` file (possibly none), lines numbered as in the file."""
+  reader, chunk, count = table_reader(path), [], 0
+  for row in reader(path, layout, share) if share != (0, 1) else reader(path, layout):
     chunk.append(row)
-    if len(chunk) == rows:
+    if len(chunk) == CHUNK_ROWS:
       yield table_of(chunk, layout)
-      chunk, read = [], True
+      chunk, count = [], count + CHUNK_ROWS
   if chunk:
     yield table_of(chunk, layout)
-  elif not read:
-    ext = os.path.splitext(path)[1].lower()
-    raise UserError(f"{path}: no rows (expected {ext[1:].upper() or 'dataset'} rows with 'text' and 'labels')")
+  elif not count and share == (0, 1):
+    raise no_rows(path)
+
+
+def no_rows(path: str) -> UserError:
+  ext = os.path.splitext(path)[1].lower()
+  return UserError(f"{path}: no rows (expected {ext[1:].upper() or 'dataset'} rows with 'text' and 'labels')")
 
 
 def read_table(path: str, layout: Layout) -> Table:

@@ -78,10 +78,36 @@ def _decode(raw: bytes, path: str) -> str:
   return text.removeprefix("\ufeff")
 
 
-def text_lines(path, keep_ends: bool = False) -> Iterator[str]:
-  """The lines of a file one at a time, so a table of any size is read in constant memory: gzip transparent, UTF-8
+def is_gzip(path: str) -> bool:
+  with open(path, "rb") as f:
+    return path.endswith(".gz") or f.read(2) == b"\x1f\x8b"
+
+
+def _share(f, size: int, share: tuple[int, int]) -> tuple[Iterator[bytes], int]:
+  """(the lines of share `share` = (i, n) of a plain file: those whose first byte lies in the i-th of n equal byte
+  ranges; the number of lines before them)."""
+  start, end = size * share[0] // share[1], size * (share[0] + 1) // share[1]
+  before = 0
+  if start > 0:
+    f.seek(start - 1)
+    f.readline()  # the rest of a line that began in an earlier share (just its "\\n" when one ended at start - 1)
+    start = f.tell()
+    f.seek(0)
+    while f.tell() < start:
+      before += f.read(min(1 << 24, start - f.tell())).count(b"\n")
+
+  def lines() -> Iterator[bytes]:
+    while f.tell() < end and (line := f.readline()):
+      yield line
+
+  return lines(), before
+
+
+def text_lines(path, keep_ends: bool = False, share: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, str]]:
+  """(line number, line) of a file one at a time, so a table of any size is read in constant memory: gzip transparent, UTF-8
   required (an error names the line), BOM dropped; split on "\\n" only, each without its "\\n" and a trailing "\\r"
-  (`keep_ends`: with both, as the csv module reads lines)."""
+  (`keep_ends`: with both, as the csv module reads lines). `share` (i, n): only the lines of the i-th of n equal
+  byte ranges of a plain (not gzip) file, numbered as in the whole file: n processes read a file together."""
   path = str(path)
   try:
     f = open(path, "rb")
@@ -92,16 +118,18 @@ def text_lines(path, keep_ends: bool = False) -> Iterator[str]:
   except OSError as e:
     raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
   with f:
-    stream = gzip.GzipFile(fileobj=f) if path.endswith(".gz") or f.peek(2)[:2] == b"\x1f\x8b" else f
+    stream, before = gzip.GzipFile(fileobj=f) if path.endswith(".gz") or f.peek(2)[:2] == b"\x1f\x8b" else f, 0
+    if share != (0, 1):
+      stream, before = _share(f, os.fstat(f.fileno()).st_size, share)
     try:
-      for line_no, raw in enumerate(stream, 1):
+      for line_no, raw in enumerate(stream, before + 1):
         try:
           line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
           raise UserError(f"{location(path, line_no)}: not valid UTF-8 (byte {raw[e.start]:#04x}); save the file as "
                           "UTF-8") from None
         line = line.removeprefix("\ufeff") if line_no == 1 else line
-        yield line if keep_ends else line.removesuffix("\n").removesuffix("\r")
+        yield line_no, line if keep_ends else line.removesuffix("\n").removesuffix("\r")
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
       raise UserError(f"{path}: not a valid gzip file ({e})") from None
 
@@ -277,7 +305,7 @@ def csv_rows(path: str, header: bool) -> tuple[list[str] | None, Iterator[tuple[
   """(header names or None, an iterator of (where, cells)) for a CSV (TSV by its name), with strict quoting and
   errors naming the row and the line it starts on; blank rows are skipped."""
   delimiter = "\t" if re.search(r"\.tsv(\.gz)?$", path.lower()) else ","
-  reader = csv.reader(text_lines(path, keep_ends=True), delimiter=delimiter, strict=True)
+  reader = csv.reader((line for _, line in text_lines(path, keep_ends=True)), delimiter=delimiter, strict=True)
   names = None
   if header:
     try:
@@ -322,10 +350,11 @@ def _csv_records(path: str, text_columns: tuple, label_column, header: bool) -> 
     yield where, [cells[i] for i in indices[:-1]], cells[indices[-1]]
 
 
-def jsonl_objects(path: str, expected: str = "a JSON object") -> Iterator[tuple[str, dict]]:
-  """(where, object) per non-blank line of a JSONL file (gzip transparent, UTF-8 required); a line that is not
-  valid JSON or not `expected` (a JSON object, described for the message) is an error naming it."""
-  for line_no, line in enumerate(text_lines(path), 1):
+def jsonl_objects(path: str, expected: str = "a JSON object", share: tuple[int, int] = (0, 1)
+                  ) -> Iterator[tuple[str, dict]]:
+  """(where, object) per non-blank line of a JSONL file (gzip transparent, UTF-8 required; `share`: text_lines'); a
+  line that is not valid JSON or not `expected` (a JSON object, described for the message) is an error naming it."""
+  for line_no, line in text_lines(path, share=share):
     if not line.strip():
       continue
     where = location(path, line_no)

@@ -194,8 +194,11 @@ def _map(directory: str, description: dict) -> np.ndarray:
   return np.memmap(os.path.join(directory, description["file"]), description["dtype"], "r", shape=shape)
 
 
-def read_dataset(directory: str, dataset: dict) -> Encoded:
-  """A dataset of an entry as `Encoded`, every field memory-mapped (offsets in memory: 8 bytes per example)."""
+def read_dataset(directory: str, dataset: dict) -> Encoded | None:
+  """A dataset of an entry as `Encoded`, every field memory-mapped (offsets in memory: 8 bytes per example); None
+  for one that no chunk was added to."""
+  if not dataset["fields"]:
+    return None
   fields = {name: _map(directory, d) for name, d in dataset["fields"].items()}
   offsets = lambda f: np.concatenate([[0], fields[f"{f}.ends"]]).astype(np.int64)
   ragged = {f: Ragged(fields[f], offsets("ids")) for f in TOKENS if f in fields}
@@ -250,16 +253,82 @@ def get(root: str, key_parts: dict, build: Callable[[EntryWriter], None],
   return _get(root, key_parts, build, log)
 
 
+def get_in_shares(root: str, key_parts: dict, name: str, chunks: Callable[[tuple[int, int]], Iterable[Encoded]],
+                  log: Callable[[str], None] = print) -> Encoded:
+  """`get` of an entry holding one dataset, `name`, whose examples can be built in shares: `chunks((i, n))` gives
+  share i of n (a table file's byte ranges; the shares in order are the whole). In a multi-process run where the
+  entry is missing, every process builds its own share as an entry of its own, process 0 joins them in order into
+  the entry, which the others then map: the job reads and tokenizes each row once, all processes at once. An error
+  in any share (the first in the file) stops every process with the same line. Where a process cannot see the
+  others' shares (no shared cache folder), every process builds the whole entry itself."""
+  whole = lambda entry: entry.add(name, chunks((0, 1)))
+  count, me = jax.process_count(), jax.process_index()
+  if count == 1:
+    return _get(root, key_parts, whole, log)[0][name]
+  from jax._src import distributed  # the coordination client, as mtl_jax/distributed.py uses it
+  client, word = distributed.global_state.client, f"mtl_jax/token_cache/{next(_calls)}"
+  tell = lambda what, value: client.key_value_set(f"{word}/{what}", value, allow_overwrite=True)
+  hear = lambda what: client.blocking_key_value_get(f"{word}/{what}", WAIT_MS)
+  path = os.path.join(root, entry_key(key_parts))
+  if me == 0:
+    tell("state", "ready" if _open(path, log) else "build")
+  if hear("state") == "build":
+    shares = [{**key_parts, "share": [i, count]} for i in range(count)]
+    try:
+      _get(root, shares[me], lambda entry: entry.add(name, chunks((me, count))), log)
+      tell(f"share{me}", "ok")
+    except UserError as e:
+      tell(f"share{me}", f"error:{e}")
+    if me == 0:
+      tell("result", _join(root, key_parts, shares, name, [hear(f"share{i}") for i in range(count)], log))
+    result = hear("result")
+    shutil.rmtree(os.path.join(root, entry_key(shares[me])), ignore_errors=True)
+    if result.startswith("error:"):
+      raise UserError(result.removeprefix("error:"))
+  return _get(root, key_parts, whole, log)[0][name]
+
+
+def _open(path: str, log: Callable[[str], None]) -> tuple[dict[str, Encoded], dict] | None:
+  """The complete, undamaged entry at `path` (read_entry), or None: none there, or a damaged one (reported and
+  removed)."""
+  if not os.path.isdir(path):
+    return None
+  try:
+    return read_entry(path)
+  except Corrupt as e:
+    log(f"token cache: {path} is damaged ({e}); rebuilding it")
+    shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _join(root: str, key_parts: dict, shares: list[dict], name: str, said: list[str],
+          log: Callable[[str], None]) -> str:
+  """Process 0's part of `get_in_shares`: the entry of `key_parts` from the shares' entries, in order, copied a
+  chunk at a time. Returns what the others hear: "ok", the first share's error, or "own" when a share's entry is
+  not to be seen here (each process then builds the whole entry)."""
+  if errors := [s for s in said if s.startswith("error:")]:
+    return errors[0]
+  paths = [os.path.join(root, entry_key(share)) for share in shares]
+  if not all(os.path.isdir(p) for p in paths):
+    return "own"
+
+  def rows():
+    for path in paths:
+      if (part := read_entry(path)[0][name]) is None:  # a share without rows
+        continue
+      for start in range(0, len(part), 16384):
+        yield part.take(np.arange(start, min(start + 16384, len(part))))
+
+  _get(root, key_parts, lambda entry: entry.add(name, rows()), log)
+  return "ok"
+
+
 def _get(root: str, key_parts: dict, build: Callable[[EntryWriter], None],
          log: Callable[[str], None]) -> tuple[dict[str, Encoded], dict]:
   key = entry_key(key_parts)
   path = os.path.join(root, key)
-  if os.path.isdir(path):
-    try:
-      return read_entry(path)
-    except Corrupt as e:
-      log(f"token cache: {path} is damaged ({e}); rebuilding it")
-      shutil.rmtree(path, ignore_errors=True)
+  if (entry := _open(path, log)) is not None:
+    return entry
   try:
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root)

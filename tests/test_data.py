@@ -1,9 +1,12 @@
 """Table readers: valid rows in JSONL and CSV, and one clear error naming file, row and field for bad input."""
 
+import json
+
 import numpy as np
 import pytest
 
-from mtl_jax.data import read_table, split_validation, validation_count
+from mtl_jax import data
+from mtl_jax.data import Table, read_chunks, read_table, split_validation, validation_count
 from mtl_jax.errors import UserError
 from mtl_jax.tasks import Layout, Task
 
@@ -178,3 +181,27 @@ def test_parquet_tables_with_a_labels_list_or_a_column_per_task_and_pairs(layout
   (tmp_path / "text.parquet").write_text("not parquet")
   with pytest.raises(UserError, match=r"text.parquet: not a readable Parquet file"):
     read_table(str(tmp_path / "text.parquet"), layout)
+
+
+@pytest.mark.parametrize("shares", [1, 2, 3, 5, 40])
+def test_shares_of_a_jsonl_file_are_its_rows_in_order(layout, tmp_path, monkeypatch, shares):
+  """n processes reading byte ranges: every row once, in file order, whatever the cut points, lines numbered as in
+  the file; a BOM, CRLF endings, blank lines and multi-byte characters around the cuts."""
+  monkeypatch.setattr(data, "CHUNK_ROWS", 4)
+  rows = [json.dumps({"text": f"héllo wörld {i} " + "x" * (i % 7), "labels": [i % 3, None, i % 4]},
+                     ensure_ascii=False) for i in range(30)]
+  path = tmp_path / "t.jsonl"
+  path.write_bytes(b"\xef\xbb\xbf" + "".join(r + ("\r\n" if i % 2 else "\n") + ("\n" if i % 9 == 4 else "")
+                                            for i, r in enumerate(rows)).encode())
+  whole = read_table(str(path), layout)
+  parts = [t for i in range(shares) for t in read_chunks(str(path), layout, (i, shares))]
+  joined = Table.concat(parts)
+  assert joined.texts == whole.texts and len(whole) == 30
+  np.testing.assert_array_equal(joined.labels, whole.labels)
+  lines = path.read_bytes().split(b"\n")
+  bad = next(k for k, line in enumerate(lines) if "wörld 17 ".encode() in line)
+  lines[bad] = b'{"text": "late", "labels": [0, 9, 0]}'
+  path.write_bytes(b"\n".join(lines))
+  with pytest.raises(UserError, match=rf"t\.jsonl:{bad + 1}: field 'labels'\[1\]"):
+    for i in range(shares):
+      list(read_chunks(str(path), layout, (i, shares)))
