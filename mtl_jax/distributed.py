@@ -196,7 +196,12 @@ class CoordinationService:
 
 
 def _importable_env() -> dict[str, str]:
+  """This process's environment, where the service's process imports this same mtl_jax: sys.path[1:] comes from the
+  environment and site-packages, which it inherits; only a package found through the working directory, which may
+  have changed since, needs its place on PYTHONPATH (never site-packages there: ahead of the standard library)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if root in map(os.path.abspath, sys.path[1:]):
+    return dict(os.environ)
   return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 
