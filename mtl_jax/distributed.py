@@ -15,9 +15,10 @@ The coordination service itself runs in a process of its own (`serve`, started b
 inside process 0 where `jax.distributed.initialize` would put it: there, killing process 0 took the service with it
 and JAX aborted every other process at once with its own fatal message (its client's error callback cannot be a
 Python function in this jaxlib). Beside process 0, the service outlives it: process 0 is watched like any other, and
-the service stops on its own `SERVICE_END_S` after process 0's clean end (JAX's shutdown barrier has passed), or
-`peer_timeout + 5 * BEAT_S` after any other end of process 0, time for every survivor to see its silence and stop.
-A rerun on the same port waits that long at most for the port (gRPC would otherwise share it with the old service).
+the service stops on its own once process 0 has ended and no process holds a connection to it any more, at most
+`SERVICE_END_S` after process 0's clean end (JAX's shutdown barrier has passed) or `peer_timeout + 5 * BEAT_S` after
+any other (time for every survivor to see process 0's silence and stop). A rerun on the same port waits for the port
+(gRPC would otherwise share it with the old service).
 """
 
 import contextlib
@@ -174,8 +175,8 @@ class CoordinationService:
     port = coordinator_address.rsplit(":", 1)[1]
     self.bind = os.environ.get("JAX_COORDINATOR_BIND_ADDRESS", f"[::]:{port}")  # where JAX itself would bind
     if port_busy(self.bind):
-      print(f"port {port} is still in use (the coordination service of a run whose process 0 stopped serves its "
-            f"survivors up to {linger:g} s); waiting", file=sys.stderr, flush=True)
+      print(f"port {port} is in use (an earlier run's coordination service stops when its last process has ended); "
+            f"waiting up to {linger:g} s", file=sys.stderr, flush=True)
     argv = [sys.executable, "-m", "mtl_jax.distributed", self.bind, str(count), str(heartbeat), str(linger)]
     self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True, env=_importable_env())  # Ctrl-C on the group spares it
@@ -220,10 +221,11 @@ def port_busy(bind: str) -> bool:
 
 
 def serve(bind: str, count: str, heartbeat: str, linger: str) -> None:
-  """The coordination service's own process. It answers `ready` (or `busy`), then serves until process 0 ends:
-  `SERVICE_END_S` more after a clean end, `linger` more after any other, long enough for every survivor's watchdog
-  to see process 0's silence and stop (a service gone first would make JAX abort them with its own message)."""
-  for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGTERM is a preemption: the others still save
+  """The coordination service's own process: it answers `ready` (or `busy`, the port still taken after `linger`),
+  then serves until process 0 and the others have ended (`outlive_process_0`). Signals that stop a run leave it be:
+  on SIGTERM (a preemption) the others still save through it, and a service gone before the survivors of a killed
+  process 0 have seen its silence would make JAX abort them with its own message."""
+  for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(sig, signal.SIG_IGN)
   deadline = time.monotonic() + float(linger)
   while port_busy(bind) and time.monotonic() < deadline:
@@ -232,19 +234,41 @@ def serve(bind: str, count: str, heartbeat: str, linger: str) -> None:
     print("busy", flush=True)
     return
   from jax._src.lib import _jax
-  outlive_process_0(_jax.get_distributed_runtime_service(bind, int(count), heartbeat_timeout=int(heartbeat),
-                                                         shutdown_timeout=SHUTDOWN_TIMEOUT_S), float(linger))
+  service = _jax.get_distributed_runtime_service(bind, int(count), heartbeat_timeout=int(heartbeat),
+                                                 shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+  outlive_process_0(service, int(bind.rsplit(":", 1)[1]), float(linger))
 
 
-def outlive_process_0(service, linger: float) -> None:
-  """Keeps `service` until process 0 has ended (its end of our stdin closes) and the others had time to follow."""
+def outlive_process_0(service, port: int, linger: float) -> None:
+  """Keeps `service` until process 0 has ended (its end of our stdin closes) and then until no client holds a
+  connection any more (the others stopped too), at most `SERVICE_END_S` more after a clean end and `linger` more
+  after any other: the port is free for the next run as soon as the last process of this one is gone."""
   print("ready", flush=True)
   with open(os.devnull, "wb") as null:  # nobody reads the pipes any more; the service's own log is not the user's
     os.dup2(null.fileno(), 1)
     os.dup2(null.fileno(), 2)
   clean = sys.stdin.buffer.read() == _DONE.encode()
-  time.sleep(SERVICE_END_S if clean else linger)
+  deadline = time.monotonic() + (SERVICE_END_S if clean else linger)
+  while time.monotonic() < deadline and clients_connected(port) != 0:
+    time.sleep(0.5)
   os._exit(0)  # not service.shutdown(): it would wait for the long polls of clients that are gone
+
+
+def clients_connected(port: int) -> int | None:
+  """How many established TCP connections to `port` this process holds, from Linux's /proc (None elsewhere: the
+  caller then waits its full time). A client process that ends, killed or not, closes its connection."""
+  own = set()
+  try:
+    for fd in os.listdir("/proc/self/fd"):
+      with contextlib.suppress(OSError):  # an fd closed meanwhile
+        own.add(os.readlink(f"/proc/self/fd/{fd}").removeprefix("socket:[").removesuffix("]"))
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+      with open(table) as f:
+        rows += [line.split() for line in f.readlines()[1:]]
+  except OSError:
+    return None
+  return sum(int(r[1].rsplit(":", 1)[1], 16) == port and r[3] == "01" and r[9] in own for r in rows)  # 01: ESTABLISHED
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The watchdog's bookkeeping (which peers count as lost after each reading of the coordination service's counters)
-and the port probe before the service starts (the processes themselves: tests/reliability/test_pod_faults.py)."""
+"""The watchdog's bookkeeping (which peers count as lost after each reading of the coordination service's counters),
+the port probe before the service starts and the connection count that ends it (the processes themselves:
+tests/reliability/test_pod_faults.py)."""
 
 import socket
+import time
 
-from mtl_jax.distributed import port_busy, silent_peers
+from mtl_jax.distributed import clients_connected, port_busy, silent_peers
 
 
 def test_a_peer_is_lost_only_after_its_counter_stood_still_for_the_timeout():
@@ -34,3 +36,20 @@ def test_a_port_served_with_so_reuseport_counts_as_busy():
     port = server.getsockname()[1]
     assert port_busy(f"[::]:{port}") and port_busy(f"127.0.0.1:{port}")
   assert not port_busy(f"[::]:{port}")
+
+
+def test_the_connections_a_service_holds_are_counted_until_the_client_closes():
+  """The coordination service's process stops once no client is connected (a client process that ends, killed or
+  not, closes its connection): counted among this process's own sockets, on the service's port only."""
+  with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert clients_connected(port) == 0
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    assert clients_connected(port) == 1  # the accepted end; the client's end has another local port
+    client.close()
+    time.sleep(0.1)
+    assert clients_connected(port) == 0  # the accepted end is in CLOSE_WAIT
+    accepted.close()
