@@ -240,7 +240,7 @@ def serve(bind: str, count: str, heartbeat: str, linger: str) -> None:
 
 
 def outlive_process_0(service, port: int, linger: float) -> None:
-  """Keeps `service` until process 0 has ended (its end of our stdin closes) and then until no client holds a
+  """Holds `service` until process 0 has ended (its end of our stdin closes) and then until no client holds a
   connection any more (the others stopped too), at most `SERVICE_END_S` more after a clean end and `linger` more
   after any other: the port is free for the next run as soon as the last process of this one is gone."""
   print("ready", flush=True)
