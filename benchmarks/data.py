@@ -10,13 +10,18 @@ For each size a synthetic table is generated (not stored: three-task JSONL rows 
     MiniLM's tokenizer;
   - two runs of `python -m mtl_jax.main --config=configs/three_task.py:smoke` on that table for `--steps` steps, with
     one new cache folder (MTL_JAX_CACHE: the token cache and compiled steps): cold (the run reads, tokenizes and
-    writes the cache, and compiles) and warm (it maps the entry and loads the compiled steps). For each: seconds from the start of the process to its first logged training step (read from
+    writes the cache, and compiles) and warm (it maps the entry and loads the compiled steps); `data_s` is the run's
+    own "ready in" time for its data (read, tokenize and cache, or map);
+  - with `--processes N` (N > 1): the cold run again as N processes on this machine (a coordinator on 127.0.0.1, one
+    CPU device each), which read and tokenize a share of the table each (mtl_jax/token_cache.py): process 0's data
+    time, first step and peak RSS. For each: seconds from the start of the process to its first logged training step (read from
     metrics.jsonl as it appears), the whole run's wall time, and the child's peak RSS (`os.wait4`'s rusage, MiB);
 """
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -68,28 +73,39 @@ def run_command(table: str, workdir: str, steps: int) -> list[str]:
           "--config.train.log_every=1", f"--config.train.eval_every={steps}", "--config.train.tensorboard=False"]
 
 
-def first_step_run(command: list[str], workdir: str, cache: str) -> dict:
-  """`command` (a training run) in a child process whose caches (tokens, compiled steps) are in `cache`: seconds to
-  its first logged step, its wall time, peak RSS."""
+def first_step_run(command: list[str], workdir: str, cache: str, processes: int = 1) -> dict:
+  """`command` (a training run) in `processes` child processes whose caches (tokens, compiled steps) are in `cache`:
+  process 0's seconds to its data and to its first logged step, the wall time, process 0's peak RSS."""
   metrics, log, first = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir + ".log"), None
+  env = {**os.environ, "MTL_JAX_CACHE": cache, "JAX_COMPILATION_CACHE_DIR": ""}
+  if processes > 1:
+    port = 20000 + os.getpid() % 20000
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    commands = [[*command, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
+                 f"--process_id={i}"] for i in range(processes)]
+  else:
+    commands = [command]
   start = time.perf_counter()
   with open(log, "wb") as err:  # a file, not a pipe: the child's progress bars cannot fill it and block
-    child = subprocess.Popen(command, cwd=common.REPO, stdout=subprocess.DEVNULL, stderr=err,
-                             env={**os.environ, "MTL_JAX_CACHE": cache, "JAX_COMPILATION_CACHE_DIR": ""})
-    while not (done := os.wait4(child.pid, os.WNOHANG))[0]:  # reaped here, so its own rusage (peak RSS) is ours
+    children = [subprocess.Popen(c, cwd=common.REPO, env=env, stdout=err if i == 0 else subprocess.DEVNULL,
+                                 stderr=err if i == 0 else subprocess.DEVNULL) for i, c in enumerate(commands)]
+    while not (done := os.wait4(children[0].pid, os.WNOHANG))[0]:  # reaped here: its own rusage (peak RSS) is ours
       if first is None and os.path.exists(metrics) and '"train/loss"' in open(metrics).read():
         first = time.perf_counter() - start
       time.sleep(0.05)
+    others = [c.wait() for c in children[1:]]
   wall = time.perf_counter() - start
   _, status, usage = done
-  if os.waitstatus_to_exitcode(status) != 0:
-    raise RuntimeError(f"training run failed: {open(log).read()[-2000:]}")
-  rss = usage.ru_maxrss / 1024  # KiB on Linux
-  return {"first_step_s": round(first if first is not None else wall, 2), "wall_s": round(wall, 2),
-          "peak_rss_mib": round(rss, 1)}
+  text = open(log).read()
+  if os.waitstatus_to_exitcode(status) != 0 or any(others):
+    raise RuntimeError(f"training run failed: {text[-2000:]}")
+  ready = re.search(r"\(ready in ([\d.]+) s\)", text)
+  return {"data_s": float(ready.group(1)) if ready else None,
+          "first_step_s": round(first if first is not None else wall, 2), "wall_s": round(wall, 2),
+          "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}  # KiB on Linux
 
 
-def measure(rows: int, steps: int, repeats: int, tokenizer, in_process_max: int) -> dict:
+def measure(rows: int, steps: int, repeats: int, tokenizer, in_process_max: int, processes: int) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     table, cache = os.path.join(tmp, "table.jsonl"), os.path.join(tmp, "cache")
     write_table(table, rows)
@@ -102,6 +118,10 @@ def measure(rows: int, steps: int, repeats: int, tokenizer, in_process_max: int)
       workdir = os.path.join(tmp, name)
       result[name] = first_step_run(run_command(table, workdir, steps), workdir, cache)
     result["warm_over_cold"] = round(result["warm"]["first_step_s"] / result["cold"]["first_step_s"], 3)
+    if processes > 1:
+      workdir = os.path.join(tmp, f"cold_{processes}")
+      result[f"cold_{processes}_processes"] = first_step_run(run_command(table, workdir, steps), workdir,
+                                                             os.path.join(tmp, f"cache_{processes}"), processes)
   return result
 
 
@@ -111,19 +131,21 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=2, help="training steps of each run")
   parser.add_argument("--repeats", type=int, default=3, help="read / tokenize repeats (median)")
   parser.add_argument("--in_process_max", type=int, default=100000, help="largest table read whole in this process")
+  parser.add_argument("--processes", type=int, default=2, help="the cold run again as this many processes (1: not)")
   parser.add_argument("--output", default=os.path.join(common.REPO, "benchmarks", "results", "data.json"))
   args = parser.parse_args()
   tokenizer = load_tokenizer(encoder.resolve_encoder_dir(encoder.DEFAULT_PRETRAINED))
-  results = [measure(int(n), args.steps, args.repeats, tokenizer, args.in_process_max) for n in args.rows.split(",")]
+  results = [measure(int(n), args.steps, args.repeats, tokenizer, args.in_process_max, args.processes)
+             for n in args.rows.split(",")]
   common.write_report({"benchmark": "data", "steps": args.steps, "machine": common.machine_info(),
                        "versions": common.versions(), "results": results}, args.output)
   number = lambda value: f"{value:,}" if isinstance(value, int) else "-"
-  print(f"{'rows':>9} {'read rows/s':>12} {'tokenize rows/s':>16} {'first step cold / warm (s)':>27} "
-        f"{'peak RSS cold / warm (MiB)':>27}")
+  runs = ["cold", "warm", *(f"cold_{args.processes}_processes" for _ in [0] if args.processes > 1)]
+  print(f"{'rows':>9} {'read rows/s':>12} {'tokenize rows/s':>16}  " + "  ".join(
+      f"{name + ': data / first step (s), RSS (MiB)':>44}" for name in runs))
   for r in results:
-    print(f"{r['rows']:>9,} {number(r.get('read_rows_per_s')):>12} {number(r.get('tokenize_rows_per_s')):>16} "
-          f"{r['cold']['first_step_s']:>13} / {r['warm']['first_step_s']:<11} "
-          f"{r['cold']['peak_rss_mib']:>13} / {r['warm']['peak_rss_mib']:<11}")
+    print(f"{r['rows']:>9,} {number(r.get('read_rows_per_s')):>12} {number(r.get('tokenize_rows_per_s')):>16}  " +
+          "  ".join(f"{r[n]['data_s']:>23} / {r[n]['first_step_s']:>7}, {r[n]['peak_rss_mib']:>9}" for n in runs))
   print(f"wrote {args.output}")
 
 

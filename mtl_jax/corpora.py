@@ -12,8 +12,11 @@ import dataclasses
 import glob
 import json
 import os
+from collections.abc import Iterator
 
+import jax
 import numpy as np
+import tqdm
 
 from mtl_jax import hf_source, kinds, readers, sampling, spans, tfds_source, token_cache
 from mtl_jax.data import (
@@ -174,11 +177,21 @@ def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
   return ([r for r in records if json.dumps(r[0]) not in held], [r for r in records if json.dumps(r[0]) in held])
 
 
+def progress(chunks: Iterator[Encoded], name: str) -> Iterator[Encoded]:
+  """`chunks`, with a progress bar of the rows tokenized so far and their rate (process 0)."""
+  with tqdm.tqdm(desc=f"tokenizing {name}", unit=" rows", unit_scale=True, dynamic_ncols=True, leave=False,
+                 disable=jax.process_index() != 0) as bar:
+    for chunk in chunks:
+      bar.update(len(chunk))
+      yield chunk
+
+
 def table_examples(path: str, config, layout: Layout, tokenizer, max_length: int) -> Encoded:
   """Every row of a table file, validated against every task of the table (`layout`: the config's) and tokenized:
   mapped from the token cache, or read in chunks (in constant memory), tokenized and written there."""
   table_reader(path)  # a missing file, an unknown format: the UserError comes before the cache looks at the file
-  chunks = lambda share=(0, 1): (encode_table(t, tokenizer, max_length) for t in read_chunks(path, layout, share))
+  chunks = lambda share=(0, 1): progress((encode_table(t, tokenizer, max_length)
+                                          for t in read_chunks(path, layout, share)), os.path.basename(path))
   if (root := token_cache.cache_dir(config.data)) is None:
     return concat(list(chunks()))
   key = {"table": token_cache.file_state(path), "layout": layout.to_dict(), "max_length": max_length,

@@ -38,6 +38,7 @@ TOKENS = ("ids", "type_ids", "tags")  # per-token fields: row i spans the ids' o
 PER_EXAMPLE = ("labels", "weights", "cut", "sentence", "targets")
 META = "meta.json"
 OFF = "off"  # config.data.cache_dir: no cache
+JOIN_ROWS = 16384  # rows copied at a time when shares are joined
 WAIT_MS = 24 * 3600 * 1000  # how long the other processes wait for process 0's build (a lost process stops the job)
 
 
@@ -238,19 +239,27 @@ def get(root: str, key_parts: dict, build: Callable[[EntryWriter], None],
   their own where it is not (each host its own disk); an error process 0 met (a bad row) is theirs too."""
   if jax.process_count() == 1:
     return _get(root, key_parts, build, log)
-  from jax._src import distributed  # the coordination client, as mtl_jax/distributed.py uses it
-  client, word = distributed.global_state.client, f"mtl_jax/token_cache/{next(_calls)}"
+  tell, hear = _messages()
   if jax.process_index() == 0:
     try:
       result = _get(root, key_parts, build, log)
     except UserError as e:
-      client.key_value_set(word, f"error:{e}", allow_overwrite=True)
+      tell("result", f"error:{e}")
       raise
-    client.key_value_set(word, "ok", allow_overwrite=True)
+    tell("result", "ok")
     return result
-  if (said := client.blocking_key_value_get(word, WAIT_MS)).startswith("error:"):
+  if (said := hear("result")).startswith("error:"):
     raise UserError(said.removeprefix("error:"))
   return _get(root, key_parts, build, log)
+
+
+def _messages() -> tuple[Callable[[str, str], None], Callable[[str], str]]:
+  """(tell, hear) of this get's words, through JAX's coordination service (the key-value store mtl_jax/distributed.py
+  uses too); hear waits for the word."""
+  from jax._src import distributed
+  client, word = distributed.global_state.client, f"mtl_jax/token_cache/{next(_calls)}"
+  return (lambda what, value: client.key_value_set(f"{word}/{what}", value, allow_overwrite=True),
+          lambda what: client.blocking_key_value_get(f"{word}/{what}", WAIT_MS))
 
 
 def get_in_shares(root: str, key_parts: dict, name: str, chunks: Callable[[tuple[int, int]], Iterable[Encoded]],
@@ -265,10 +274,7 @@ def get_in_shares(root: str, key_parts: dict, name: str, chunks: Callable[[tuple
   count, me = jax.process_count(), jax.process_index()
   if count == 1:
     return _get(root, key_parts, whole, log)[0][name]
-  from jax._src import distributed  # the coordination client, as mtl_jax/distributed.py uses it
-  client, word = distributed.global_state.client, f"mtl_jax/token_cache/{next(_calls)}"
-  tell = lambda what, value: client.key_value_set(f"{word}/{what}", value, allow_overwrite=True)
-  hear = lambda what: client.blocking_key_value_get(f"{word}/{what}", WAIT_MS)
+  tell, hear = _messages()
   path = os.path.join(root, entry_key(key_parts))
   if me == 0:
     tell("state", "ready" if _open(path, log) else "build")
@@ -316,8 +322,8 @@ def _join(root: str, key_parts: dict, shares: list[dict], name: str, said: list[
     for path in paths:
       if (part := read_entry(path)[0][name]) is None:  # a share without rows
         continue
-      for start in range(0, len(part), 16384):
-        yield part.take(np.arange(start, min(start + 16384, len(part))))
+      for start in range(0, len(part), JOIN_ROWS):
+        yield part.take(np.arange(start, min(start + JOIN_ROWS, len(part))))
 
   _get(root, key_parts, lambda entry: entry.add(name, rows()), log)
   return "ok"

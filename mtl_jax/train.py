@@ -4,6 +4,7 @@ the best model on the test split. The pieces are short functions in the modules 
 """
 
 import os
+import time
 
 import jax
 import numpy as np
@@ -40,10 +41,12 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   log(check_memory(config, enc_config, batch_divisor(mesh), mesh.shape["fsdp"] * mesh.shape["model"]))
 
   # --- Tasks and data ------------------------------------------------------------------------------------------------
+  started = time.perf_counter()
   layout, train_parts, val_data, test_data = corpora.load_data(config, tokenizer, max(buckets))
   train_data = concat(list(train_parts.values()))
   check_token_types(train_data, enc_config.type_vocab_size, f"config.encoder.name={config.encoder.name!r}")
-  log(corpora.describe(layout, train_data, val_data, test_data, max(buckets)))
+  log(f"{corpora.describe(layout, train_data, val_data, test_data, max(buckets))} "
+      f"(ready in {time.perf_counter() - started:.1f} s)")
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch

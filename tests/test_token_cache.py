@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from runs import assert_same_data, corpus_config, make_table, smoke
+from runs import assert_same_data, assert_same_encoded, corpus_config, make_table, smoke
 
 from mtl_jax import corpora, data, token_cache
 
@@ -96,3 +96,23 @@ def test_a_hub_dataset_is_not_cached_and_sources_are_fingerprinted(tmp_path):
   (tmp_path / "a.txt").write_text("x")
   state = token_cache.sources_state([str(tmp_path / "*.txt")])
   assert state == [[str(tmp_path / "a.txt"), 1, os.stat(tmp_path / "a.txt").st_mtime_ns]]
+
+
+@pytest.mark.parametrize("shares", [2, 3, 40])
+def test_shares_built_apart_join_into_the_whole_table(tmp_path, monkeypatch, tokenizer, shares):
+  """What each process of a multi-process run builds (its byte share of the table, as an entry), joined in order by
+  process 0 (`token_cache._join`), equals the table read whole; an empty share (more processes than chunks of
+  rows) joins as nothing."""
+  monkeypatch.setattr(data, "CHUNK_ROWS", 5)
+  table = pair_table(tmp_path / "t.jsonl", 23)
+  layout = corpora.layout_from_config(smoke(table))
+  whole = corpora.table_examples(table, smoke(table, **{"data.cache_dir": "off"}), layout, tokenizer, 64)
+  root, key = str(tmp_path / "cache"), {"table": "t"}
+  chunks = lambda share: (corpora.encode_table(t, tokenizer, 64) for t in data.read_chunks(table, layout, share))
+  parts = [{**key, "share": [i, shares]} for i in range(shares)]
+  for i, part in enumerate(parts):
+    token_cache._get(root, part, lambda entry: entry.add("rows", chunks((i, shares))), print)
+  assert token_cache._join(root, key, parts, "rows", ["ok"] * shares, print) == "ok"
+  assert_same_encoded(token_cache.read_entry(os.path.join(root, token_cache.entry_key(key)))[0]["rows"], whole)
+  said = ["ok"] * (shares - 2) + ["error:t.jsonl:9: bad", "error:t.jsonl:20: worse"]
+  assert token_cache._join(root, key, parts, "rows", said, print) == "error:t.jsonl:9: bad"  # the first in the file
