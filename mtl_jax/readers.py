@@ -49,17 +49,22 @@ class LabelledText:
 # ---------------------------------------------------------------------------------------------------------------
 # File access.
 
-def _read_bytes(path: str) -> bytes:
-  """The file's bytes, gunzipped when the name ends in .gz or the bytes start with the gzip magic."""
+def _open(path: str):
+  """The file opened for reading bytes; a UserError naming it when it cannot be."""
   try:
-    with open(path, "rb") as f:
-      raw = f.read()
+    return open(path, "rb")
   except FileNotFoundError:
     raise UserError(f"{path}: file not found") from None
   except IsADirectoryError:
     raise UserError(f"{path}: is a directory, expected a file") from None
   except OSError as e:
     raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
+
+
+def _read_bytes(path: str) -> bytes:
+  """The file's bytes, gunzipped when the name ends in .gz or the bytes start with the gzip magic."""
+  with _open(path) as f:
+    raw = f.read()
   if path.endswith(".gz") or raw.startswith(b"\x1f\x8b"):
     try:
       raw = gzip.decompress(raw)
@@ -104,20 +109,13 @@ def _share(f, size: int, share: tuple[int, int]) -> tuple[Iterator[bytes], int]:
 
 
 def text_lines(path, keep_ends: bool = False, share: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, str]]:
-  """(line number, line) of a file one at a time, so a table of any size is read in constant memory: gzip transparent, UTF-8
-  required (an error names the line), BOM dropped; split on "\\n" only, each without its "\\n" and a trailing "\\r"
-  (`keep_ends`: with both, as the csv module reads lines). `share` (i, n): only the lines of the i-th of n equal
-  byte ranges of a plain (not gzip) file, numbered as in the whole file: n processes read a file together."""
+  """(line number, line) of a file one at a time, so a table of any size is read in constant memory: gzip
+  transparent, UTF-8 required (an error names the line), BOM dropped; split on "\\n" only, each without its "\\n"
+  and a trailing "\\r" (`keep_ends`: with both, as the csv module reads lines). `share` (i, n): only the lines of the
+  i-th of n equal byte ranges of a plain (not gzip) file, numbered as in the whole file: n processes read a file
+  together."""
   path = str(path)
-  try:
-    f = open(path, "rb")
-  except FileNotFoundError:
-    raise UserError(f"{path}: file not found") from None
-  except IsADirectoryError:
-    raise UserError(f"{path}: is a directory, expected a file") from None
-  except OSError as e:
-    raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
-  with f:
+  with _open(path) as f:
     stream, before = gzip.GzipFile(fileobj=f) if path.endswith(".gz") or f.peek(2)[:2] == b"\x1f\x8b" else f, 0
     if share != (0, 1):
       stream, before = _share(f, os.fstat(f.fileno()).st_size, share)
