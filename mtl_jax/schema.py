@@ -88,6 +88,10 @@ FIELDS: dict[str, tuple[object, str]] = {
     "train.epochs": (1.5, "training length in passes over the training data (used when steps <= 0)"),
     "train.steps": (0, "training length in steps; > 0 overrides epochs"),
     "train.learning_rate": (1e-4, "peak learning rate of AdamW"),
+    "train.head_learning_rate": (0.0, "peak learning rate of the heads (every parameter outside the encoder), same "
+                                 "schedule shape; 0: train.learning_rate"),
+    "train.layer_decay": (1.0, "layer-wise learning-rate decay of the encoder: layer i of L peaks at learning_rate x "
+                          "this^(L - i), the embeddings at x this^(L + 1); 1 = off"),
     "train.warmup_steps": (20, "linear warmup from 0 to the peak"),
     "train.decay": ("linear", "after warmup: \"linear\" or \"cosine\" to 0 at the last step, or \"constant\""),
     "train.weight_decay": (0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)"),
@@ -237,6 +241,9 @@ def check_values(config) -> None:
       "train.grad_accumulation": (lambda v: v > 0, "a number > 0 (1 = no accumulation)"),
       "train.loss_weighting": one_of("train.loss_weighting"),
       "train.weighting_learning_rate": (lambda v: v > 0, "a number > 0"),
+      "train.learning_rate": (lambda v: v > 0, "a number > 0"),
+      "train.head_learning_rate": (lambda v: v >= 0, "a number >= 0 (0 = train.learning_rate)"),
+      "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1] (1 = off)"),
       "train.eval_batch_size": (lambda v: v > 0, "a number > 0"),
       "train.log_every": (lambda v: v > 0, "a number > 0"),
       "train.tensorboard": (lambda v: isinstance(v, bool), "True or False"),

@@ -48,7 +48,16 @@ VARIANTS = [(name, arg) for name in CONFIGS for arg in ("", "smoke")]
 
 
 def test_configs_are_found():
-  assert {"default", "three_task", "pos_chunk", "airline", "news_topic_ner"} <= set(CONFIGS)
+  assert {"default", "three_task", "pos_chunk", "flair_pos_chunk", "airline", "news_topic_ner"} <= set(CONFIGS)
+
+
+def test_flair_pos_chunk_is_the_tutorials_data():
+  """Flair's multitask example 1: XPOS + CoNLL-2000 chunks, 10% of every split, 2 epochs; else pos_chunk.py."""
+  flair, ours = load_config("flair_pos_chunk"), load_config("pos_chunk")
+  assert flair.tasks.pos.data.column == "xpos" and flair.train.epochs == 2.0
+  assert all(task.data.downsample == 0.1 for task in flair.tasks.values())
+  flair.tasks.pos.data.column, flair.train.epochs = ours.tasks.pos.data.column, ours.train.epochs
+  assert flair.to_dict() == ours.to_dict()
 
 
 @pytest.mark.parametrize("name,arg", VARIANTS)
@@ -210,6 +219,13 @@ BAD = [  # (config, changes, the exact message)
      "config.sampling.epoch_task: unknown task 'topic'; tasks are ['sentiment']"),
     ("three_task", dict(train__best_metric="xyz"),
      "config.train.best_metric: unknown metric 'xyz'; e.g. 'eval/mean/accuracy'"),
+    ("three_task", dict(train__head_learning_rate=-1e-4),
+     "config.train.head_learning_rate: expected a number >= 0 (0 = train.learning_rate), found -0.0001"),
+    ("three_task", dict(train__layer_decay=1.5), "config.train.layer_decay: expected a number in (0, 1] (1 = off), "
+     "found 1.5"),
+    ("three_task", dict(train__layer_decay=0.0), "config.train.layer_decay: expected a number in (0, 1] (1 = off), "
+     "found 0.0"),
+    ("three_task", dict(train__learning_rate=0.0), "config.train.learning_rate: expected a number > 0, found 0.0"),
     ("three_task", dict(train__decay="exponential"),
      "config.train.decay: expected one of ['constant', 'cosine', 'linear'], found 'exponential'"),
     ("pos_chunk", dict(tasks__pos__data__format="txt"),
