@@ -70,6 +70,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "encoder.remat": (False, "recompute layer activations in the backward pass to save memory"),
     "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json"),
     "encoder.head_dropout": (0.1, "dropout on pooled features before the heads"),
+    "encoder.head_init": ("normal", "the heads' initial kernel: \"normal\" (std 0.02, as BERT's classifiers) or "
+                          "\"xavier\" (uniform, bound sqrt(6 / (in + out)), as Flair's: ~4x larger for MiniLM)"),
 
     "mesh.data": (-1, "data-parallel axis; -1: all devices not used by the other axes"),
     "mesh.fsdp": (1, "parameter-sharding axis (the batch is split over data x fsdp)"),
@@ -219,7 +221,7 @@ def one_of(names: tuple[str, ...]) -> str:
 
 def choices() -> dict[str, tuple]:
   """The values of enumerated fields, from the modules that implement them."""
-  return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES),
+  return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES), "encoder.head_init": heads.INITS,
           "train.loss_weighting": weighting.METHODS, "sampling.strategy": sampling.STRATEGIES,
           "kind": kinds.NAMES, "scheme": spans.SCHEMES, "format": tuple(sorted(corpora.SELECTOR)),
           "table": tuple(sorted(data.READERS)), "metric": kinds.metric_names()}
@@ -233,6 +235,7 @@ def check_values(config) -> None:
       "encoder.pooling": one_of("encoder.pooling"),
       "encoder.dtype": one_of("encoder.dtype"),
       "encoder.head_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+      "encoder.head_init": one_of("encoder.head_init"),
       "data.length_buckets": (lambda v: len(v) > 0 and all(isinstance(b, int) and b > 2 for b in v),
                               "a non-empty list of lengths > 2"),
       "data.tokens_per_batch": (lambda v: isinstance(v, int) and v >= 0,

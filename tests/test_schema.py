@@ -52,11 +52,14 @@ def test_configs_are_found():
 
 
 def test_flair_pos_chunk_is_the_tutorials_data():
-  """Flair's multitask example 1: XPOS + CoNLL-2000 chunks, 10% of every split, 2 epochs; else pos_chunk.py."""
+  """Flair's multitask example 1: XPOS + CoNLL-2000 chunks, 10% of every split, 2 epochs, every tag named; else
+  pos_chunk.py."""
   flair, ours = load_config("flair_pos_chunk"), load_config("pos_chunk")
   assert flair.tasks.pos.data.column == "xpos" and flair.train.epochs == 2.0
   assert all(task.data.downsample == 0.1 for task in flair.tasks.values())
+  assert len(flair.tasks.pos.labels) == 49 and len(flair.tasks.chunk.labels) == 23  # EWT's XPOS, O + B/I x 11 types
   flair.tasks.pos.data.column, flair.train.epochs = ours.tasks.pos.data.column, ours.train.epochs
+  del flair.tasks.pos["labels"], flair.tasks.chunk["labels"]
   assert flair.to_dict() == ours.to_dict()
 
 
@@ -146,6 +149,8 @@ BAD = [  # (config, changes, the exact message)
      "config.encoder.pooling: expected one of ('cls', 'mean'), found 'max'"),
     ("three_task", dict(encoder__dtype="float16"),
      "config.encoder.dtype: expected one of ('float32', 'bfloat16'), found 'float16'"),
+    ("three_task", dict(encoder__head_init="kaiming"),
+     "config.encoder.head_init: expected one of ('normal', 'xavier'), found 'kaiming'"),
     ("three_task", dict(encoder__head_dropout=1.0),
      "config.encoder.head_dropout: expected a number in [0, 1), found 1.0"),
     ("three_task", dict(data__length_buckets=(2, 64)),
