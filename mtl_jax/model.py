@@ -22,12 +22,13 @@ class Model:
   layout: Layout
   pooling: str = "mean"
   head_dropout: float = 0.1
+  head_init: str = "normal"  # heads.INITS; training only (a checkpoint holds the trained heads)
 
   @classmethod
   def from_config(cls, encoder_cfg, architecture: EncoderConfig, layout: Layout) -> "Model":
     """The model `config.encoder` describes, for the encoder `architecture` and the tasks of `layout`."""
     return cls(Encoder(architecture, DTYPES[encoder_cfg.dtype], encoder_cfg.remat), layout, encoder_cfg.pooling,
-               encoder_cfg.head_dropout)
+               encoder_cfg.head_dropout, encoder_cfg.head_init)
 
   @classmethod
   def from_meta(cls, meta: dict) -> "Model":
@@ -45,7 +46,8 @@ class Model:
     ids = jnp.zeros((1, 8), jnp.int32)
     hidden = self.encoder.config.hidden_size
     return {"encoder": self.encoder.init(enc_rng, ids, jnp.ones_like(ids))["params"],
-            "heads": {k.name: heads.init_grouped(jax.random.fold_in(head_rng, i), hidden, self.layout.total(k.name))
+            "heads": {k.name: heads.init_grouped(jax.random.fold_in(head_rng, i), hidden, self.layout.total(k.name),
+                                                 self.head_init)
                       for i, k in enumerate(self.kinds)}}
 
   def _dropout(self, x: jax.Array, rng: jax.Array | None, salt: int) -> jax.Array:

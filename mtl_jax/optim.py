@@ -1,4 +1,15 @@
-"""The optimizer and its learning-rate schedule, from `config.train`."""
+"""The optimizer and its learning-rate schedule, from `config.train`.
+
+Parameter groups. By default every parameter follows one schedule (peak `train.learning_rate`). With
+`train.head_learning_rate` > 0 the heads (every parameter outside the encoder) peak at that rate instead, and with
+`train.layer_decay` = d < 1 the encoder's parameters are scaled by depth from the top, as in ELECTRA / BEiT: layer i
+(0-based, of L) gets d**(L - i), the embeddings (and DeBERTa's relative-position table, an input of every layer) the
+deepest factor d**(L + 1), parameters above the last layer (a pre-norm encoder's final norm) d**0 = 1. Each group has
+the same warmup and decay shape, scaled; clipping is over the global gradient norm of all groups together, and
+AdamW's weight decay (applied as lr * weight_decay * param, as PyTorch's AdamW) follows each group's rate.
+"""
+
+import re
 
 import jax
 import optax
@@ -6,6 +17,9 @@ import optax
 from mtl_jax import weighting
 
 DECAYS = ("linear", "cosine", "constant")  # config.train.decay: after warmup, to 0 at the last step (or constant)
+HEADS = "heads"  # the group of every parameter outside the encoder
+EMBEDDINGS = ("embeddings", "rel_embeddings", "rel_norm")  # encoder parameters below the first layer
+LAYER = re.compile(r"layer_(\d+)")
 
 
 def learning_rate_schedule(train_cfg, total_steps: int) -> optax.Schedule:
@@ -17,16 +31,66 @@ def learning_rate_schedule(train_cfg, total_steps: int) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decays[train_cfg.decay]], [warmup])
 
 
-def make_optimizer(train_cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """AdamW with gradient clipping; no weight decay on biases and LayerNorm scales (1-d parameters)."""
+def scaled(schedule: optax.Schedule, factor: float) -> optax.Schedule:
+  """The schedule times `factor`; the schedule itself at factor 1, so that group's updates stay bit-identical."""
+  return schedule if factor == 1.0 else (lambda step: factor * schedule(step))
+
+
+def grouped(train_cfg) -> bool:
+  """Whether the config asks for parameter groups (a head rate or layer decay); otherwise one AdamW for all."""
+  return train_cfg.head_learning_rate > 0 or train_cfg.layer_decay != 1.0
+
+
+def encoder_depth(name: str, num_layers: int) -> int:
+  """Steps below the top of a top-level encoder parameter (`layer_3`, `embeddings`, ...): the exponent of its
+  layer decay."""
+  if name in EMBEDDINGS:
+    return num_layers + 1
+  if match := LAYER.fullmatch(name):
+    return num_layers - int(match.group(1))
+  return 0
+
+
+def group_factors(train_cfg, num_layers: int) -> dict[str, float]:
+  """{group label: its peak rate / train.learning_rate}: the heads, then the encoder as one group or by depth."""
+  head = train_cfg.head_learning_rate / train_cfg.learning_rate if train_cfg.head_learning_rate > 0 else 1.0
+  if train_cfg.layer_decay == 1.0:
+    return {HEADS: head, "encoder": 1.0}
+  return {HEADS: head, **{f"encoder_{d}": train_cfg.layer_decay ** d for d in range(num_layers + 2)}}
+
+
+def param_labels(params: dict, train_cfg, num_layers: int) -> dict:
+  """The group label of every parameter, as a prefix tree of `params`: the encoder's top-level modules, the rest
+  (heads, and a loss weighting's parameters that its own optimizer masks out) as heads."""
+  def encoder_labels(encoder: dict) -> dict:
+    if train_cfg.layer_decay == 1.0:
+      return "encoder"
+    return {name: f"encoder_{encoder_depth(name, num_layers)}" for name in encoder}
+  return {k: encoder_labels(v) if k == "encoder" else HEADS for k, v in params.items()}
+
+
+def adamw(train_cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """AdamW without weight decay on biases and LayerNorm scales (1-d parameters)."""
   decay_mask = lambda params: jax.tree.map(lambda x: x.ndim > 1, params)
+  return optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=decay_mask)
+
+
+def make_optimizer(train_cfg, schedule: optax.Schedule, num_layers: int = 0) -> optax.GradientTransformation:
+  """Global gradient clipping, then AdamW: one for all parameters, or one per parameter group (see the module's
+  docstring) through optax.multi_transform. `num_layers` (the encoder's) is needed for layer decay only."""
+  if train_cfg.layer_decay != 1.0 and num_layers <= 0:
+    raise ValueError("layer decay needs the encoder's number of layers")
   clip = [optax.clip_by_global_norm(train_cfg.grad_clip)] if train_cfg.grad_clip > 0 else []
-  return optax.chain(*clip, optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=decay_mask))
+  if not grouped(train_cfg):
+    return optax.chain(*clip, adamw(train_cfg, schedule))
+  groups = {label: adamw(train_cfg, scaled(schedule, factor))
+            for label, factor in group_factors(train_cfg, num_layers).items()}
+  return optax.chain(*clip, optax.multi_transform(groups, lambda p: param_labels(p, train_cfg, num_layers)))
 
 
-def build(train_cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build(train_cfg, total_steps: int, num_layers: int = 0) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """(optimizer, schedule) of a run of `total_steps`: AdamW on the model, and the loss weighting's own optimizer for
-  its learned parameters (if any)."""
+  its learned parameters (if any). The schedule is the encoder's (its top layer's, with layer decay)."""
   schedule = learning_rate_schedule(train_cfg, total_steps)
-  tx = make_optimizer(train_cfg, schedule)
+  tx = make_optimizer(train_cfg, schedule, num_layers)
   return weighting.optimizer(train_cfg.loss_weighting, tx, train_cfg.weighting_learning_rate), schedule

@@ -73,6 +73,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "encoder.remat": (False, "recompute layer activations in the backward pass to save memory"),
     "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json"),
     "encoder.head_dropout": (0.1, "dropout on pooled features before the heads"),
+    "encoder.head_init": ("normal", "the heads' initial kernel: \"normal\" (std 0.02, as BERT's classifiers) or "
+                          "\"xavier\" (uniform, bound sqrt(6 / (in + out)), as Flair's: ~4x larger for MiniLM)"),
 
     "mesh.data": (-1, "data-parallel axis; -1: all devices not used by the other axes"),
     "mesh.fsdp": (1, "parameter-sharding axis (the batch is split over data x fsdp)"),
@@ -91,6 +93,10 @@ FIELDS: dict[str, tuple[object, str]] = {
     "train.epochs": (1.5, "training length in passes over the training data (used when steps <= 0)"),
     "train.steps": (0, "training length in steps; > 0 overrides epochs"),
     "train.learning_rate": (1e-4, "peak learning rate of AdamW"),
+    "train.head_learning_rate": (0.0, "peak learning rate of the heads (every parameter outside the encoder), same "
+                                 "schedule shape; 0: train.learning_rate"),
+    "train.layer_decay": (1.0, "layer-wise learning-rate decay of the encoder: layer i of L peaks at learning_rate x "
+                          "this^(L - i), the embeddings at x this^(L + 1); 1 = off"),
     "train.warmup_steps": (20, "linear warmup from 0 to the peak"),
     "train.decay": ("linear", "after warmup: \"linear\" or \"cosine\" to 0 at the last step, or \"constant\""),
     "train.weight_decay": (0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)"),
@@ -218,7 +224,7 @@ def one_of(names: tuple[str, ...]) -> str:
 
 def choices() -> dict[str, tuple]:
   """The values of enumerated fields, from the modules that implement them."""
-  return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES),
+  return {"encoder.pooling": heads.POOLINGS, "encoder.dtype": tuple(model.DTYPES), "encoder.head_init": heads.INITS,
           "train.loss_weighting": weighting.METHODS, "sampling.strategy": sampling.STRATEGIES,
           "kind": kinds.NAMES, "scheme": spans.SCHEMES, "format": tuple(sorted(corpora.SELECTOR)),
           "table": tuple(sorted(data.READERS)), "metric": kinds.metric_names()}
@@ -232,6 +238,7 @@ def check_values(config) -> None:
       "encoder.pooling": one_of("encoder.pooling"),
       "encoder.dtype": one_of("encoder.dtype"),
       "encoder.head_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+      "encoder.head_init": one_of("encoder.head_init"),
       "data.length_buckets": (lambda v: len(v) > 0 and all(isinstance(b, int) and b > 2 for b in v),
                               "a non-empty list of lengths > 2"),
       "data.tokens_per_batch": (lambda v: isinstance(v, int) and v >= 0,
@@ -240,6 +247,9 @@ def check_values(config) -> None:
       "train.grad_accumulation": (lambda v: v > 0, "a number > 0 (1 = no accumulation)"),
       "train.loss_weighting": one_of("train.loss_weighting"),
       "train.weighting_learning_rate": (lambda v: v > 0, "a number > 0"),
+      "train.learning_rate": (lambda v: v > 0, "a number > 0"),
+      "train.head_learning_rate": (lambda v: v >= 0, "a number >= 0 (0 = train.learning_rate)"),
+      "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1] (1 = off)"),
       "train.eval_batch_size": (lambda v: v > 0, "a number > 0"),
       "train.log_every": (lambda v: v > 0, "a number > 0"),
       "train.tensorboard": (lambda v: isinstance(v, bool), "True or False"),

@@ -53,7 +53,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
 
   # --- Model and optimizer -------------------------------------------------------------------------------------------
   model = Model.from_config(config.encoder, enc_config, layout)
-  tx, schedule = optim.build(tc, total_steps)
+  tx, schedule = optim.build(tc, total_steps, enc_config.num_layers)
   learned = weighting.init(tc.loss_weighting, len(layout.tasks))  # e.g. uncertainty weighting's log-variances
   init_params = lambda key: {**model.init(key), **({"weighting": learned} if learned else {})}
   model_params = lambda params: {k: params[k] for k in ("encoder", "heads")}  # what best/ keeps, for prediction

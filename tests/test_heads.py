@@ -42,3 +42,17 @@ def test_heads_compute_in_float32_under_bfloat16_features():
   expected = np.asarray(half, np.float64) @ params["kernel"] + params["bias"]
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(got), expected, atol=1e-3)
+
+
+def test_head_inits_have_their_documented_scale():
+  """normal: BERT's std 0.02 (truncated at 2 std), bias 0, as before head_init existed; xavier: torch's
+  xavier_uniform_ kernel and nn.Linear's bias bound, for a MiniLM-sized head (384 features, 48 + 21 tags)."""
+  key = jax.random.key(0)
+  normal = heads.init_grouped(key, 384, 69)
+  np.testing.assert_array_equal(normal["kernel"], 0.02 * jax.random.truncated_normal(key, -2, 2, (384, 69)))
+  assert not np.any(normal["bias"])
+  xavier = heads.init_grouped(key, 384, 69, "xavier")
+  bound = np.sqrt(6 / (384 + 69))
+  assert np.abs(xavier["kernel"]).max() <= bound and np.abs(xavier["kernel"]).max() > 0.99 * bound
+  assert abs(float(np.std(xavier["kernel"])) - bound / np.sqrt(3)) < 0.02 * bound  # uniform: std = bound / sqrt(3)
+  assert 0 < np.abs(xavier["bias"]).max() <= 1 / np.sqrt(384)

@@ -48,7 +48,19 @@ VARIANTS = [(name, arg) for name in CONFIGS for arg in ("", "smoke")]
 
 
 def test_configs_are_found():
-  assert {"default", "three_task", "pos_chunk", "airline", "news_topic_ner"} <= set(CONFIGS)
+  assert {"default", "three_task", "pos_chunk", "flair_pos_chunk", "airline", "news_topic_ner"} <= set(CONFIGS)
+
+
+def test_flair_pos_chunk_is_the_tutorials_data():
+  """Flair's multitask example 1: XPOS + CoNLL-2000 chunks, 10% of every split, 2 epochs, every tag named; else
+  pos_chunk.py."""
+  flair, ours = load_config("flair_pos_chunk"), load_config("pos_chunk")
+  assert flair.tasks.pos.data.column == "xpos" and flair.train.epochs == 2.0
+  assert all(task.data.downsample == 0.1 for task in flair.tasks.values())
+  assert len(flair.tasks.pos.labels) == 49 and len(flair.tasks.chunk.labels) == 23  # EWT's XPOS, O + B/I x 11 types
+  flair.tasks.pos.data.column, flair.train.epochs = ours.tasks.pos.data.column, ours.train.epochs
+  del flair.tasks.pos["labels"], flair.tasks.chunk["labels"]
+  assert flair.to_dict() == ours.to_dict()
 
 
 @pytest.mark.parametrize("name,arg", VARIANTS)
@@ -137,6 +149,8 @@ BAD = [  # (config, changes, the exact message)
      "config.encoder.pooling: expected one of ('cls', 'mean'), found 'max'"),
     ("three_task", dict(encoder__dtype="float16"),
      "config.encoder.dtype: expected one of ('float32', 'bfloat16'), found 'float16'"),
+    ("three_task", dict(encoder__head_init="kaiming"),
+     "config.encoder.head_init: expected one of ('normal', 'xavier'), found 'kaiming'"),
     ("three_task", dict(encoder__head_dropout=1.0),
      "config.encoder.head_dropout: expected a number in [0, 1), found 1.0"),
     ("three_task", dict(data__length_buckets=(2, 64)),
@@ -210,6 +224,13 @@ BAD = [  # (config, changes, the exact message)
      "config.sampling.epoch_task: unknown task 'topic'; tasks are ['sentiment']"),
     ("three_task", dict(train__best_metric="xyz"),
      "config.train.best_metric: unknown metric 'xyz'; e.g. 'eval/mean/accuracy'"),
+    ("three_task", dict(train__head_learning_rate=-1e-4),
+     "config.train.head_learning_rate: expected a number >= 0 (0 = train.learning_rate), found -0.0001"),
+    ("three_task", dict(train__layer_decay=1.5), "config.train.layer_decay: expected a number in (0, 1] (1 = off), "
+     "found 1.5"),
+    ("three_task", dict(train__layer_decay=0.0), "config.train.layer_decay: expected a number in (0, 1] (1 = off), "
+     "found 0.0"),
+    ("three_task", dict(train__learning_rate=0.0), "config.train.learning_rate: expected a number > 0, found 0.0"),
     ("three_task", dict(train__decay="exponential"),
      "config.train.decay: expected one of ['constant', 'cosine', 'linear'], found 'exponential'"),
     ("pos_chunk", dict(tasks__pos__data__format="txt"),
