@@ -95,10 +95,12 @@ def corpus_stream(size: int, start: int, count: int, seed: int, corpus: int) -> 
 
 def group_by_length(rows: np.ndarray, lengths: np.ndarray, batch_size: int, group: int,
                     rng: np.random.Generator) -> np.ndarray:
-  """[steps, batch_size] batches: runs of `group` batches sorted by length, then the batches shuffled."""
+  """[steps, batch_size] batches: runs of `group` batches sorted by length (in place: `rows` is the caller's own
+  array), then the batches shuffled."""
   chunk = group * batch_size
-  chunks = np.split(rows, range(chunk, len(rows), chunk))
-  rows = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+  for start in range(0, len(rows), chunk):
+    c = rows[start:start + chunk]
+    c[:] = c[np.argsort(lengths[c], kind="stable")]
   steps = len(rows) // batch_size
   return rows.reshape(steps, batch_size)[rng.permutation(steps)]
 
@@ -219,7 +221,8 @@ class MixtureOrder:
     """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget a list of batches of
     up to B_L rows) and, with a token budget, each batch's bucket length (else None)."""
     rng = np.random.default_rng([self.seed, epoch])
-    rows = rng.permutation(self.epoch_rows(epoch))
+    rows = self.epoch_rows(epoch)
+    rng.shuffle(rows)  # in place: what rng.permutation returns, without a second copy of the epoch's rows
     if self.tokens_per_batch:
       batches, bucket_ids = cut_by_bucket(rows, self._bucket[rows], list(self.batch_sizes.values()))
       order = rng.permutation(len(batches))
