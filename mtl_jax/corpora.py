@@ -180,7 +180,7 @@ def split_off(records: list, count: int, seed: int) -> tuple[list, list]:
 def progress(chunks: Iterator[Encoded], name: str) -> Iterator[Encoded]:
   """`chunks`, with a progress bar of the rows tokenized so far and their rate (process 0)."""
   with tqdm.tqdm(desc=f"tokenizing {name}", unit=" rows", unit_scale=True, dynamic_ncols=True, leave=False,
-                 disable=jax.process_index() != 0) as bar:
+                 disable=None if jax.process_index() == 0 else True) as bar:  # None: not on a non-TTY
     for chunk in chunks:
       bar.update(len(chunk))
       yield chunk
