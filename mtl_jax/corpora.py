@@ -49,7 +49,7 @@ DATASETS = ("tfds", "hf")  # formats whose split values name a dataset's splits,
 @dataclasses.dataclass
 class Corpus:
   """One data source and the tasks it labels. `splits[s]` is a list of (words or text, {task: label(s)}, where)
-  records, or for the "table" format its examples already encoded, with every task of the table (None: no such
+  records, or for the "table" format its examples already encoded, with the trained tasks' columns (None: no such
   split)."""
   tasks: list[str]  # every task it labels (a table: every task of the config, trained or not)
   spec: dict

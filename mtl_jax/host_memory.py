@@ -11,7 +11,11 @@ models its lock contention costs 10-20%). No trimming means none at all: with a 
 most 2 GB), a step whose temporaries pass it is trimmed and faults in again every step (fixed-length 4096-token
 batches: 0.25M faults and 1.5 s of kernel time per step).
 
-The threads of the tokenizers library are started first, with arenas of their own (`start_tokenizer_threads`).
+On one arena the tokenizers library's threads (Rust's rayon) wait on each other's malloc: tokenizing a table took 2.7x
+as long as with glibc's defaults (100k rows: 10.8 s instead of 4.0 s on 2 cores), and 1.6x as long as one thread
+(6.9 s). So the setting also turns the library's threads off (TOKENIZERS_PARALLELISM=false unless set); giving
+them arenas of their own (started before the limit) was faster but let XLA's threads land on their arenas now and
+then, and lose the reuse. Processes of a multi-process run tokenize their shares of a table side by side.
 `keep_freed_memory()` is called by the entry points (`mtl_jax.cli.run`: main, predict, evaluate; the benchmarks'
 `common.main`) before JAX initialises its backend, where XLA's worker threads start (a thread keeps the arena it
 first allocated from; the two threads `import jax` leaves are idle: tested in tests/test_host_memory.py). Importing
@@ -24,7 +28,6 @@ alone always. It does nothing outside Linux with glibc (other allocators keep la
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import sys
@@ -48,16 +51,6 @@ def keep_freed_memory() -> bool:
   if (os.environ.get(ENV, "1") == "0" or sys.platform != "linux" or platform.libc_ver()[0] != "glibc"
       or accelerator_host()):
     return False
-  start_tokenizer_threads()
+  os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before the tokenizers library starts its threads
   mallopt = ctypes.CDLL(None).mallopt
   return all([mallopt(param, value) == 1 for param, value in SETTINGS])  # a list: every setting is made
-
-
-def start_tokenizer_threads() -> None:
-  """Starts the `tokenizers` library's thread pool (Rust's rayon, started on first use) before the arenas are limited
-  to one, so that its threads keep arenas of their own: on the shared one they wait on each other's malloc, and
-  tokenizing a table took 2.7x as long (100k rows: 10.8 s instead of 4.0 s on 2 cores)."""
-  from tokenizers import Tokenizer
-  vocab = {"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"},
-           "pre_tokenizer": {"type": "Whitespace"}}
-  Tokenizer.from_str(json.dumps(vocab)).encode_batch(["a a a"] * 10000)  # enough work for every thread to allocate
