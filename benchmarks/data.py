@@ -4,7 +4,8 @@ with a cold and a warm token cache.
   python benchmarks/data.py [--rows 10000,100000,1000000 --output benchmarks/results/data.json]
 
 For each size a synthetic table is generated (not stored: three-task JSONL rows of 8-40 random words, as
-`configs/three_task.py` reads them) in a temporary folder, then:
+`configs/three_task.py` reads them) in a temporary folder (100 rows held out for validation at every size, so runs
+differ in their training rows only), then:
   - read + tokenize: `data.read_table` and `input_pipeline.encode_table` in this process (rows/s each, median of
     `--repeats`; sizes above `--in_process_max` rows are not read whole here, only by the runs), with the packaged
     MiniLM's tokenizer;
@@ -40,6 +41,7 @@ from mtl_jax.tokenizer import load_tokenizer  # noqa: E402
 LAYOUT = Layout((Task("sentiment", "classification", ("negative", "neutral", "positive")),
                  Task("urgency", "classification", ("low", "high")),
                  Task("topic", "classification", ("billing", "technical", "shipping", "account"))))
+VALIDATION_ROWS = 100  # held out of every table: the runs differ in their training rows only
 VOCAB = ("parcel refund invoice login password app crash delivery late broken thanks great awful urgent today "
          "account profile charge card order tracking number support please help never arrived again").split()
 
@@ -69,7 +71,7 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 def run_command(table: str, workdir: str, steps: int) -> list[str]:
   return [sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke", f"--workdir={workdir}",
-          f"--config.data.train={table}", "--config.data.validation=0.01", f"--config.train.steps={steps}",
+          f"--config.data.train={table}", f"--config.data.validation={VALIDATION_ROWS}", f"--config.train.steps={steps}",
           "--config.train.log_every=1", f"--config.train.eval_every={steps}", "--config.train.tensorboard=False"]
 
 
