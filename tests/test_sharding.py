@@ -120,6 +120,7 @@ def launch(n_processes, devices, workdir, table, steps, port):
   else:
     command = ["bash", "launch/local.sh", str(n_processes), *args]
     env = {**os.environ, "DEVICES_PER_PROCESS": str(devices), "PORT": str(port), "PYTHON": sys.executable}
+  env["MTL_JAX_CACHE"] = f"{workdir}_cache"  # each run's own token cache: several processes build theirs in shares
   out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
 
