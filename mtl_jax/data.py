@@ -64,11 +64,6 @@ class Table:
                  [np.concatenate(columns) for columns in zip(*(p.targets for p in parts))],
                  [x for p in parts for x in (p.pairs or [None] * len(p))] if paired else None)
 
-  def select(self, positions: list[int]) -> "Table":
-    """The columns of the tasks at `positions`, in that order."""
-    return Table(self.texts, self.labels[:, positions], self.weights[:, positions],
-                 [self.targets[t] for t in positions], self.pairs)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Row validation.
