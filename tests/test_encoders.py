@@ -1,7 +1,8 @@
 """Every encoder family against PyTorch `transformers`, without a hub: a small randomly initialised model of each
 family, saved with `save_pretrained` (safetensors, as task checkpoints are: a head and the base model's prefix),
-loaded by mtl_jax; the last hidden states must match on every real token of a padded batch of different lengths.
-Then each family trains a few steps through the real entry point and predicts."""
+loaded by mtl_jax; the last hidden states must match on every real token of a padded batch of different lengths, and
+packed (several texts per row) each text must keep the hidden states it has alone. Then each family trains a few
+steps through the real entry point and predicts."""
 
 import json
 import os
@@ -20,6 +21,7 @@ from runs import REPO, read_history
 from mtl_jax import encoder as enc
 from mtl_jax import encoders
 from mtl_jax.encoders import Encoder, EncoderConfig
+from mtl_jax.encoders.layers import text_positions
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
@@ -121,6 +123,68 @@ def test_hidden_states_match_transformers(name, tmp_path):
   np.testing.assert_allclose(np.asarray(got)[real], want.numpy()[real], atol=1e-4, rtol=0)
   assert config.family == {"distilbert-sinusoidal": "distilbert", "deberta-v3": "deberta-v2",
                            "modernbert-biases": "modernbert"}.get(name, name)
+
+
+PACKING = ((0, 3), (1, 2))  # the rows of padded_batch that share a row when packed: 12 + 1 and 9 + 5 tokens
+
+
+def packed_batch(ids, mask, types, pad_id: int):
+  """padded_batch's texts packed as PACKING says (ids 1, 2 in the mask, each text with its token ids and types), and a
+  row of padding only; returns the batch and where each text sits in it: (row, start) by its row in padded_batch."""
+  length = max(sum(LENGTHS[i] for i in texts) for texts in PACKING)
+  packed = [np.full((len(PACKING) + 1, length), pad_id, np.int64), np.zeros((len(PACKING) + 1, length), np.int64),
+            np.zeros((len(PACKING) + 1, length), np.int64)]
+  where = {}
+  for row, texts in enumerate(PACKING):
+    start = 0
+    for text, i in enumerate(texts, 1):
+      n = LENGTHS[i]
+      for array, values in zip(packed, (ids[i, :n], text, types[i, :n])):
+        array[row, start:start + n] = values
+      where[i], start = (row, start), start + n
+  return *packed, where
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
+  """Several texts per row (ids 1, 2, ... in the attention mask): each attends only to itself and its positions
+  restart, so every real token's hidden state is the one it has unpacked, one text per row. Both layouts run in one
+  batch (the unpacked rows padded to the packed length), so each family runs once."""
+  reference = save_family(name, tmp_path)
+  config, params = enc.load_pretrained(str(tmp_path))
+  pad_id = reference.config.pad_token_id or 0
+  ids, mask, types = padded_batch(pad_id)
+  packed_ids, packed_mask, packed_types, where = packed_batch(ids, mask, types, pad_id)
+  extra = ((0, 0), (0, packed_ids.shape[1] - ids.shape[1]))
+  both = [np.concatenate([np.pad(unpacked, extra, constant_values=fill), packed]) for unpacked, packed, fill in
+          ((ids, packed_ids, pad_id), (mask, packed_mask, 0), (types, packed_types, 0))]
+  out = np.asarray(Encoder(config).apply({"params": params}, *both[:2], both[2] if FAMILIES[name][2] else None))
+  assert np.isfinite(out).all()  # padding too, the row of padding only included
+  alone = np.concatenate([out[i, :n] for i, n in enumerate(LENGTHS)])
+  packed = out[len(LENGTHS):]
+  got = np.concatenate([packed[where[i][0], where[i][1]:where[i][1] + n] for i, n in enumerate(LENGTHS)])
+  # exactly: both layouts run through the same kernels; and rotary positions are relative, so rotary positions that
+  # do not restart show only in the rounding (ModernBERT: 5e-7)
+  np.testing.assert_array_equal(got, alone)
+
+
+def test_text_positions_restart_at_each_text():
+  def by_loop(mask):
+    positions = np.zeros_like(mask)
+    for row, col in np.ndindex(mask.shape):
+      if mask[row, col] and col and mask[row, col - 1] == mask[row, col]:
+        positions[row, col] = positions[row, col - 1] + 1
+    return positions
+  masks = np.array([[1, 1, 1, 1, 1, 1, 0, 0],  # one text, as unpacked rows have
+                    [1, 1, 1, 2, 2, 3, 0, 0],  # three texts
+                    [0, 0, 0, 0, 0, 0, 0, 0],  # padding only
+                    [1, 1, 1, 1, 1, 1, 1, 1],  # one text, no padding
+                    [1, 2, 3, 4, 4, 4, 5, 5],  # texts of one token, no padding
+                    [1, 1, 2, 2, 2, 2, 2, 0]])
+  got = np.asarray(text_positions(masks))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, by_loop(masks))
+  np.testing.assert_array_equal(got[1], [0, 1, 2, 0, 1, 0, 0, 0])
 
 
 @pytest.mark.parametrize("model_type", ["mpnet", "gpt2", None])

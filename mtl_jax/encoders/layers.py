@@ -83,13 +83,31 @@ class _Part(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
 
+def text_positions(attention_mask):
+  """[batch, length] int32: each token's position within its text (a run of one nonzero id in the mask: 0, 1, 2, ...
+  from the run's first token); 0 for padding."""
+  mask = jnp.asarray(attention_mask).astype(jnp.int32)
+  index = jnp.arange(mask.shape[1], dtype=jnp.int32)[None, :]
+  starts = (mask > 0) & (mask != jnp.pad(mask[:, :-1], ((0, 0), (1, 0))))  # a text's first token
+  return jnp.where(mask > 0, index - jax.lax.cummax(jnp.where(starts, index, 0), axis=1), 0)
+
+
 def position_ids(attention_mask, padding_idx: int):
-  """0, 1, 2, ... per row; RoBERTa's scheme when padding_idx >= 0: real tokens count from padding_idx + 1 and
-  padding sits at padding_idx (transformers derives the same from the ids; the mask gives it for any pad id)."""
+  """Each token's position within its text (`text_positions`); RoBERTa's scheme when padding_idx >= 0: real tokens
+  count from padding_idx + 1 and padding sits at padding_idx (transformers derives the same from the ids; the mask
+  gives it for any pad id)."""
+  positions = text_positions(attention_mask)
   if padding_idx < 0:
-    return jnp.arange(attention_mask.shape[1])[None, :]
-  mask = (attention_mask > 0).astype(jnp.int32)
-  return jnp.cumsum(mask, axis=1) * mask + padding_idx
+    return positions
+  return jnp.where(jnp.asarray(attention_mask) > 0, positions + padding_idx + 1, padding_idx)
+
+
+def attention_bias(attention_mask, dtype):
+  """[batch, 1, length, length] additive attention scores: 0 where query and key hold the same id in the mask (the
+  same text, or both padding), else a large negative score. Texts never see each other nor padding, and no query is
+  masked out entirely (padding attends to padding), so nothing turns to NaN."""
+  mask = jnp.asarray(attention_mask).astype(jnp.int32)
+  return jnp.where(mask[:, None, :, None] == mask[:, None, None, :], 0.0, -1e9).astype(dtype)
 
 
 class Embeddings(_Part):
@@ -139,11 +157,11 @@ def rotary(length: int, theta: float, head_dim: int) -> tuple[np.ndarray, np.nda
 
 
 def rotate(x, cos, sin):
-  """Queries or keys [batch, length, heads, head_dim] rotated by their positions, in float32: each half of a head
-  turned against the other (transformers' `rotate_half`)."""
+  """Queries or keys [batch, length, heads, head_dim] rotated by their positions (cosines and sines [batch, length,
+  head_dim]), in float32: each half of a head turned against the other (transformers' `rotate_half`)."""
   x32, half = x.astype(jnp.float32), x.shape[-1] // 2
   turned = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
-  return (x32 * cos[:, None] + turned * sin[:, None]).astype(x.dtype)
+  return (x32 * cos[:, :, None] + turned * sin[:, :, None]).astype(x.dtype)
 
 
 def local_window_bias(length: int, window: int) -> np.ndarray:
@@ -156,7 +174,8 @@ def local_window_bias(length: int, window: int) -> np.ndarray:
 class Layer(_Part):
   """One transformer layer: post-LayerNorm (BERT and most families) or pre-LayerNorm (`pre_norm`: ModernBERT). With
   `rel` (DeBERTa's relative-position embeddings and the [length, length] relative positions) the attention adds the
-  disentangled content/position scores; with `rope` (cosines and sines from `rotary`) queries and keys are rotated."""
+  disentangled content/position scores; with `rope` (cosines and sines of each token's position, [batch, length,
+  head_dim]) queries and keys are rotated."""
   first: bool = False  # the encoder's first layer: with pre_norm, its attention reads the normed embeddings as they are
 
   @nn.compact
@@ -230,7 +249,12 @@ class Layer(_Part):
 
 
 class Encoder(nn.Module):
-  """Token ids and attention mask -> last hidden states [batch, length, hidden]."""
+  """Token ids and attention mask -> last hidden states [batch, length, hidden].
+
+  The mask [batch, length] holds 0 for padding and s >= 1 for a token of the row's s-th text: 0/1 is one text per row;
+  a packed row holds several texts, each one run of its id (1, 2, 3, ... along the row, padding only after the
+  last). A token attends only to its own text, and positions (absolute or rotary) restart at each text, so a text's
+  hidden states are those it has alone in a row."""
   config: EncoderConfig
   dtype: jnp.dtype = jnp.float32
   remat: bool = False  # recompute each layer's activations in the backward pass (saves memory)
@@ -241,18 +265,20 @@ class Encoder(nn.Module):
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
     x = Embeddings(c, self.dtype, name="embeddings")(input_ids, attention_mask, token_type_ids, deterministic)
-    # Additive mask: padded keys get a large negative score, so they receive no attention.
-    bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(self.dtype)
+    # Additive mask: keys of another text or padding get a large negative score, so they receive no attention.
+    bias = {False: attention_bias(attention_mask, self.dtype)}
     rel = self.relative(length, deterministic) if c.relative_attention else None
-    # ModernBERT: global layers (every global_every-th from the first) and local ones, each with its rotary base
-    head_dim = c.hidden_size // c.num_heads
-    rope = {local: rotary(length, theta, head_dim) if c.rope_theta else None
-            for local, theta in ((False, c.rope_theta), (True, c.local_rope_theta))}
+    # ModernBERT: global layers (every global_every-th from the first) and local ones, each with its rotary base (its
+    # tables gathered at each token's position within its text) and the local ones with their window
+    head_dim, positions = c.hidden_size // c.num_heads, text_positions(attention_mask)
+    rope = {local: tuple(jnp.asarray(table)[positions] for table in rotary(length, theta, head_dim))
+            if c.rope_theta else None for local, theta in ((False, c.rope_theta), (True, c.local_rope_theta))}
+    if c.global_every > 1:
+      bias[True] = bias[False] + jnp.asarray(local_window_bias(length, c.local_window), self.dtype)
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if self.remat else Layer
     for i in range(c.num_layers):
       local = i % c.global_every != 0
-      layer_bias = bias + jnp.asarray(local_window_bias(length, c.local_window), self.dtype) if local else bias
-      x = layer_cls(c, self.dtype, first=i == 0, name=f"layer_{i}")(x, layer_bias, deterministic, rel, rope[local])
+      x = layer_cls(c, self.dtype, first=i == 0, name=f"layer_{i}")(x, bias[local], deterministic, rel, rope[local])
     if c.pre_norm:
       x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, dtype=self.dtype, name="final_norm")(x)
     return x
