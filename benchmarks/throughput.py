@@ -1,5 +1,6 @@
-"""Training throughput: mtl_jax's jitted train step on token-budget batches against a PyTorch / transformers
-reference and three ablations, in one run on one machine, with the same encoder weights, texts and examples.
+"""Training throughput: mtl_jax's jitted train step on packed batches (the configs' default) against a PyTorch /
+transformers reference and four ablations, in one run on one machine, with the same encoder weights, texts and
+examples.
 
   python benchmarks/throughput.py                     # MiniLM, every variant; a few minutes on 2 CPU cores
   python benchmarks/throughput.py --encoder=random-tiny --windows=2 --steps=2 --batch_size=4   # seconds
@@ -9,15 +10,19 @@ sampler's pool), tokenised once by the encoder's tokenizer (cut to the largest l
 classification tasks (3, 2 and 4 classes) with seeded random labels: `--labels=one` labels each text for one task
 (corpora mixed in a batch), `--labels=all` for all three.
 
-The window's examples: the texts of the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`) with
-a token budget (`--tokens_per_batch`, `--buckets`). Every variant processes exactly these texts in a window (so
-real tokens match); how it cuts them into batches and pads them differs:
-  mtl_jax              `config.data.tokens_per_batch`: those `--steps` batches as the sampler makes them. Each text
-                       goes to the smallest of `--buckets` that fits; bucket L's texts are cut into batches of B_L
-                       rows, the largest multiple of the batch shards with B_L x L <= the budget (a bucket's leftover
-                       moves up a bucket; the largest bucket's leftover is one short batch, padded with empty rows);
-                       each batch padded to exactly (B_L, L): one shape, one compile, per bucket. The default budget
-                       makes batches hold `--batch_size` examples on average over the pool's epoch;
+The window's examples: the texts of the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`) as
+the configs train by default, packed (`config.data.packing`). Every variant processes exactly these texts in a
+window (so real tokens match); how it cuts them into batches and pads them differs:
+  mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, R rows
+                       of the longest length bucket (128), each holding several whole texts (first-fit decreasing
+                       within runs of 1024 texts), with block-diagonal attention and positions restarting per text;
+                       R makes a batch hold `--batch_size` texts on average: one shape, one compile;
+  token_budget         `config.data.tokens_per_batch` without packing: each text goes to the smallest of `--buckets`
+                       that fits; bucket L's texts are cut into batches of B_L rows, the largest with B_L x L <= the
+                       budget (a bucket's leftover moves up a bucket; the largest bucket's leftover is one short
+                       batch, padded with empty rows); each batch padded to exactly (B_L, L): one shape, one
+                       compile, per bucket. The default budget makes batches hold `--batch_size` examples on average
+                       over the pool's epoch;
   bucketed_fixed_rows  mtl_jax's behaviour before token budgets (`tokens_per_batch` = 0): the window's texts in
                        batches of `--batch_size` rows (seeded shuffle; with `--group_by_length`, sorted by length
                        in runs of 16 batches, as `config.data.group_by_length`), each padded to the smallest of
@@ -42,6 +47,8 @@ encoder pass computes (pad rows and positions included). `real frac` is the wind
 figure than a window of a few batches). `compiles` counts the traces of a JAX variant's jitted functions (one per
 compiled shape) and, after the slash, the XLA compilations inside its timed windows (0: compile time is excluded).
 `vs pytorch` and `vs per_task_pass`: real tokens/s over theirs (= examples/s over theirs: the same examples).
+Packed, every position of a row is computed, so attention spans the whole row (the texts' blocks and the masked
+rest): real tokens/s counts the texts' tokens only.
 """
 
 import argparse
@@ -64,17 +71,25 @@ from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.input_pipeline import Encoded, make_batch  # noqa: E402
+from mtl_jax.input_pipeline import Encoded, make_batch, make_packed_batch  # noqa: E402
 from mtl_jax.losses import grouped_loss, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
 from mtl_jax.optim import make_optimizer  # noqa: E402
-from mtl_jax.sampling import MixtureOrder, StepBatch, bucket_batch_sizes, bucket_of  # noqa: E402
+from mtl_jax.sampling import (  # noqa: E402
+  MixtureOrder,
+  Packing,
+  StepBatch,
+  bucket_batch_sizes,
+  bucket_of,
+  cut_by_bucket,
+  packing_for,
+)
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.steps import train_step  # noqa: E402
 
-VARIANTS = ("mtl_jax", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
+VARIANTS = ("mtl_jax", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
 BASELINES = ("pytorch", "per_task_pass")
-FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # mtl_jax's buckets (--buckets)
+FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # token_budget's buckets (--buckets)
 DEFAULT_OUTPUT = os.path.join(common.REPO, "benchmarks", "results", "throughput.json")
 
 
@@ -89,8 +104,9 @@ class Setup:
   tokenizer: object
   data: Encoded
   batch_size: int
-  fine_buckets: tuple[int, ...]  # mtl_jax's token-budget buckets
+  fine_buckets: tuple[int, ...]  # token_budget's buckets
   tokens_per_batch: int
+  packing: Packing  # mtl_jax's packed batches
   initial_state: dict | None = None  # host copy; every variant starts from it (the step donates its state)
 
   @property
@@ -175,7 +191,8 @@ def make_setup(args) -> Setup:
     raise SystemExit(f"error: --batch_size: {args.batch_size} is larger than the {len(data)} texts (--num_texts)")
   budget = args.tokens_per_batch or default_budget(data, args.batch_size, args.seed, fine)
   tx = make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
-  setup = Setup(config, model, pretrained, weights_dir, tx, tokenizer, data, args.batch_size, fine, budget)
+  packing = packing_for(args.batch_size, data.lengths, max(config.data.length_buckets))
+  setup = Setup(config, model, pretrained, weights_dir, tx, tokenizer, data, args.batch_size, fine, budget, packing)
   return dataclasses.replace(setup, initial_state=jax.device_get(fresh_state(setup)))
 
 
@@ -195,17 +212,29 @@ def fixed_row_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, gr
   return [StepBatch(batches[i], batch_size, None) for i in rng.permutation(len(batches))]
 
 
+def budget_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
+  """`rows` in token-budget batches, as the sampler cuts an epoch's (shuffled) rows."""
+  sizes = bucket_batch_sizes(setup.fine_buckets, setup.tokens_per_batch)
+  batches, ids = cut_by_bucket(rows, bucket_of(setup.data.lengths[rows], setup.fine_buckets), list(sizes.values()))
+  lengths = np.asarray(sorted(setup.fine_buckets))[ids]
+  return [StepBatch(b, sizes[int(n)], int(n)) for b, n in zip(batches, lengths)]
+
+
 def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
-  """{"budget": the first `--steps` token-budget batches, "fixed_rows": their texts in batches of --batch_size rows,
-  "budget_epoch" / "fixed_rows_epoch": one epoch of the pool each way (for the epoch real-token fractions)}."""
-  order = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
-  budget = [order.batch(s) for s in range(args.steps)]
-  window = np.concatenate([b.rows for b in budget])
+  """{"packed": the first `--steps` packed batches, "budget" / "fixed_rows": their texts in token-budget batches and
+  in batches of --batch_size rows, "<plan>_epoch": one epoch of the pool each way (for the epoch real-token
+  fractions)}."""
   lengths = setup.data.lengths
+  order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, packing=setup.packing)
+  packed = [order.batch(s) for s in range(args.steps)]
+  window = np.concatenate([b.rows for b in packed])
+  shuffled = np.random.default_rng([args.seed, 0x627564]).permutation(window)
+  budget = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
   fixed_order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, args.group_by_length)
-  return {"budget": budget,
+  return {"packed": packed, "budget": budget_batches(shuffled, setup),
           "fixed_rows": fixed_row_batches(window, lengths, setup.batch_size, args.group_by_length, args.seed),
-          "budget_epoch": [order.batch(s) for s in range(order.per_epoch)],
+          "packed_epoch": [order.batch(s) for s in range(order.per_epoch)],
+          "budget_epoch": [budget.batch(s) for s in range(budget.per_epoch)],
           "fixed_rows_epoch": [fixed_order.batch(s) for s in range(fixed_order.per_epoch)]}
 
 
@@ -235,7 +264,7 @@ def device_put_fn(setup: Setup) -> tuple[Callable[[dict], dict], NamedSharding, 
 
 def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
   """mtl_jax's train_step on batches padded to the plan's (batch size, length), or to the smallest of `buckets` that
-  fits (one bucket: fixed length)."""
+  fits (one bucket: fixed length); packed when the plan places its texts."""
   to_device, replicated, data_sh = device_put_fn(setup)
   traces = [0]
   step_fn = functools.partial(train_step, model=setup.model, tx=setup.tx, dropout_key=dropout_key(setup))
@@ -248,7 +277,12 @@ def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
     for batch in batches:
       state, _ = step(state, to_device(batch))
 
-  host = lambda plan: [make_batch(setup.data, plan.rows, plan.size, buckets, setup.pad_id, length=plan.length)]
+  def host(plan: StepBatch) -> list[dict]:
+    if plan.places is not None:
+      return [make_packed_batch(setup.data, plan.rows, plan.places, plan.size, plan.length, setup.packing.slots,
+                                setup.pad_id)]
+    return [make_batch(setup.data, plan.rows, plan.size, buckets, setup.pad_id, length=plan.length)]
+
   return Runner(host, run, lambda: jax.block_until_ready(state), lambda: traces[0])
 
 
@@ -324,7 +358,7 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name in ("mtl_jax", "bucketed_fixed_rows"):  # the plan decides: (B_L, L), or fixed rows and the bucket that fits
+  if name in ("mtl_jax", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
     return jax_runner(setup, setup.buckets)
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
@@ -339,8 +373,8 @@ def make_runner(name: str, setup: Setup, args) -> Runner:
 # Measuring.
 
 def plan_of(name: str) -> str:
-  """Which batches a variant takes: the token-budget batches (mtl_jax) or fixed rows (every other)."""
-  return "budget" if name == "mtl_jax" else "fixed_rows"
+  """Which batches a variant takes: packed (mtl_jax), token-budget batches, or fixed rows (every other)."""
+  return {"mtl_jax": "packed", "token_budget": "budget"}.get(name, "fixed_rows")
 
 
 def window_fn(runner: Runner, steps: list[StepBatch]) -> Callable[[], None]:
@@ -387,8 +421,16 @@ def ratios(results: dict[str, dict]) -> None:
         r[f"vs_{base}"] = r["real_tokens_per_s"] / results[base]["real_tokens_per_s"]
 
 
+def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
+  """mtl_jax's packing: rows per batch, their length, texts per row at most, mean texts per batch."""
+  mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
+  return {"rows": setup.packing.rows, "length": setup.packing.length, "slots": setup.packing.slots,
+          "mean_examples_per_batch": {"epoch": mean(batches["packed_epoch"]), "window": mean(batches["packed"])},
+          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]]}
+
+
 def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
-  """mtl_jax's token budget: the budget, buckets, batch size per bucket, mean examples per batch."""
+  """token_budget's budget, buckets, batch size per bucket, mean examples per batch."""
   mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
   sizes = bucket_batch_sizes(setup.fine_buckets, setup.tokens_per_batch)
   return {"tokens_per_batch": setup.tokens_per_batch, "buckets": list(setup.fine_buckets),
@@ -397,27 +439,29 @@ def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
           "window_batches": [[len(p.rows), p.size, p.length] for p in batches["budget"]]}
 
 
-def describe_budget(summary: dict) -> str:
-  sizes = ", ".join(f"{length}: {size}" for length, size in summary["batch_sizes"].items())
-  mean = summary["mean_examples_per_batch"]
-  return (f"mtl_jax: {summary['tokens_per_batch']} tokens per batch; examples per batch by bucket length {{{sizes}}}; "
-          f"mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")
+def describe_batches(packing: dict, budget: dict) -> str:
+  sizes = ", ".join(f"{length}: {size}" for length, size in budget["batch_sizes"].items())
+  packed, mean = packing["mean_examples_per_batch"], budget["mean_examples_per_batch"]
+  return (f"mtl_jax: {packing['rows']} packed rows of {packing['length']} tokens per batch, up to {packing['slots']} "
+          f"texts each; mean {packed['epoch']:.1f} texts per batch over an epoch, {packed['window']:.1f} in the "
+          f"window\ntoken_budget: {budget['tokens_per_batch']} tokens per batch; examples per batch by bucket length "
+          f"{{{sizes}}}; mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")
 
 
 def settings(args, setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
   lengths = setup.data.lengths
   return {**vars(args), "length_buckets": list(setup.buckets), "fixed_length": max(setup.buckets),
-          "token_budget": budget_summary(setup, batches),
+          "packing": packing_summary(setup, batches), "token_budget": budget_summary(setup, batches),
           "group_sizes": list(setup.model.layout.group_sizes), "pooling": setup.config.encoder.pooling,
           "head_dropout": setup.config.encoder.head_dropout, "learning_rate": setup.config.train.learning_rate,
           "weight_decay": setup.config.train.weight_decay, "grad_clip": setup.config.train.grad_clip,
           "encoder_config": setup.model.encoder.config.to_dict(),
           "text_tokens": {"mean": float(lengths.mean()), "median": float(np.median(lengths)),
                           "max": int(lengths.max())},
-          "window_examples": int(sum(len(p.rows) for p in batches["budget"])),
+          "window_examples": int(sum(len(p.rows) for p in batches["packed"])),
           "fixed_rows_batches": [[len(p.rows), common.longest(setup.data, p.rows)] for p in batches["fixed_rows"]],
-          "batch_order": "the first `steps` token-budget batches of mtl_jax's sampler (MixtureOrder); their texts in "
-                         "batches of batch_size rows for the other variants"
+          "batch_order": "the first `steps` packed batches of mtl_jax's sampler (MixtureOrder); their texts in "
+                         "token-budget batches (token_budget) and in batches of batch_size rows (the other variants)"
                          + (", grouped by length" if args.group_by_length else ", random"),
           "jax_cpu_threads": "XLA's default thread pool"}
 
@@ -450,14 +494,14 @@ def run(args) -> tuple[dict, str]:
                                      setup.data, *timed[name], warmed[name]) for name in names}
   ratios(report["results"])
   table = common.finish(report, args.output, BASELINES)
-  return report, describe_budget(report["settings"]["token_budget"]) + "\n" + table
+  return report, describe_batches(report["settings"]["packing"], report["settings"]["token_budget"]) + "\n" + table
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = common.argument_parser(__doc__, VARIANTS, DEFAULT_OUTPUT)
   add = parser.add_argument
-  add("--steps", type=int, default=6, help="mtl_jax's training steps (token-budget batches) per window; their texts "
-      "are every variant's window")
+  add("--steps", type=int, default=6, help="mtl_jax's training steps (packed batches) per window; their texts are "
+      "every variant's window")
   add("--warmup", type=int, default=1, help="untimed passes over the window's batches first (compiles)")
   add("--num_texts", type=int, default=4096, help="texts drawn from the corpora (the sampler's pool)")
   add("--labels", choices=common.LABEL_MODES, default="one", help="each text labelled for one task, or for all")
@@ -465,9 +509,9 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="batches of similar length, as config.data.group_by_length")
   add("--length_buckets", default="", help="the fixed-row variants' buckets, comma-separated; default: "
       "configs/three_task.py's")
-  add("--buckets", default=",".join(map(str, FINE_BUCKETS)), help="mtl_jax's token-budget buckets, comma-separated "
-      "(the largest: the largest length bucket)")
-  add("--tokens_per_batch", type=int, default=0, help="mtl_jax's token budget (config.data.tokens_per_batch); 0: the "
+  add("--buckets", default=",".join(map(str, FINE_BUCKETS)), help="token_budget's buckets, comma-separated (the "
+      "largest: the largest length bucket)")
+  add("--tokens_per_batch", type=int, default=0, help="token_budget's budget (config.data.tokens_per_batch); 0: the "
       "budget whose batches hold --batch_size examples on average over the pool")
   return parser.parse_args(argv)
 

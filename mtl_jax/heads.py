@@ -17,14 +17,31 @@ POOLINGS = ("cls", "mean")
 INITS = ("normal", "xavier")  # config.encoder.head_init
 
 
-def pool(hidden: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
-  """[B, L, H] hidden states -> [B, H] text features: the first token (`cls`) or the masked mean (`mean`)."""
+def pool(hidden: jax.Array, mask: jax.Array, kind: str, slots: int = 0) -> jax.Array:
+  """[B, L, H] hidden states -> [B, H] text features: the first token (`cls`) or the masked mean (`mean`). Packed
+  (`slots` > 0; `mask` holds each token's text number in its row, 1 .. slots, 0: padding): [B * slots, H], the
+  features of each row's texts (an empty slot's are 0)."""
+  if slots:
+    return pool_packed(hidden, mask, kind, slots)
   if kind == "cls":
     return hidden[:, 0]
   if kind == "mean":  # summed in float32: bfloat16 cannot count past 256 tokens exactly
     m = mask[..., None].astype(jnp.float32)
     return ((hidden.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1)).astype(hidden.dtype)
   raise ValueError(f"unknown pooling {kind!r}; expected one of {POOLINGS}")
+
+
+def pool_packed(hidden: jax.Array, mask: jax.Array, kind: str, slots: int) -> jax.Array:
+  """`pool` of packed rows: each text's tokens picked by a [B, L, slots] membership matrix, summed in float32."""
+  member = (mask[:, :, None] == jnp.arange(1, slots + 1)).astype(jnp.float32)
+  if kind == "cls":
+    member = member * (jnp.cumsum(member, axis=1) == 1)  # each text's first token
+  elif kind != "mean":
+    raise ValueError(f"unknown pooling {kind!r}; expected one of {POOLINGS}")
+  features = jnp.einsum("bls,blh->bsh", member, hidden.astype(jnp.float32))
+  if kind == "mean":
+    features = features / jnp.maximum(member.sum(1), 1)[..., None]
+  return features.reshape(-1, hidden.shape[-1]).astype(hidden.dtype)
 
 
 def init_grouped(rng: jax.Array, features: int, outputs: int, init: str = "normal") -> dict:

@@ -290,6 +290,44 @@ def make_batch(data: Encoded, idx: np.ndarray, batch_size: int, buckets: tuple[i
   return batch
 
 
+def make_packed_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_size: int, length: int, slots: int,
+                      pad_id: int, rows: slice = slice(None)) -> dict:
+  """Rows `idx` packed: example idx[i] goes to row places[i] of [batch_size, length], after the examples before it
+  there, as the `slots`-th text of its row at most. `attention_mask` holds each token's text number in its row (1, 2,
+  ...; 0: padding), which the encoder reads as block-diagonal attention with positions restarting per text; the
+  per-example fields are per slot ([batch_size, slots, ...]; empty slots: no labels, weight 0). `rows` picks the
+  part of the batch to build (a process's share)."""
+  start, stop, _ = rows.indices(batch_size)
+  n, tasks = stop - start, data.labels.shape[1]
+  batch = {"input_ids": np.full((n, length), pad_id, np.int32), "attention_mask": np.zeros((n, length), np.int32),
+           "labels": np.full((n, slots, tasks), -1, np.int32), "weights": np.zeros((n, slots, tasks), np.float32)}
+  if data.type_ids is not None:
+    batch["token_type_ids"] = np.zeros((n, length), np.int32)
+  if data.targets is not None:
+    batch["targets"] = np.zeros((n, slots, data.targets.shape[1]), np.float32)
+  if data.tags is not None:
+    batch["tags"] = np.full((n, length, tasks), -1, np.int32)
+  filled, texts = np.zeros(n, np.int64), np.zeros(n, np.int64)
+  for i, place in zip(idx, places):
+    if not start <= place < stop:
+      continue
+    r = place - start
+    a, s = filled[r], texts[r]
+    b = a + len(data.ids[i])
+    if b > length or s >= slots:
+      raise ValueError(f"example {i} does not fit row {place} ({b} > {length} tokens or {s + 1} > {slots} texts)")
+    batch["input_ids"][r, a:b], batch["attention_mask"][r, a:b] = data.ids[i], s + 1
+    batch["labels"][r, s], batch["weights"][r, s] = data.labels[i], data.weights[i]
+    if data.type_ids is not None:
+      batch["token_type_ids"][r, a:b] = data.type_ids[i]
+    if data.targets is not None:
+      batch["targets"][r, s] = data.targets[i]
+    if data.tags is not None:
+      batch["tags"][r, a:b] = data.tags[i]
+    filled[r], texts[r] = b, s + 1
+  return batch
+
+
 def eval_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
   """Every row once, in batches of similar length (shortest first); the last batch may be short (make_batch pads it
   with weight-0 rows)."""

@@ -81,11 +81,15 @@ def device_memory_bytes() -> tuple[int, str]:
 
 
 def train_shapes(config, batch_shards: int) -> list[tuple[int, int]]:
-  """The (batch size, length) shapes the train step may see: (train.batch_size, the longest bucket), or with a token
-  budget (`config.data.tokens_per_batch`) every bucket's (B_L, L)."""
+  """The (batch size, length) shapes the train step may see: (train.batch_size, the longest bucket); packed
+  (`config.data.packing`), at most as many rows of the longest bucket, or those of the token budget; with a token
+  budget (`config.data.tokens_per_batch`) unpacked, every bucket's (B_L, L)."""
   data, tc = config.data, config.train
-  if not data.get("tokens_per_batch", 0):
-    return [(tc.batch_size, max(data.length_buckets))]
+  budget, length = data.get("tokens_per_batch", 0), max(data.length_buckets)
+  if data.get("packing") and budget:
+    return [(max(budget // length, 1), length)]
+  if data.get("packing") or not budget:
+    return [(tc.batch_size, length)]
   sizes = bucket_batch_sizes(data.length_buckets, data.tokens_per_batch, tc.grad_accumulation * batch_shards)
   return [(size, length) for length, size in sizes.items()]
 
@@ -114,8 +118,9 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
   levers = ", raise config.train.grad_accumulation" + ("" if config.encoder.remat else
                                                        ", or set config.encoder.remat=True")
   budget = config.data.get("tokens_per_batch", 0)
-  train_what = (f"config.data.tokens_per_batch: {budget} tokens per batch, as {batch} examples of {train_length} "
-                "tokens," if budget else f"config.train.batch_size: {tc.batch_size} examples of up to {length} tokens")
+  train_what = (f"config.data.tokens_per_batch: {budget} tokens per batch, as {batch} "
+                f"{'packed rows' if config.data.get('packing') else 'examples'} of {train_length} tokens," if budget
+                else f"config.train.batch_size: {tc.batch_size} examples of up to {length} tokens")
   passes = [(train_what, train, micro, levers),
             (f"config.train.eval_batch_size: {tc.eval_batch_size} examples of up to {length} tokens", evaluation,
              tc.eval_batch_size, "")]

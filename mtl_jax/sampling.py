@@ -3,8 +3,9 @@
 The corpora are pooled consecutively (corpus i holds pooled rows offset_i .. offset_i + n_i - 1). Each epoch takes a
 fixed number of rows from every corpus, in proportion to its sampling probability, then shuffles them into batches:
 of a fixed number of rows, or, with a token budget (`config.data.tokens_per_batch`), of B_L rows of bucket length L
-each, so that every batch holds about the same number of tokens. The batch at step s is a pure function of (seed, s,
-sizes, probabilities, lengths, buckets, budget): a resumed run sees exactly the batches it would have seen.
+each, or, packed (`config.data.packing`), of R rows of the longest bucket's length that each hold several texts, so
+that every batch holds about the same number of tokens. The batch at step s is a pure function of (seed, s, sizes,
+probabilities, lengths, buckets, budget, packing): a resumed run sees exactly the batches it would have seen.
 """
 
 import bisect
@@ -151,13 +152,63 @@ def bucket_steps(counts: Sequence[int], sizes: Sequence[int]) -> int:
   return steps + (carry > 0)
 
 
+PACK_CHUNK = 1024  # texts packed together: the epoch's shuffle decides which texts meet, first-fit within a chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing:
+  """Packed batches: `rows` rows of `length` tokens, each holding up to `slots` whole texts."""
+  length: int
+  rows: int
+  slots: int
+
+  def pack(self, rows: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """`rows` (pooled rows, in order; their token counts `lengths`, at most `length`) packed: within each run of
+    PACK_CHUNK, first-fit decreasing (longest first, each into the first packed row with room for its tokens and a
+    free slot). Returns the packed rows, each an array of pooled rows; every row lands in exactly one."""
+    packs = []
+    for start in range(0, len(rows), PACK_CHUNK):
+      chunk, n = rows[start:start + PACK_CHUNK], np.minimum(lengths[start:start + PACK_CHUNK], self.length)
+      free, used, members = np.full(len(chunk), self.length), np.zeros(len(chunk), np.int64), []
+      for i in np.argsort(-n, kind="stable"):
+        fits = (free[:len(members)] >= n[i]) & (used[:len(members)] < self.slots)
+        j = int(np.argmax(fits)) if fits.any() else len(members)
+        if j == len(members):
+          members.append([])
+        free[j], used[j] = free[j] - n[i], used[j] + 1
+        members[j].append(chunk[i])
+      packs += [np.asarray(m, np.int64) for m in members]
+    return packs
+
+
+def packing_for(batch_size: int, lengths: np.ndarray, length: int, tokens_per_batch: int = 0,
+                multiple: int = 1) -> Packing:
+  """The packing of texts up to `length` tokens: R rows per batch, a multiple of `multiple` (the batch shards x
+  micro-batches) with R x length <= `tokens_per_batch`, or (budget 0) the fewest rows with R x length >= batch_size
+  texts of the pool's mean length, so a batch holds at least about batch_size texts (short texts in small batches
+  round up far: 8 texts of 22 tokens take 2 rows of 128, which hold ~11); at most length // 8 texts per row."""
+  if tokens_per_batch:
+    rows = int(number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 0 (0 = train.batch_size "
+                      "texts per batch)", lambda x: x >= 0 and x == int(x))) // length // multiple * multiple
+    if rows < multiple:
+      raise UserError(f"config.data.tokens_per_batch: {tokens_per_batch} tokens cannot hold {multiple} packed rows "
+                      f"of {length} tokens (the batch shards (mesh data x fsdp) x config.train.grad_accumulation); "
+                      f"expected at least {multiple * length}")
+  else:
+    mean = float(np.mean(np.minimum(lengths, length))) if len(lengths) else float(length)
+    rows = max(math.ceil(batch_size * mean / length / multiple), 1) * multiple
+  return Packing(int(length), rows, max(int(length) // 8, 1))
+
+
 @dataclasses.dataclass(frozen=True)
 class StepBatch:
   """The training batch of one step: its pooled rows (at most `size`; missing rows are padded empty, weight 0), the
-  padded batch size, and the padded length (None: make_batch's choice, the smallest bucket that fits the rows)."""
+  padded batch size, and the padded length (None: make_batch's choice, the smallest bucket that fits the rows);
+  packed, `places` gives each pooled row's row in the batch (its texts in the order of `rows`)."""
   rows: np.ndarray
   size: int
   length: int | None
+  places: np.ndarray | None = None
 
 
 class MixtureOrder:
@@ -173,14 +224,18 @@ class MixtureOrder:
   each goes to the smallest bucket that fits it, and `cut_by_bucket` cuts each bucket's rows (in the shuffled order)
   into batches of B_L = `batch_sizes[L]` rows (`bucket_batch_sizes`), padded to exactly L; the epoch's batches are
   then shuffled (seeded) and `group_by_length` is not used. `batch(step)` gives (rows, B_L, L): one shape per bucket.
-  Epochs then differ slightly in their number of steps; `per_epoch` is epoch 0's (what `config.train.epochs` and
-  evaluation once per epoch count), and a step is found by walking the epochs' cumulative step counts (cached).
+  Packed (`packing`), the epoch's shuffled rows are packed (`Packing.pack`) into rows of `packing.length` tokens and
+  up to `packing.slots` texts, the packed rows shuffled (seeded) and cut into batches of `packing.rows`: one shape.
+  With a budget or packing, epochs differ slightly in their number of steps; `per_epoch` is epoch 0's (what
+  `config.train.epochs` and evaluation once per epoch count), and a step is found by walking the epochs' cumulative
+  step counts (cached).
   """
 
   def __init__(self, corpus_sizes: Sequence[int], probabilities: Sequence[float], batch_size: int, seed: int,
                lengths: np.ndarray | None = None, group_by_length: bool = True, group: int = 16,
                epoch_examples: int | None = None, names: Sequence[str] | None = None,
-               buckets: Sequence[int] | None = None, tokens_per_batch: int = 0, multiple: int = 1):
+               buckets: Sequence[int] | None = None, tokens_per_batch: int = 0, multiple: int = 1,
+               packing: Packing | None = None):
     self.sizes = _check_sizes(corpus_sizes, names).astype(np.int64)
     p = np.asarray(probabilities, np.float64)
     if p.shape != self.sizes.shape or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
@@ -203,26 +258,43 @@ class MixtureOrder:
                                         lambda x: x >= 0 and x == int(x)))
     self.buckets = None if buckets is None else tuple(sorted(int(b) for b in buckets))
     self.batch_sizes: dict[int, int] = {}  # {L: B_L} with a token budget
-    self._epoch, self._batches, self._batch_lengths = None, None, None
+    self.packing = packing
+    self._epoch, self._batches, self._batch_info = None, None, None
+    if self.tokens_per_batch and packing:
+      raise ValueError("a token budget or packing, not both (packing_for turns a budget into packed rows)")
+    if (self.tokens_per_batch or packing) and self.lengths is None:
+      raise ValueError("a token budget or packing needs the rows' lengths")
     if self.tokens_per_batch:
-      if self.lengths is None or not self.buckets:
-        raise ValueError("a token budget needs the rows' lengths and the length buckets")
+      if not self.buckets:
+        raise ValueError("a token budget needs the length buckets")
       self.batch_sizes = bucket_batch_sizes(self.buckets, self.tokens_per_batch, multiple)
       self._bucket = bucket_of(self.lengths, self.buckets)  # of each pooled row
+    if self.varies:
       self.per_epoch = self.epoch_steps(0)
       self._starts = [0, self.per_epoch]  # the first step of each epoch walked so far
+
+  @property
+  def varies(self) -> bool:
+    """Whether epochs may differ in their number of steps (a token budget or packing)."""
+    return bool(self.tokens_per_batch or self.packing)
 
   def epoch_rows(self, epoch: int) -> np.ndarray:
     """The pooled rows of one epoch, corpus by corpus (unshuffled)."""
     return np.concatenate([o + corpus_stream(int(n), int(c) * epoch, int(c), self.seed, i)
                            for i, (n, c, o) in enumerate(zip(self.sizes, self.counts, self.offsets))])
 
-  def epoch_batches(self, epoch: int) -> tuple[Sequence[np.ndarray], np.ndarray | None]:
-    """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget a list of batches of
-    up to B_L rows) and, with a token budget, each batch's bucket length (else None)."""
+  def epoch_batches(self, epoch: int) -> tuple[Sequence[np.ndarray], Sequence | None]:
+    """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget or packing a list of
+    batches) and, with a token budget, each batch's bucket length, packed, each batch's `places` (else None)."""
     rng = np.random.default_rng([self.seed, epoch])
     rows = self.epoch_rows(epoch)
     rng.shuffle(rows)  # in place: what rng.permutation returns, without a second copy of the epoch's rows
+    if self.packing:
+      packs = self.packing.pack(rows, self.lengths[rows])
+      packs = [packs[i] for i in rng.permutation(len(packs))]
+      groups = [packs[i:i + self.packing.rows] for i in range(0, len(packs), self.packing.rows)]
+      return ([np.concatenate(g) for g in groups],
+              [np.repeat(np.arange(len(g)), [len(p) for p in g]) for g in groups])
     if self.tokens_per_batch:
       batches, bucket_ids = cut_by_bucket(rows, self._bucket[rows], list(self.batch_sizes.values()))
       order = rng.permutation(len(batches))
@@ -232,43 +304,55 @@ class MixtureOrder:
     return group_by_length(rows, self.lengths, self.batch_size, self.group, rng), None
 
   def epoch_steps(self, epoch: int) -> int:
-    """The number of batches of one epoch (`per_epoch`, or with a token budget, from its rows' bucket counts)."""
+    """The number of batches of one epoch (`per_epoch`; with a token budget, from its rows' bucket counts; packed,
+    from its packing, which is kept as the current epoch)."""
+    if self.packing:
+      self._load(epoch)
+      return len(self._batches)
     if not self.tokens_per_batch:
       return self.per_epoch
     counts = np.bincount(self._bucket[self.epoch_rows(epoch)], minlength=len(self.buckets))
     return bucket_steps(counts, list(self.batch_sizes.values()))
 
   def locate(self, step: int) -> tuple[int, int]:
-    """(epoch, offset within it) of `step`; with a token budget, by the epochs' cumulative step counts (cached)."""
-    if not self.tokens_per_batch:
+    """(epoch, offset within it) of `step`; with a token budget or packing, by the epochs' cumulative step counts
+    (cached)."""
+    if not self.varies:
       return divmod(step, self.per_epoch)
     while self._starts[-1] <= step:
       self._starts.append(self._starts[-1] + self.epoch_steps(len(self._starts) - 1))
     epoch = bisect.bisect_right(self._starts, step) - 1
     return epoch, step - self._starts[epoch]
 
+  def _load(self, epoch: int) -> None:
+    """Makes `epoch` the cached one."""
+    if epoch != self._epoch:
+      self._batches, self._batch_info = self.epoch_batches(epoch)
+      self._epoch = epoch
+
   def indices(self, step: int) -> np.ndarray:
     """The pooled rows of the batch at `step`."""
     epoch, offset = self.locate(step)
-    if epoch != self._epoch:
-      self._batches, self._batch_lengths = self.epoch_batches(epoch)
-      self._epoch = epoch
+    self._load(epoch)
     return self._batches[offset]
 
   def batch(self, step: int) -> StepBatch:
     """The rows, padded batch size and padded length of the batch at `step`: (B_L, L) with a token budget, else
-    (`batch_size`, None: the smallest bucket that fits)."""
+    (`batch_size`, None: the smallest bucket that fits); packed, (R, the packed length) and each row's place."""
     rows = self.indices(step)  # fills the epoch's cache (tests/runs.py patches it to simulate a crash at a step)
+    if self.packing:
+      return StepBatch(rows, self.packing.rows, self.packing.length, self._batch_info[self.locate(step)[1]])
     if not self.tokens_per_batch:
       return StepBatch(rows, self.batch_size, None)
-    length = int(self._batch_lengths[self.locate(step)[1]])
+    length = int(self._batch_info[self.locate(step)[1]])
     return StepBatch(rows, self.batch_sizes[length], length)
 
 
 def mixture_order(config, parts: dict, lengths: np.ndarray, multiple: int = 1) -> MixtureOrder:
   """The step-indexed batch order over the corpora (`parts`: examples by the tasks each corpus labels), with
-  `config.sampling`'s strategy and epoch definition, and `config.data.tokens_per_batch`'s budget (batch sizes per
-  bucket are multiples of `multiple`: the batch shards x train.grad_accumulation)."""
+  `config.sampling`'s strategy and epoch definition, packed (`config.data.packing`) or with
+  `config.data.tokens_per_batch`'s budget (batch sizes are multiples of `multiple`: the batch shards x
+  train.grad_accumulation)."""
   sc, tc = config.sampling, config.train
   names, sizes = ["+".join(tasks) for tasks in parts], [len(p) for p in parts.values()]  # names for messages
   if sum(sizes) < tc.batch_size:
@@ -278,6 +362,9 @@ def mixture_order(config, parts: dict, lengths: np.ndarray, multiple: int = 1) -
   if sc.epoch_task:  # a trained task, as schema.validate checked
     i = next(i for i, tasks in enumerate(parts) if sc.epoch_task in tasks)
     epoch_examples = epoch_examples_for(sizes[i], p[i], sc.epoch_task)
+  packing, budget = None, config.data.tokens_per_batch
+  if config.data.packing:
+    packing, budget = packing_for(tc.batch_size, lengths, max(config.data.length_buckets), budget, multiple), 0
   return MixtureOrder(sizes, p, tc.batch_size, config.seed, lengths, config.data.group_by_length,
                       epoch_examples=epoch_examples, names=names, buckets=config.data.length_buckets,
-                      tokens_per_batch=config.data.tokens_per_batch, multiple=multiple)
+                      tokens_per_batch=budget, multiple=multiple, packing=packing)

@@ -51,10 +51,15 @@ FIELDS: dict[str, tuple[object, str]] = {
                          "config.tasks"),
     "data.length_buckets": ((32, 48, 64, 96, 128), "batches are padded to the smallest bucket that fits; the largest "
                             "is the max length (one compilation of the train step per bucket)"),
-    "data.group_by_length": (True, "batch texts of similar length together (less padding), order still seeded"),
-    "data.tokens_per_batch": (0, "0: batches of train.batch_size rows. > 0: a token budget; bucket length L gets "
-                              "batches of B_L examples, the largest multiple of the batch shards x grad_accumulation "
-                              "with B_L x L <= this (one compile per bucket; e.g. 1024 with finer length_buckets)"),
+    "data.packing": (True, "training batches of R rows of the longest bucket's length, each row holding several "
+                     "whole texts (block-diagonal attention, positions restart per text): ~no padding, one compile; "
+                     "R from data.tokens_per_batch. False: one text per row, padded to its bucket"),
+    "data.group_by_length": (True, "without packing or budget: batch texts of similar length together (less "
+                             "padding), order still seeded"),
+    "data.tokens_per_batch": (0, "packed: R rows with R x length <= this; 0: the fewest rows that hold "
+                              "train.batch_size texts of the mean length. Not packed: 0: batches of train.batch_size rows; > 0: a token "
+                              "budget, bucket length L gets batches of B_L examples, the largest multiple of the "
+                              "batch shards x grad_accumulation with B_L x L <= this (one compile per bucket)"),
     "data.root": ("../shared/data", "root of the corpora that tasks.<name>.data paths are relative to"),
     "data.cache_dir": ("", "the token cache: tokenized examples written once, memory-mapped by later runs and "
                        "evaluate (mtl_jax/token_cache.py); empty: $MTL_JAX_CACHE, else ~/.cache/mtl_jax/tokens; "

@@ -12,7 +12,7 @@ import tqdm
 
 from mtl_jax import checkpoint, corpora, evaluation, optim, sampling, schema, steps, weighting
 from mtl_jax.encoder import build_encoder
-from mtl_jax.input_pipeline import check_token_types, concat, make_batch
+from mtl_jax.input_pipeline import check_token_types, concat, make_batch, make_packed_batch
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
 from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log, workdir_lock
@@ -35,7 +35,9 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   enc_config, pretrained, tokenizer = build_encoder(config.encoder, max(buckets))
   mesh = make_mesh(config.mesh)
   multiple = batch_multiple(tc, mesh)  # token-budget batch sizes are multiples of this
-  if config.data.tokens_per_batch:  # a budget too small for the longest bucket fails here, naming the field
+  if config.data.packing and config.data.tokens_per_batch:  # a budget too small fails here, naming the field
+    sampling.packing_for(tc.batch_size, np.zeros(0), max(buckets), config.data.tokens_per_batch, multiple)
+  elif config.data.tokens_per_batch:
     log(f"batches: {sampling.bucket_batch_sizes(buckets, config.data.tokens_per_batch, multiple)} "
         f"examples per bucket length (config.data.tokens_per_batch={config.data.tokens_per_batch})")
   log(check_memory(config, enc_config, batch_divisor(mesh), mesh.shape["fsdp"] * mesh.shape["model"]))
@@ -48,6 +50,9 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   log(f"{corpora.describe(layout, train_data, val_data, test_data, max(buckets))} "
       f"(ready in {time.perf_counter() - started:.1f} s)")
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
+  if order.packing:
+    log(f"batches: {order.packing.rows} packed rows of {order.packing.length} tokens, up to {order.packing.slots} "
+        f"texts each, {order.per_epoch} steps per epoch (config.data.packing)")
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 
@@ -72,8 +77,10 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   p_eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=model), in_shardings=(model_params(param_sh), data_sh),
                         out_shardings=replicated)
 
-  def global_batch(data, idx: np.ndarray, size: int, length: int | None = None) -> dict:  # this process's rows only
-    local = make_batch(data, idx, size, buckets, pad_id, process_rows(data_sh, size), length)
+  def global_batch(data, idx: np.ndarray, size: int, length: int | None = None, places=None) -> dict:  # own rows only
+    share = process_rows(data_sh, size)
+    local = (make_batch(data, idx, size, buckets, pad_id, share, length) if places is None else
+             make_packed_batch(data, idx, places, size, length, order.packing.slots, pad_id, share))
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:
@@ -112,8 +119,8 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
     for step in range(start + 1, total_steps + 1):
       if tracker.stopped:
         break
-      planned = order.batch(step - 1)  # rows, batch size (train.batch_size, or B_L with a token budget), length
-      batch = global_batch(train_data, planned.rows, planned.size, planned.length)
+      planned = order.batch(step - 1)  # rows, batch size (train.batch_size, B_L with a budget, packed R), length
+      batch = global_batch(train_data, planned.rows, planned.size, planned.length, planned.places)
       state, out = p_train_step(state, batch)
       length = batch["input_ids"].shape[1]  # the padded length
       window.add(out, len(planned.rows), int(np.minimum(train_data.lengths[planned.rows], length).sum()),

@@ -41,30 +41,35 @@ def check_report(path, variants) -> dict:
 def test_throughput_measures_every_variant(shared_data, tmp_path):
   out = tmp_path / "throughput.json"
   args = throughput.parse_args([*TINY, "--steps=1", f"--data_root={shared_data}", "--num_texts=64",
-                                f"--output={out}", "--labels=all"])  # one budget batch: few shapes to compile
+                                f"--output={out}", "--labels=all"])  # one packed batch: few shapes to compile
   _, table = throughput.run(args)
   report = check_report(out, throughput.VARIANTS)
   results, budget = report["results"], report["settings"]["token_budget"]
+  packing = report["settings"]["packing"]
   assert all(name in table for name in throughput.VARIANTS) and "vs per_task_pass" in table
   # Every variant processes the same texts in a window.
   assert len({(r["examples_per_window"], r["real_tokens_per_window"]) for r in results.values()}) == 1
-  # mtl_jax's batches: (B_L, L) within the budget, one compile per shape.
+  # mtl_jax's batches: R packed rows of the longest bucket, one compile; token_budget's: (B_L, L) within the budget,
+  # one compile per shape.
+  assert {(size, length) for _, size, length in packing["window_batches"]} == {(packing["rows"], 128)}
+  assert results["mtl_jax"]["compiles"] == 1
   for rows, size, length in budget["window_batches"]:
     assert rows <= size == budget["batch_sizes"][str(length)] and size * length <= budget["tokens_per_batch"]
-  assert results["mtl_jax"]["compiles"] == len({length for _, _, length in budget["window_batches"]})
-  # What each variant computes, by hand from the batches: mtl_jax (B_L, L); fixed rows (4 rows, the bucket of the
-  # longest text; per task: each text three times, rows rounded up to a multiple of 4 / 4 = 1; 128); PyTorch (the
-  # rows, the longest).
+  assert results["token_budget"]["compiles"] == len({length for _, _, length in budget["window_batches"]})
+  # What each variant computes, by hand from the batches: packed and token-budget batches their (R or B_L, L);
+  # fixed rows (4 rows, the bucket of the longest text; per task: each text three times, rows rounded up to a
+  # multiple of 4 / 4 = 1; 128); PyTorch (the rows, the longest).
   fixed = report["settings"]["fixed_rows_batches"]
   bucket = lambda n: min(b for b in report["settings"]["length_buckets"] if b >= n)
-  expected = {"mtl_jax": sum(size * length for _, size, length in budget["window_batches"]),
+  expected = {"mtl_jax": sum(size * length for _, size, length in packing["window_batches"]),
+              "token_budget": sum(size * length for _, size, length in budget["window_batches"]),
               "bucketed_fixed_rows": sum(4 * bucket(longest) for _, longest in fixed),
               "per_task_pass": sum(3 * rows * bucket(longest) for rows, longest in fixed),
               "fixed_length": len(fixed) * 4 * 128, "pytorch": sum(rows * longest for rows, longest in fixed)}
   assert {name: r["processed_tokens_per_window"] for name, r in results.items()} == expected
-  # Over an epoch of the pool: token budgets pad least, one fixed length most.
+  # Over an epoch of the pool: packing and token budgets pad least, one fixed length most.
   epoch = {name: r["epoch_real_token_fraction"] for name, r in results.items()}
-  assert epoch["mtl_jax"] > epoch["bucketed_fixed_rows"] > epoch["fixed_length"]
+  assert min(epoch["mtl_jax"], epoch["token_budget"]) > epoch["bucketed_fixed_rows"] > epoch["fixed_length"]
   for name, r in results.items():
     assert r["vs_pytorch"] == pytest.approx(r["real_tokens_per_s"] / results["pytorch"]["real_tokens_per_s"])
 

@@ -32,6 +32,21 @@ def test_mean_pooling_ignores_padding():
   np.testing.assert_array_equal(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), "cls"), hidden[:, 0])
 
 
+def test_packed_pooling_gives_each_text_its_own_features():
+  """Rows holding several texts (mask: each token's text number): each slot's features are its own tokens' mean, or
+  its first token (cls), as numpy computes them from the text alone; empty slots give 0."""
+  rng = np.random.default_rng(1)
+  hidden = rng.normal(size=(2, 9, 5)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 2, 2, 3, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]])
+  for kind in ("mean", "cls"):
+    got = np.asarray(heads.pool(jnp.asarray(hidden), jnp.asarray(mask), kind, slots=4)).reshape(2, 4, 5)
+    for r in range(2):
+      for s in range(4):
+        tokens = hidden[r][mask[r] == s + 1]
+        expected = np.zeros(5) if not len(tokens) else tokens.mean(0) if kind == "mean" else tokens[0]
+        np.testing.assert_allclose(got[r, s], expected, rtol=1e-6, atol=1e-7)
+
+
 def test_heads_compute_in_float32_under_bfloat16_features():
   """A score of about 1234.567 from bfloat16 features is that score, not its bfloat16 rounding (1232)."""
   rng = np.random.default_rng(0)

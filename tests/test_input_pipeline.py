@@ -12,6 +12,7 @@ from mtl_jax.input_pipeline import (
   check_token_types,
   eval_indices,
   make_batch,
+  make_packed_batch,
   tokenize_pairs,
   word_pieces,
 )
@@ -56,6 +57,38 @@ def test_make_batch_pads_to_a_given_length():
   assert part["input_ids"].shape == (2, 12) and not part["attention_mask"].any()
 
 
+def test_a_packed_batch_holds_each_text_whole_in_its_row_and_slot():
+  ids = [np.arange(100, 100 + n) for n in (3, 5, 2, 4, 6)]
+  tags = [np.stack([np.arange(n), -np.arange(n)], 1) for n in (3, 5, 2, 4, 6)]
+  data = Encoded(ids, np.arange(10, dtype=np.int32).reshape(5, 2), np.arange(1, 11, dtype=np.float32).reshape(5, 2),
+                 None, tags=tags, targets=np.arange(15, dtype=np.float32).reshape(5, 3),
+                 type_ids=[np.full(n, i % 2) for i, n in enumerate((3, 5, 2, 4, 6))])
+  idx, places = np.array([4, 2, 1, 0]), np.array([0, 0, 2, 2])  # row 1 empty; row 2: texts 1 then 0
+  whole = make_packed_batch(data, idx, places, batch_size=3, length=8, slots=3, pad_id=0)
+  assert whole["input_ids"].shape == (3, 8) and whole["labels"].shape == (3, 3, 2) and whole["tags"].shape == (3, 8, 2)
+  for r, texts in ((0, [4, 2]), (1, []), (2, [1, 0])):  # unpack each row by its mask, compare with the examples
+    mask = whole["attention_mask"][r]
+    assert mask.tolist() == [s + 1 for s, i in enumerate(texts) for _ in ids[i]] + [0] * (8 - sum(len(ids[i])
+                                                                                                  for i in texts))
+    for s in range(3):
+      at = mask == s + 1
+      if s < len(texts):
+        i = texts[s]
+        for key, field in (("input_ids", data.ids), ("tags", data.tags), ("token_type_ids", data.type_ids)):
+          np.testing.assert_array_equal(whole[key][r][at], field[i])
+        for key, field in (("labels", data.labels), ("weights", data.weights), ("targets", data.targets)):
+          np.testing.assert_array_equal(whole[key][r, s], field[i])
+      else:  # an empty slot: no tokens, no labels, weight 0
+        assert not at.any() and (whole["labels"][r, s] == -1).all() and not whole["weights"][r, s].any()
+    assert (whole["input_ids"][r][mask == 0] == 0).all() and (whole["tags"][r][mask == 0] == -1).all()
+  for rows in (slice(0, 1), slice(1, 3)):  # a process's share: its rows of the whole batch
+    part = make_packed_batch(data, idx, places, batch_size=3, length=8, slots=3, pad_id=0, rows=rows)
+    for key in whole:
+      np.testing.assert_array_equal(part[key], whole[key][rows])
+  with pytest.raises(ValueError, match="does not fit row 0"):
+    make_packed_batch(data, np.array([4, 1]), np.array([0, 0]), batch_size=1, length=8, slots=3, pad_id=0)
+
+
 def test_eval_indices_cover_every_row_once_shortest_first():
   lengths = np.random.default_rng(0).integers(1, 50, 23)
   batches = eval_indices(lengths, 8)
@@ -68,7 +101,7 @@ def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(tabl
   """The smoke table's texts have 12 to 16 tokens: with buckets (14, 16) and 256 tokens a batch, batches are 18 x 14
   or 16 x 16 (an epoch's leftover: fewer rows, padded to 16): one compile per shape. A crash, then the same command,
   ends as the uninterrupted run (the batches are a function of the step, across epochs of different lengths)."""
-  overrides = {"data.length_buckets": (14, 16), "data.tokens_per_batch": 256, "train.steps": 6,
+  overrides = {"data.length_buckets": (14, 16), "data.tokens_per_batch": 256, "data.packing": False, "train.steps": 6,
                "train.eval_every": 3, "train.log_every": 3}
   full, split = str(tmp_path / "full"), str(tmp_path / "split")
   final = train_and_evaluate(smoke(table, **overrides), full)

@@ -12,6 +12,7 @@ from runs import load_config
 from mtl_jax.errors import UserError
 from mtl_jax.sampling import (
   MixtureOrder,
+  Packing,
   bucket_batch_sizes,
   bucket_steps,
   corpus_probabilities,
@@ -20,6 +21,7 @@ from mtl_jax.sampling import (
   downsample,
   epoch_examples_for,
   largest_remainder,
+  packing_for,
 )
 from mtl_jax.schema import validate
 
@@ -358,3 +360,69 @@ def test_invalid_token_budgets():
       validate(load_config(**{"data.tokens_per_batch": bad}))
   fixed = MixtureOrder([10, 20], [0.5, 0.5], 4, 0)
   assert fixed.batch(3).size == 4 and fixed.batch(3).length is None and fixed.locate(17) == (2, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Packing.
+
+def packed_order(sizes=(700, 1300, 250), seed=0, rows=4, length=128, **kwargs) -> MixtureOrder:
+  p = corpus_probabilities(list(sizes), "temperature", 2.0)
+  return MixtureOrder(list(sizes), p, 32, seed, text_lengths(sum(sizes)), packing=Packing(length, rows, length // 8),
+                      **kwargs)
+
+
+@pytest.mark.parametrize("length,slots", [(128, 16), (64, 3), (40, 1)])
+def test_packing_puts_every_row_in_one_packed_row_within_its_length_and_slots(length, slots):
+  lengths = np.minimum(text_lengths(3000, seed=1), length)
+  rows = np.random.default_rng(0).permutation(3000)
+  packs = Packing(length, 4, slots).pack(rows, lengths[rows])
+  assert sorted(np.concatenate(packs).tolist()) == list(range(3000))
+  assert all(0 < len(p) <= slots and lengths[p].sum() <= length for p in packs)
+  # first-fit decreasing within each chunk: no two packed rows of a chunk could have been merged, and the rows fill
+  # close to the lower bound of sum(lengths) / length
+  if slots == 16:
+    assert len(packs) <= np.ceil(lengths.sum() / length) * 1.03 + 3
+
+
+def test_a_packed_epoch_holds_the_same_rows_each_once_in_batches_of_r_rows():
+  order, plain = packed_order(), MixtureOrder([700, 1300, 250], corpus_probabilities([700, 1300, 250], "temperature",
+                                                                                      2.0), 32, 0)
+  for epoch, start in enumerate(np.cumsum([0] + [order.epoch_steps(e) for e in range(3)])[:3]):
+    batches = [order.batch(int(start) + s) for s in range(order.epoch_steps(epoch))]
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == sorted(plain.epoch_rows(epoch).tolist())
+    for b in batches:
+      assert b.size == 4 and b.length == 128 and len(b.places) == len(b.rows)
+      assert b.places.tolist() == sorted(b.places.tolist()) and b.places.max() < 4  # a row's texts together
+      for r in range(4):
+        mine = b.rows[b.places == r]
+        assert order.lengths[mine].sum() <= 128 and len(mine) <= 16
+    assert all(len(set(b.places.tolist())) == 4 for b in batches[:-1])  # only the epoch's last batch may be short
+
+
+def test_packed_batches_are_a_function_of_seed_and_step():
+  steps = [0, 5, 2 * packed_order().per_epoch + 3, 40]
+  a, b = packed_order(), packed_order()
+  expected = {s: a.batch(s) for s in steps}
+  for s in reversed(steps):  # a resumed run asks for a late step first
+    got = b.batch(s)
+    assert got.rows.tolist() == expected[s].rows.tolist() and got.places.tolist() == expected[s].places.tolist()
+  assert packed_order(seed=1).batch(0).rows.tolist() != expected[0].rows.tolist()
+
+
+def test_packing_nearly_removes_padding():
+  order = packed_order(sizes=(3000, 5000))
+  real = [order.lengths[order.batch(s).rows].sum() / (4 * 128) for s in range(order.per_epoch)]
+  assert np.mean(real) > 0.95
+
+
+def test_packing_for_makes_batches_of_at_least_batch_size_texts():
+  lengths = text_lengths(5000, seed=2)
+  for batch_size, multiple in ((8, 1), (32, 1), (32, 4), (4, 2)):
+    packing = packing_for(batch_size, lengths, 128, 0, multiple)
+    assert packing.rows % multiple == 0 and packing.rows >= multiple and packing.slots == 16
+    texts = lambda rows: rows * 128 / lengths.mean()  # a batch's texts on average
+    assert texts(packing.rows) >= batch_size and (packing.rows == multiple or texts(packing.rows - multiple) <
+                                                  batch_size)
+  assert packing_for(32, lengths, 128, 1000, 2).rows == 6  # a budget: the most rows of 128 within it
+  with pytest.raises(UserError, match="^config.data.tokens_per_batch: 200 tokens cannot hold 2 packed rows of 128"):
+    packing_for(32, lengths, 128, 200, 2)

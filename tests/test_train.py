@@ -111,16 +111,21 @@ def test_cli_predict_jsonl(table, tmp_path):
 
 
 
-def test_logs_real_token_fraction_and_compiles(table, tokenizer, tmp_path):
-  """With one length bucket (64) every batch is 16 x 64 positions, and the real share lies between the shortest and
-  the longest text's token count over 64 (the tokenizer's own counts); one padded length, one compile."""
+@pytest.mark.parametrize("packing", [False, True])
+def test_logs_real_token_fraction_and_compiles(table, tokenizer, tmp_path, packing):
+  """With one length bucket (64) every batch is padded to 64 positions a row: one text a row, the real share lies
+  between the shortest and the longest text's token count over 64 (the tokenizer's own counts); packed, several
+  texts share a row, so it is above what any one text a row can reach. One padded length, one compile."""
   train_and_evaluate(smoke(table, **{"train.steps": 6, "train.eval_every": 6, "train.log_every": 3,
-                                     "data.length_buckets": (64,)}), str(tmp_path))
+                                     "data.length_buckets": (64,), "data.packing": packing}), str(tmp_path))
   counts = [len(tokenizer(json.loads(line)["text"])["input_ids"]) for line in open(table)]
   events = [e for e in read_history(str(tmp_path)) if "train/loss" in e]
   assert [e["step"] for e in events] == [3, 6]
   for e in events:
-    assert min(counts) / 64 <= e["train/real_token_fraction"] <= max(counts) / 64
+    if packing:
+      assert 2 * max(counts) / 64 < e["train/real_token_fraction"] <= 1
+    else:
+      assert min(counts) / 64 <= e["train/real_token_fraction"] <= max(counts) / 64
     assert e["train/compiles"] == 1
 
 

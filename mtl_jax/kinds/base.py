@@ -95,6 +95,17 @@ class Kind:
     """Files of the report beside report.md (none by default)."""
 
 
+def packed(batch: dict) -> bool:
+  """Whether the batch is packed (input_pipeline.make_packed_batch): its per-example fields are [B, slots, ...]."""
+  return batch["labels"].ndim == 3
+
+
+def per_text(batch: dict, key: str) -> jax.Array:
+  """A per-example field of the batch, one row per text ([B, ...], or a packed batch's [B * slots, ...])."""
+  x = batch[key]
+  return x.reshape(-1, *x.shape[2:]) if packed(batch) else x
+
+
 def scored_weights(labels: jax.Array, weights: jax.Array) -> jax.Array:
   """Each item's weight in its task's loss: its weight where it has a label, 0 where it has none (-1)."""
   return jnp.where(labels >= 0, weights, 0.0)
@@ -114,14 +125,14 @@ class PooledText(Kind):
   `targets`."""
 
   def features(self, hidden, batch, pooling):
-    return heads.pool(hidden, batch["attention_mask"], pooling)
+    return heads.pool(hidden, batch["attention_mask"], pooling, batch["labels"].shape[1] if packed(batch) else 0)
 
   def targets(self, batch, t):
-    return batch["labels"][:, t], batch["weights"][:, t]
+    return per_text(batch, "labels")[:, t], per_text(batch, "weights")[:, t]
 
   def task_targets(self, batch: dict, t: int, layout) -> jax.Array:
-    """Task t's float targets [B, target_width] in a batch."""
-    return batch["targets"][:, layout.target_columns(t)]
+    """Task t's float targets [texts, target_width] in a batch."""
+    return per_text(batch, "targets")[:, layout.target_columns(t)]
 
   def empty(self, count, width):
     return np.zeros((count, width), np.float32)

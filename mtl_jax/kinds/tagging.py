@@ -11,7 +11,7 @@ import numpy as np
 
 from mtl_jax import metrics as metrics_lib
 from mtl_jax import report, spans
-from mtl_jax.kinds.base import Kind
+from mtl_jax.kinds.base import Kind, packed
 
 
 class Tagging(Kind):
@@ -28,7 +28,10 @@ class Tagging(Kind):
     return hidden
 
   def targets(self, batch, t):
-    return batch["tags"][:, :, t], batch["weights"][:, t, None]
+    if not packed(batch):
+      return batch["tags"][:, :, t], batch["weights"][:, t, None]
+    text = jnp.maximum(batch["attention_mask"] - 1, 0)  # each token's slot in its row (padding: no tag, unscored)
+    return batch["tags"][:, :, t], jnp.take_along_axis(batch["weights"][..., t], text, axis=1)
 
   def outputs(self, groups):
     return jnp.stack([jnp.argmax(g, axis=-1) for g in groups], axis=-1).astype(jnp.int32)

@@ -44,7 +44,7 @@ def test_a_token_budget_is_checked_at_every_bucket_and_named():
   """At a constant token count attention grows with the length, so the longest bucket's (B_L, L) needs the most; a
   limit between the two longest buckets' needs fails on the longest, naming config.data.tokens_per_batch."""
   config = load_config("", **{"data.length_buckets": (16, 32, 64, 128, 256), "data.tokens_per_batch": 4096,
-                              "train.eval_batch_size": 2})
+                              "data.packing": False, "train.eval_batch_size": 2})
   shapes = train_shapes(config, batch_shards=2)
   assert shapes == [(256, 16), (128, 32), (64, 64), (32, 128), (16, 256)]
   need = lambda b, n: 16 * encoder_params(ENC) + train_activation_bytes(ENC, b // 2, n, 4, remat=False)
@@ -58,3 +58,11 @@ def test_a_token_budget_is_checked_at_every_bucket_and_named():
   assert "batches of 32 x 128 tokens" in check_memory(config, ENC, batch_shards=2, param_shards=1)
   config.data.tokens_per_batch = 0  # fixed rows: train.batch_size (32) x the longest bucket
   assert train_shapes(config, batch_shards=2) == [(32, 128)]
+  config.data.packing = True  # packed: at most train.batch_size rows of the longest bucket, or the budget's rows
+  assert train_shapes(config, batch_shards=2) == [(32, 128)]
+  config.data.tokens_per_batch = 1000
+  assert train_shapes(config, batch_shards=2) == [(7, 128)]
+  with pytest.raises(UserError, match=r"^config.data.tokens_per_batch: 1000 tokens per batch, as 7 packed rows of "
+                                      r"128 tokens, need about"):
+    config.train.memory_limit_gb = need(2, 128) / GIB
+    check_memory(config, ENC, batch_shards=2, param_shards=1)

@@ -1,0 +1,62 @@
+"""The model on packed rows (several texts per row, `input_pipeline.make_packed_batch`): each text gets exactly the
+logits, and the batch exactly the loss, that the same texts get one per row (`make_batch`), with heads of every
+kind. (tests/test_encoders.py checks every encoder family's hidden states on packed rows.)"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from mtl_jax import encoder as enc
+from mtl_jax.encoders import Encoder
+from mtl_jax.input_pipeline import Encoded, make_batch, make_packed_batch
+from mtl_jax.losses import grouped_loss
+from mtl_jax.model import Model
+from mtl_jax.tasks import Layout, Task
+
+LAYOUT = Layout((Task("topic", "classification", ("a", "b", "c")), Task("pos", "tagging", ("X", "Y", "Z", "W")),
+                 Task("score", "regression", ("score",)), Task("flags", "multilabel", ("p", "q")),
+                 Task("mood", "classification", ("x", "y"))))
+LENGTHS = (5, 12, 3, 9, 7, 4, 10)
+PLACES = np.array([0, 0, 0, 1, 1, 2, 2])  # rows of 20, 16 and 14 tokens in a batch of 3 x 24
+
+
+def examples(seed: int = 0) -> Encoded:
+  """Texts of LENGTHS (random ids between [CLS] and [SEP]), labelled for some tasks each, tagged for `pos`."""
+  rng = np.random.default_rng(seed)
+  ids = [np.concatenate([[101], rng.integers(1000, 20000, n - 2), [102]]).astype(np.int32) for n in LENGTHS]
+  labels = np.stack([rng.integers(-1, 3, len(LENGTHS)), np.full(len(LENGTHS), -1), rng.integers(-1, 1, len(LENGTHS)),
+                     rng.integers(-1, 1, len(LENGTHS)), rng.integers(0, 2, len(LENGTHS))], 1).astype(np.int32)
+  tags = []
+  for n in LENGTHS:
+    t = np.full((n, len(LAYOUT.tasks)), -1, np.int32)
+    t[1:n - 1, 1] = rng.integers(0, 4, n - 2)
+    tags.append(t)
+  starts = [np.arange(1, n - 1) for n in LENGTHS]
+  weights = rng.uniform(0.5, 2, (len(LENGTHS), len(LAYOUT.tasks))).astype(np.float32)
+  return Encoded(ids, labels, weights, None, tags=tags, starts=starts, sentence=np.arange(len(LENGTHS)),
+                 targets=rng.uniform(0, 1, (len(LENGTHS), 3)).astype(np.float32))
+
+
+def test_packed_texts_get_the_logits_and_loss_they_get_alone():
+  encoder = Encoder(dataclasses.replace(enc.random_config("random-tiny"), vocab_size=20000))
+  params = jax.tree.map(lambda x: x * 20, jax.jit(Model(encoder, LAYOUT).init)(jax.random.key(0)))  # texts differ a lot
+  data, slots = examples(), 4
+  alone = make_batch(data, np.arange(len(LENGTHS)), len(LENGTHS), (16,), pad_id=0)
+  packed = make_packed_batch(data, np.arange(len(LENGTHS)), PLACES, 3, 24, slots, pad_id=0)
+  slot_of = [(int(r), int(np.sum(PLACES[:i] == r))) for i, r in enumerate(PLACES)]
+  loss = jax.jit(lambda logits, batch: grouped_loss(logits, batch, LAYOUT))
+  for pooling in ("mean", "cls"):
+    logits = jax.jit(Model(encoder, LAYOUT, pooling).logits)
+    single, together = logits(params, alone), logits(params, packed)
+    for kind in ("classification", "regression", "multilabel"):
+      for i, (r, s) in enumerate(slot_of):
+        np.testing.assert_allclose(together[kind][r * slots + s], single[kind][i], atol=2e-5, rtol=1e-5)
+    for i, (r, s) in enumerate(slot_of):
+      mine = packed["attention_mask"][r] == s + 1
+      np.testing.assert_allclose(np.asarray(together["tagging"][r])[mine],
+                                 np.asarray(single["tagging"][i])[:LENGTHS[i]], atol=2e-5, rtol=1e-5)
+    (sums, counts), expected = loss(together, packed), loss(single, alone)
+    np.testing.assert_allclose(sums, expected[0], rtol=1e-5)
+    np.testing.assert_allclose(counts, expected[1], rtol=1e-6)
+    assert np.all(np.asarray(expected[1]) > 0)  # every task scored something
