@@ -11,10 +11,11 @@ the two AdamW moments. It is an estimate: XLA fuses some of these away and adds 
 import os
 
 import jax
+import numpy as np
 
 from mtl_jax.encoders import EncoderConfig
 from mtl_jax.errors import UserError
-from mtl_jax.sampling import bucket_batch_sizes
+from mtl_jax.sampling import bucket_batch_sizes, packing_for
 
 GIB = 1024**3
 
@@ -82,12 +83,13 @@ def device_memory_bytes() -> tuple[int, str]:
 
 def train_shapes(config, batch_shards: int) -> list[tuple[int, int]]:
   """The (batch size, length) shapes the train step may see: (train.batch_size, the longest bucket); packed
-  (`config.data.packing`), at most as many rows of the longest bucket, or those of the token budget; with a token
-  budget (`config.data.tokens_per_batch`) unpacked, every bucket's (B_L, L)."""
+  (`config.data.packing`), at most as many rows of the longest bucket, or the token budget's rows as training packs
+  them (`sampling.packing_for`, which names a budget too small); with a token budget (`config.data.tokens_per_batch`)
+  unpacked, every bucket's (B_L, L)."""
   data, tc = config.data, config.train
   budget, length = data.get("tokens_per_batch", 0), max(data.length_buckets)
   if data.get("packing") and budget:
-    return [(max(budget // length, 1), length)]
+    return [(packing_for(tc.batch_size, np.zeros(0), length, budget, tc.grad_accumulation * batch_shards).rows, length)]
   if data.get("packing") or not budget:
     return [(tc.batch_size, length)]
   sizes = bucket_batch_sizes(data.length_buckets, data.tokens_per_batch, tc.grad_accumulation * batch_shards)

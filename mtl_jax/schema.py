@@ -57,8 +57,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "data.group_by_length": (True, "without packing or budget: batch texts of similar length together (less "
                              "padding), order still seeded"),
     "data.tokens_per_batch": (0, "packed: R rows with R x length <= this; 0: the fewest rows that hold "
-                              "train.batch_size texts of the mean length. Not packed: 0: batches of train.batch_size rows; > 0: a token "
-                              "budget, bucket length L gets batches of B_L examples, the largest multiple of the "
+                              "train.batch_size texts of the mean length. Not packed: 0: batches of train.batch_size "
+                              "rows; > 0: a token budget, bucket length L gets batches of B_L examples, the largest multiple of the "
                               "batch shards x grad_accumulation with B_L x L <= this (one compile per bucket)"),
     "data.root": ("../shared/data", "root of the corpora that tasks.<name>.data paths are relative to"),
     "data.cache_dir": ("", "the token cache: tokenized examples written once, memory-mapped by later runs and "

@@ -35,9 +35,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   enc_config, pretrained, tokenizer = build_encoder(config.encoder, max(buckets))
   mesh = make_mesh(config.mesh)
   multiple = batch_multiple(tc, mesh)  # token-budget batch sizes are multiples of this
-  if config.data.packing and config.data.tokens_per_batch:  # a budget too small fails here, naming the field
-    sampling.packing_for(tc.batch_size, np.zeros(0), max(buckets), config.data.tokens_per_batch, multiple)
-  elif config.data.tokens_per_batch:
+  if config.data.tokens_per_batch and not config.data.packing:  # a budget too small fails here (packed: check_memory)
     log(f"batches: {sampling.bucket_batch_sizes(buckets, config.data.tokens_per_batch, multiple)} "
         f"examples per bucket length (config.data.tokens_per_batch={config.data.tokens_per_batch})")
   log(check_memory(config, enc_config, batch_divisor(mesh), mesh.shape["fsdp"] * mesh.shape["model"]))

@@ -60,9 +60,9 @@ def test_a_token_budget_is_checked_at_every_bucket_and_named():
   assert train_shapes(config, batch_shards=2) == [(32, 128)]
   config.data.packing = True  # packed: at most train.batch_size rows of the longest bucket, or the budget's rows
   assert train_shapes(config, batch_shards=2) == [(32, 128)]
-  config.data.tokens_per_batch = 1000
-  assert train_shapes(config, batch_shards=2) == [(7, 128)]
-  with pytest.raises(UserError, match=r"^config.data.tokens_per_batch: 1000 tokens per batch, as 7 packed rows of "
+  config.data.tokens_per_batch = 1000  # 7 rows fit; a multiple of the 2 batch shards: 6, as training packs them
+  assert train_shapes(config, batch_shards=2) == [(6, 128)]
+  with pytest.raises(UserError, match=r"^config.data.tokens_per_batch: 1000 tokens per batch, as 6 packed rows of "
                                       r"128 tokens, need about"):
     config.train.memory_limit_gb = need(2, 128) / GIB
     check_memory(config, ENC, batch_shards=2, param_shards=1)
