@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from mtl_jax import heads, kinds
 from mtl_jax.encoders import Encoder, EncoderConfig
+from mtl_jax.encoders.layers import dropout
 from mtl_jax.tasks import Layout
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # config.encoder.dtype -> compute dtype
@@ -53,8 +54,7 @@ class Model:
   def _dropout(self, x: jax.Array, rng: jax.Array | None, salt: int) -> jax.Array:
     if rng is None or self.head_dropout <= 0:
       return x
-    keep = jax.random.bernoulli(jax.random.fold_in(rng, salt), 1 - self.head_dropout, x.shape)
-    return jnp.where(keep, x / (1 - self.head_dropout), 0).astype(x.dtype)
+    return dropout(x, self.head_dropout, jax.random.fold_in(rng, salt))
 
   def logits(self, params: dict, batch: dict, rng: jax.Array | None = None) -> dict[str, jax.Array]:
     """{kind: float32 logits}: [B, width] for the text kinds, [B, L, width] for tagging (a kind's width: the sum of

@@ -76,7 +76,8 @@ FIELDS: dict[str, tuple[object, str]] = {
     "encoder.pooling": ("mean", "text features: \"mean\" of tokens (MiniLM was trained so) or \"cls\""),
     "encoder.dtype": ("float32", "compute dtype: float32 or bfloat16 (params and optimizer stay float32)"),
     "encoder.remat": (False, "recompute layer activations in the backward pass to save memory"),
-    "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json"),
+    "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json (rates "
+                        "round to multiples of 1/256: 8 random bits an element)"),
     "encoder.head_dropout": (0.1, "dropout on pooled features before the heads"),
     "encoder.head_init": ("normal", "the heads' initial kernel: \"normal\" (std 0.02, as BERT's classifiers) or "
                           "\"xavier\" (uniform, bound sqrt(6 / (in + out)), as Flair's: ~4x larger for MiniLM)"),

@@ -21,7 +21,7 @@ from runs import REPO, read_history
 from mtl_jax import encoder as enc
 from mtl_jax import encoders
 from mtl_jax.encoders import Encoder, EncoderConfig
-from mtl_jax.encoders.layers import text_positions
+from mtl_jax.encoders.layers import dropout, text_positions
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
@@ -185,6 +185,24 @@ def test_text_positions_restart_at_each_text():
   assert got.dtype == np.int32
   np.testing.assert_array_equal(got, by_loop(masks))
   np.testing.assert_array_equal(got[1], [0, 1, 2, 0, 1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_drops_at_its_rate_and_keeps_the_expectation(rate):
+  x = np.random.default_rng(0).normal(size=(8, 33, 126)).astype(np.float32)  # a last axis not a multiple of 4
+  got = np.asarray(dropout(x, rate, jax.random.key(1)))
+  assert got.shape == x.shape and got.dtype == x.dtype
+  dropped = round(rate * 256) / 256  # the rate, to 8 bits
+  kept = got != 0
+  sigma = np.sqrt(dropped * (1 - dropped) / x.size)
+  assert abs((1 - kept.mean()) - dropped) < 5 * sigma
+  np.testing.assert_allclose(got[kept], x[kept] / (1 - dropped), rtol=1e-6)  # kept elements scaled: E[out] = x
+  # the four elements one 32-bit draw decides, and neighbouring rows, are independent of each other
+  for a, b in ((kept[..., 0::4], kept[..., 1::4]), (kept[..., 2::4], kept[..., 3::4]), (kept[:, :-1], kept[:, 1:])):
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 5 / np.sqrt(a.size)
+  again, other = (np.asarray(dropout(x, rate, jax.random.key(k))) != 0 for k in (1, 2))
+  np.testing.assert_array_equal(again, kept)  # a function of the key
+  assert (other != kept).mean() > dropped * (1 - dropped)  # another key, another mask
 
 
 @pytest.mark.parametrize("model_type", ["mpnet", "gpt2", None])

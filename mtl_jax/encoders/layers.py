@@ -77,6 +77,31 @@ class EncoderConfig:
     return cls(**{**d, "pos_att_type": tuple(d.get("pos_att_type", ()))})
 
 
+def dropout(x, rate: float, rng):
+  """Inverted dropout: zero each element with probability `rate` and scale the rest by 1 / (1 - rate).
+
+  Each element draws 8 random bits, four from each 32-bit threefry draw along the last axis (Flax's Dropout spends a
+  32-bit draw, a whole threefry block, on each element: the random bits cost most of the dropout's time), so the rate
+  rounds to a multiple of 1/256 (0.1 -> 26/256 = 0.1016); the scale uses the rounded rate, so expectations stay
+  exact. The leading axes are those of `x`, so the bits shard with it (the same mask on any mesh)."""
+  drop = min(round(rate * 256), 255)
+  if drop == 0:
+    return x
+  width = x.shape[-1]
+  words = jax.random.bits(rng, x.shape[:-1] + (-(-width // 4),), jnp.uint32)
+  draws = (words[..., None] >> jnp.arange(0, 32, 8, dtype=jnp.uint32)) & 255  # [..., words, 4]: one byte each
+  keep = draws.reshape(x.shape[:-1] + (-1,))[..., :width] >= drop
+  return jnp.where(keep, x * (256 / (256 - drop)), 0).astype(x.dtype)
+
+
+class Dropout(nn.Module):
+  """`dropout` with the module's "dropout" rng stream; the identity when deterministic."""
+  rate: float
+
+  def __call__(self, x, deterministic: bool):
+    return x if deterministic or self.rate == 0 else dropout(x, self.rate, self.make_rng("dropout"))
+
+
 class _Part(nn.Module):
   """A part of the encoder: the architecture and the compute dtype."""
   config: EncoderConfig
@@ -128,7 +153,7 @@ class Embeddings(_Part):
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, name="norm")(x)
     if c.project_before_norm:  # DeBERTa zeroes the padding's embeddings
       x = x * (attention_mask[..., None] > 0)
-    x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic).astype(self.dtype)
+    x = Dropout(c.dropout_rate)(x, deterministic=deterministic).astype(self.dtype)
     if width != c.hidden_size and not c.project_before_norm:
       x = project(x, True)
     return x
@@ -216,17 +241,17 @@ class Layer(_Part):
     else:  # dropout on the attention probabilities, as BERT trains: written out
       scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(scaled_dim).astype(self.dtype) + bias
       probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
-      probs = nn.Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
+      probs = Dropout(c.attention_dropout_rate)(probs, deterministic=deterministic)
       attended = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
     attended = attended.reshape(x.shape)
-    return nn.Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
+    return Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended), deterministic)
 
   def feed_forward(self, x, deterministic: bool):
     """The MLP, through its dropout; with `glu`, the activation of the first half times the second (GeGLU)."""
     c, act = self.config, ACTIVATIONS[self.config.hidden_act]
     h = self.dense(c.intermediate_size * (2 if c.glu else 1), "intermediate", c.mlp_bias)(x)
     h = act(h[..., :c.intermediate_size]) * h[..., c.intermediate_size:] if c.glu else act(h)
-    return nn.Dropout(c.dropout_rate)(self.dense(c.hidden_size, "output", c.mlp_bias)(h), deterministic)
+    return Dropout(c.dropout_rate)(self.dense(c.hidden_size, "output", c.mlp_bias)(h), deterministic)
 
   def disentangled(self, q, k, rel, split, query, key, dense, root):
     """DeBERTa's content-to-position and position-to-content scores [batch, heads, query, key], already scaled."""
@@ -289,7 +314,7 @@ class Encoder(nn.Module):
     table = self.param("rel_embeddings", nn.initializers.normal(0.02), (2 * c.rel_span, c.hidden_size))
     if c.rel_norm:
       table = nn.LayerNorm(epsilon=c.layer_norm_eps, name="rel_norm")(table)
-    table = nn.Dropout(c.dropout_rate)(table, deterministic=deterministic).astype(self.dtype)
+    table = Dropout(c.dropout_rate)(table, deterministic=deterministic).astype(self.dtype)
     max_position = c.max_relative_positions if c.max_relative_positions > 0 else c.max_position_embeddings
     return table, jnp.asarray(relative_positions(length, c.position_buckets, max_position))
 
