@@ -78,7 +78,7 @@ FIELDS: dict[str, tuple[object, str]] = {
     "encoder.remat": (False, "recompute layer activations in the backward pass to save memory"),
     "encoder.dropout": (-1.0, "hidden and attention dropout; -1: as in the encoder's config.json (rates "
                         "round to multiples of 1/256: 8 random bits an element)"),
-    "encoder.head_dropout": (0.1, "dropout on pooled features before the heads"),
+    "encoder.head_dropout": (0.1, "dropout on pooled features before the heads (rounds as encoder.dropout)"),
     "encoder.head_init": ("normal", "the heads' initial kernel: \"normal\" (std 0.02, as BERT's classifiers) or "
                           "\"xavier\" (uniform, bound sqrt(6 / (in + out)), as Flair's: ~4x larger for MiniLM)"),
 
