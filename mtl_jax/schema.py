@@ -58,8 +58,9 @@ FIELDS: dict[str, tuple[object, str]] = {
                              "padding), order still seeded"),
     "data.tokens_per_batch": (0, "packed: R rows with R x length <= this; 0: the fewest rows that hold "
                               "train.batch_size texts of the mean length. Not packed: 0: batches of train.batch_size "
-                              "rows; > 0: a token budget, bucket length L gets batches of B_L examples, the largest multiple of the "
-                              "batch shards x grad_accumulation with B_L x L <= this (one compile per bucket)"),
+                              "rows; > 0: a token budget, bucket length L gets batches of B_L examples, the largest "
+                              "multiple of the batch shards x grad_accumulation with B_L x L <= this (one compile per "
+                              "bucket)"),
     "data.root": ("../shared/data", "root of the corpora that tasks.<name>.data paths are relative to"),
     "data.cache_dir": ("", "the token cache: tokenized examples written once, memory-mapped by later runs and "
                        "evaluate (mtl_jax/token_cache.py); empty: $MTL_JAX_CACHE, else ~/.cache/mtl_jax/tokens; "
