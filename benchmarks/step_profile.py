@@ -111,8 +111,9 @@ def op_kind(name: str, op_name: str) -> str:
   return "other"
 
 
-def jax_op_profile(stepper: Stepper, step, batch: dict, steps: int) -> dict[str, float]:
-  """Seconds per step by op kind, from a jax.profiler trace of `steps` steps of the compiled `step`."""
+def jax_op_profile(stepper: Stepper, step, batch: dict, steps: int) -> tuple[dict[str, float], int]:
+  """Seconds per step by op kind, from a jax.profiler trace of `steps` steps of the compiled `step`, and how many
+  distinct matmul instructions of the compiled HLO the trace timed."""
   names = hlo_op_names(step.as_text())
   jax.block_until_ready(stepper(step, batch))
   with tempfile.TemporaryDirectory() as trace_dir:
@@ -121,11 +122,14 @@ def jax_op_profile(stepper: Stepper, step, batch: dict, steps: int) -> dict[str,
         jax.block_until_ready(stepper(step, batch))
     with gzip.open(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)[0]) as f:
       trace = json.load(f)
-  seconds = dict.fromkeys(KINDS, 0.0)
+  seconds, matmuls = dict.fromkeys(KINDS, 0.0), set()
   for event in trace["traceEvents"] if isinstance(trace, dict) else trace:
     if event.get("ph") == "X" and event.get("name") in names:
-      seconds[op_kind(event["name"], names[event["name"]])] += event["dur"] / 1e6 / steps
-  return seconds
+      kind = op_kind(event["name"], names[event["name"]])
+      seconds[kind] += event["dur"] / 1e6 / steps
+      if kind == "matmul":
+        matmuls.add(event["name"])
+  return seconds, len(matmuls)
 
 
 def torch_op_profile(config, encoder_config, weights_dir, layout, batch: dict, steps: int, attention: str, seed: int,
@@ -196,9 +200,8 @@ def run(args) -> tuple[dict, str]:
                     "page_faults": faults, "kernel_s": kernel_s}
 
   traced = profile_shape(shapes, args.profile_shape)
-  ops = {"shape": traced, "mtl_jax": {"step_s": shapes[traced]["step_s"],
-                                      "seconds": jax_op_profile(stepper, compiled[traced], batches[traced],
-                                                                args.profile_steps)}}
+  seconds, matmuls = jax_op_profile(stepper, compiled[traced], batches[traced], args.profile_steps)
+  ops = {"shape": traced, "mtl_jax": {"step_s": shapes[traced]["step_s"], "seconds": seconds, "matmul_ops": matmuls}}
   if args.torch:
     if not common.torch_available():
       raise SystemExit("error: the PyTorch profile needs torch: pip install torch==2.13.0 (or --no-torch)")

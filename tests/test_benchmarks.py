@@ -107,8 +107,8 @@ def test_predict_measures_every_variant_and_both_sides_agree(shared_data, tmp_pa
 def test_step_profile_counts_at_least_the_dense_layers_flops_and_sorts_every_kind_of_op(tmp_path):
   """XLA's FLOP count of a train step is at least 6 x (encoder kernel weights) x tokens: forward 2, backward 4 per
   weight and token (attention, heads and the optimizer come on top). The per-op profiles find time in every kind of
-  op (the tiny encoder has dropout) on both sides, and XLA's add up to a good part of the step: the op names from
-  the compiled HLO match the profiler's events."""
+  op (the tiny encoder has dropout) on both sides, and the op names from the compiled HLO match the profiler's
+  events: every dense layer's three matmuls are among the timed ones."""
   import jax
 
   from benchmarks import common, step_profile
@@ -129,4 +129,5 @@ def test_step_profile_counts_at_least_the_dense_layers_flops_and_sorts_every_kin
   assert ops["shape"] == "4x16" and "per-op profile" in table
   for side in ("mtl_jax", "pytorch"):
     assert all(ops[side]["seconds"][kind] > 0 for kind in step_profile.KINDS), (side, ops[side])
-  assert sum(ops["mtl_jax"]["seconds"].values()) > 0.3 * ops["mtl_jax"]["step_s"]
+  # every dense layer's forward dot and its two backward dots ran as timed thunks (no timing ratio: CI is busy)
+  assert ops["mtl_jax"]["matmul_ops"] >= 3 * len(kernels)
