@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 
 import jax
@@ -59,6 +60,21 @@ def lock_holder(path: str) -> str:
     return "holder not known yet"
 
 
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, imported without PyTorch: tensorboardX imports torch whenever it is installed
+  (2-4 s of a run's start) only to accept torch tensors, and we log Python floats. A torch the process already
+  imported is left alone."""
+  blocked = "torch" not in sys.modules
+  if blocked:
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects when it is absent
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if blocked:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 class MetricsLog:
   """Appends one JSON object per event to workdir/metrics.jsonl and, when asked, the same scalars to TensorBoard
   event files in workdir/tensorboard (tensorboardX: no TensorFlow needed). Process 0 only."""
@@ -78,7 +94,7 @@ class MetricsLog:
       with open(self.path, "w", encoding="utf-8") as f:
         f.writelines(kept)
     if tensorboard:
-      from tensorboardX import SummaryWriter
+      SummaryWriter = _summary_writer_class()
       self.board = SummaryWriter(self.board_dir, purge_step=step + 1 if step else None)
       self.board.add_text("config", f"```\n{config_text}\n```", step)
 

@@ -26,6 +26,13 @@ WORDS = {"sentiment": ["awful broken angry", "a question about", "thanks great l
          "topic": ["invoice refund", "app login", "parcel delivery", "password profile"]}
 
 
+def cpu_devices_env(n: int) -> dict[str, str]:
+  """This environment with `n` simulated CPU devices (the suite's other XLA flags kept: conftest.py)."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={n}".strip(),
+          "JAX_PLATFORMS": "cpu"}
+
+
 def load_config(arg="smoke", **overrides):
   spec = importlib.util.spec_from_file_location("three_task", os.path.join(REPO, "configs", "three_task.py"))
   module = importlib.util.module_from_spec(spec)

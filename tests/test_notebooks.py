@@ -43,7 +43,9 @@ def kernel_env(root) -> dict[str, str]:
   (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
   (root / "results").mkdir()
   (root / "tmp").mkdir()
-  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1".strip()
+  # the notebooks train the real MiniLM for a while: LLVM's cheaper passes pay off there (conftest.py sets 0)
+  xla_flags = os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", "")
+  xla_flags = f"{xla_flags} --xla_backend_optimization_level=1".strip()
   return {**os.environ, "JUPYTER_PATH": str(root / "jupyter"), "MTL_JAX_NOTEBOOK_RESULTS": str(root / "results"),
           "TMPDIR": str(root / "tmp"), "XLA_FLAGS": xla_flags}
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from runs import REPO, latest_params, read_history, smoke
+from runs import REPO, cpu_devices_env, latest_params, read_history, smoke
 
 from mtl_jax import checkpoint
 from mtl_jax.sharding import DEFAULT_RULES, batch_sharding, fit_spec, make_mesh, process_rows, spec_for
@@ -59,10 +59,6 @@ print(json.dumps(out))
 OVERRIDES = {"train.steps": 5, "train.log_every": 1, "train.eval_every": 5, "data.tokens_per_batch": 8 * 64}
 
 
-def devices_env(n):
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
-
-
 def losses(history):
   return np.array([[e["train/loss"], *(e[f"train/{t}/loss"] for t in ("sentiment", "urgency", "topic"))]
                    for e in history if "train/loss" in e])
@@ -86,7 +82,7 @@ def test_meshes_of_8_devices_train_as_one_device_with_params_sharded_by_the_rule
   one = read_history(str(tmp_path / "one"), timings=False)
   script = MESH_SCRIPT.format(tests=os.path.dirname(__file__), meshes=MESHES, root=str(tmp_path), table=table,
                               overrides=OVERRIDES)
-  out = subprocess.run([sys.executable, "-c", script], env=devices_env(8), capture_output=True, text=True, cwd=REPO)
+  out = subprocess.run([sys.executable, "-c", script], env=cpu_devices_env(8), capture_output=True, text=True, cwd=REPO)
   assert out.returncode == 0, out.stderr[-3000:]
   runs = json.loads(out.stdout.strip().splitlines()[-1])
   for mesh in MESHES:
@@ -117,7 +113,7 @@ def launch(n_processes, devices, workdir, table, steps, port):
           "--config.data.validation=0.25", f"--config.train.steps={steps}", "--config.train.eval_every=4",
           "--config.train.log_every=2"]
   if n_processes == 1:
-    command, env = [sys.executable, "-m", "mtl_jax.main", *args], devices_env(devices)
+    command, env = [sys.executable, "-m", "mtl_jax.main", *args], cpu_devices_env(devices)
   else:
     command = ["bash", "launch/local.sh", str(n_processes), *args]
     env = {**os.environ, "DEVICES_PER_PROCESS": str(devices), "PORT": str(port), "PYTHON": sys.executable}
