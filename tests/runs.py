@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -31,6 +32,19 @@ def cpu_devices_env(n: int) -> dict[str, str]:
   flags = os.environ.get("XLA_FLAGS", "")
   return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={n}".strip(),
           "JAX_PLATFORMS": "cpu"}
+
+
+def read_events(directory):
+  """Every TensorBoard event under `directory`, parsed from the TFRecord framing (length, crc, data, crc) by hand."""
+  from tensorboardX.proto import event_pb2
+  events = []
+  for name in sorted(os.listdir(directory)):
+    data, pos = open(os.path.join(directory, name), "rb").read(), 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
+      pos += 12 + length + 4
+  return events
 
 
 def load_config(arg="smoke", **overrides):

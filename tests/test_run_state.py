@@ -1,10 +1,14 @@
-"""Run bookkeeping: the best / early-stopping state and the loss window survive a checkpoint's JSON unchanged."""
+"""Run bookkeeping: the best / early-stopping state and the loss window survive a checkpoint's JSON unchanged; the
+TensorBoard writer comes without PyTorch."""
 
 import json
 import math
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
+from runs import read_events
 
 from mtl_jax.run_state import Tracker, TrainWindow
 
@@ -47,3 +51,21 @@ def test_train_window_state_resumes_the_same_log_event():
   layout = type("L", (), {"names": ("a", "b")})()
   assert drop(resumed.close(3, layout)) == drop(whole.close(3, layout))
   assert TrainWindow().state() is None  # an empty window writes nothing
+
+
+def test_tensorboard_events_are_written_without_importing_torch(tmp_path):
+  """tensorboardX would import PyTorch (installed with the test extras) at every run's start; the metrics log gets its
+  writer without it, and the events it writes hold the scalars. A fresh interpreter: this one may have torch already."""
+  script = f"""
+import sys
+from mtl_jax.run_state import MetricsLog
+log = MetricsLog({str(tmp_path)!r}, enabled=True)
+log.start(0, "seed: 0", tensorboard=True)
+log.write(3, {{"train/loss": 0.5}})
+log.close()
+print("torch" in sys.modules)
+"""
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+  assert out.stdout.split() == ["False"], out.stdout + out.stderr
+  assert [(e.step, v.simple_value) for e in read_events(tmp_path / "tensorboard") for v in e.summary.value
+          if v.tag == "train/loss"] == [(3, 0.5)]

@@ -2,14 +2,12 @@
 bad input are in tests/reliability/)."""
 
 import json
-import os
-import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from runs import REPO, WORDS, WORDS_LABELS, make_table, read_history, smoke
+from runs import REPO, WORDS, WORDS_LABELS, make_table, read_events, read_history, smoke
 
 from mtl_jax import checkpoint
 from mtl_jax.predict import Predictor
@@ -127,19 +125,6 @@ def test_logs_real_token_fraction_and_compiles(table, tokenizer, tmp_path, packi
     else:
       assert min(counts) / 64 <= e["train/real_token_fraction"] <= max(counts) / 64
     assert e["train/compiles"] == 1
-
-
-def read_events(directory):
-  """Every TensorBoard event under `directory`, parsed from the TFRecord framing (length, crc, data, crc) by hand."""
-  from tensorboardX.proto import event_pb2
-  events = []
-  for name in sorted(os.listdir(directory)):
-    data, pos = open(os.path.join(directory, name), "rb").read(), 0
-    while pos < len(data):
-      (length,) = struct.unpack("<Q", data[pos:pos + 8])
-      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
-      pos += 12 + length + 4
-  return events
 
 
 def test_tensorboard_events_hold_the_logged_scalars_and_the_config(table, tmp_path):
