@@ -28,7 +28,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.tasks.pos.labels = XPOS
   c.tasks.chunk.labels = tuple(sorted({"O"} | {f"{p}-{t}" for t in CHUNK_TYPES for p in "BI"}))  # IOB2 tags
   c.train.epochs = 2.0  # the tutorial's run (fine_tune's own default is 10 epochs)
-  # pos_chunk.py's recipe (encoder 3e-4) with heads faster still, chosen on this config's dev splits (README: "Why
+  # the schema's recipe (encoder 3e-4) with heads faster still, chosen on this config's dev splits (README: "Why
   # learning was slow"; experiments/sweep_recipe.py; heads 1e-2: 3 seeds, dev mean 0.925 against 0.924 at 3e-3)
   c.train.head_learning_rate = 1e-2
   return default.smoke(c, steps=6, pos=0.01, chunk=0.02) if default.check_arg(arg) else c

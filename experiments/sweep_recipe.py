@@ -7,7 +7,7 @@ each, scored on the validation splits only (test splits are switched off: the sw
       --learning_rates=1e-3 --head_rates=0,1e-2 --epochs=1 --batch_sizes=16 --seeds=0,1 --steps=6
 
 Each grid point and seed (seeds 0, 1, 2 unless `--seeds` says otherwise) is one `python -m mtl_jax.main` process in
-`<workdir>/<point>/seed<s>`; head rate 0 is the encoder's rate (`train.head_learning_rate`'s default). A finished
+`<workdir>/<point>/seed<s>`; head rate 0 is the encoder's rate (one AdamW for all parameters). A finished
 run's figures are kept in its `run.json` and not run again, so an interrupted sweep resumes. The figures of a run are
 its last evaluation's `eval/<task>/main` and `eval/mean/main`, and its wall time. Writes `<workdir>/results.json`
 (every run) and `results.md` (per grid point: mean and standard deviation over seeds, best first) and prints the
