@@ -175,12 +175,17 @@ def torch_grouped_loss(logits, labels, group_sizes):
   return total
 
 
-def torch_optimizer(model, learning_rate: float, weight_decay: float):
-  """AdamW without weight decay on 1-d parameters (biases, LayerNorm), as mtl_jax's make_optimizer."""
+def torch_optimizer(model, train_cfg):
+  """AdamW as mtl_jax's make_optimizer: the head at `train.head_learning_rate` (0: the encoder's rate), the encoder at
+  `train.learning_rate`, no weight decay on 1-d parameters (biases, LayerNorm)."""
   import torch
-  params = list(model.parameters())
-  return torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-                            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=learning_rate)
+  head_rate = train_cfg.head_learning_rate or train_cfg.learning_rate
+  groups = []
+  for part, rate in (("bert", train_cfg.learning_rate), ("head", head_rate)):
+    params = list(model[part].parameters())
+    groups += [{"params": [p for p in params if p.ndim > 1], "lr": rate, "weight_decay": train_cfg.weight_decay},
+               {"params": [p for p in params if p.ndim <= 1], "lr": rate, "weight_decay": 0.0}]
+  return torch.optim.AdamW(groups)
 
 
 TORCH_OPTIMIZER_SCOPE = "clip_and_adamw"  # the profiler's name for the optimizer part of torch_train_step

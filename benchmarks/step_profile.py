@@ -139,7 +139,7 @@ def torch_op_profile(config, encoder_config, weights_dir, layout, batch: dict, s
   common.set_torch_threads(threads)
   tc = config.train
   model = common.torch_reference(encoder_config, weights_dir, layout.total("classification"), attention, seed).train()
-  optimizer = common.torch_optimizer(model, tc.learning_rate, tc.weight_decay)
+  optimizer = common.torch_optimizer(model, tc)
   step = lambda: common.torch_train_step(model, optimizer, batch, layout.group_sizes, config.encoder.head_dropout,
                                          tc.grad_clip)
   step_s = median_seconds(step, steps)

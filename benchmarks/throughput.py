@@ -29,9 +29,9 @@ window (so real tokens match); how it cuts them into batches and pads them diffe
                        configs/three_task.py's `length_buckets` (32, 48, 64, 96, 128) that fits;
   fixed_length         the same batches padded to the largest bucket (128): no bucketing;
   pytorch              transformers.BertModel (the same weights) + mean pooling + one grouped nn.Linear + grouped
-                       cross-entropy + torch.optim.AdamW with gradient clipping, on the same batches of
-                       `--batch_size` rows, each padded to its longest text (as DataCollatorWithPadding pads),
-                       `torch.set_num_threads(--threads)`;
+                       cross-entropy + torch.optim.AdamW (the same parameter groups) with gradient clipping, on the
+                       same batches of `--batch_size` rows, each padded to its longest text (as
+                       DataCollatorWithPadding pads), `torch.set_num_threads(--threads)`;
   per_task_pass        mtl_jax's model with one encoder pass per task sub-batch, as Flair's MultitaskModel splits a
                        batch by task: the rows of those batches labelled for each task form their own batch (rows
                        rounded up to a multiple of batch_size / 4, length to the bucket), gradients are summed over
@@ -346,7 +346,7 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
   model = common.torch_reference(setup.model.encoder.config, setup.weights_dir, layout.total("classification"),
                                  attention, setup.config.seed)
   model.train()
-  optimizer = common.torch_optimizer(model, tc.learning_rate, tc.weight_decay)
+  optimizer = common.torch_optimizer(model, tc)
   head_dropout = setup.config.encoder.head_dropout
 
   def run(batches):
@@ -454,6 +454,7 @@ def settings(args, setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
           "packing": packing_summary(setup, batches), "token_budget": budget_summary(setup, batches),
           "group_sizes": list(setup.model.layout.group_sizes), "pooling": setup.config.encoder.pooling,
           "head_dropout": setup.config.encoder.head_dropout, "learning_rate": setup.config.train.learning_rate,
+          "head_learning_rate": setup.config.train.head_learning_rate,
           "weight_decay": setup.config.train.weight_decay, "grad_clip": setup.config.train.grad_clip,
           "encoder_config": setup.model.encoder.config.to_dict(),
           "text_tokens": {"mean": float(lengths.mean()), "median": float(np.median(lengths)),
