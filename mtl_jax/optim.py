@@ -5,9 +5,9 @@ ten times the encoder's `train.learning_rate`); with `train.head_learning_rate` 
 schedule (peak `train.learning_rate`), one AdamW. With `train.layer_decay` = d < 1 the encoder's parameters are
 scaled by depth from the top, as in ELECTRA / BEiT: layer i (0-based, of L) gets d**(L - i), the embeddings (and
 DeBERTa's relative-position table, an input of every layer) the deepest factor d**(L + 1), parameters above the last
-layer (a pre-norm encoder's final norm) d**0 = 1. Each group has
-the same warmup and decay shape, scaled; clipping is over the global gradient norm of all groups together, and
-AdamW's weight decay (applied as lr * weight_decay * param, as PyTorch's AdamW) follows each group's rate.
+layer (a pre-norm encoder's final norm) d**0 = 1. Each group has the same warmup and decay shape, scaled; clipping
+is over the global gradient norm of all groups together, and AdamW's weight decay (applied as lr * weight_decay *
+param, as PyTorch's AdamW) follows each group's rate.
 """
 
 import re
