@@ -19,5 +19,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.tasks.ner = dict(kind="tagging", scheme="IOB2", data=dict(  # PER / LOC / ORG / MISC spans
       format="conll", columns=dict(pos=1, chunk=2, ner=3), tag="ner", scheme="IOB1",
       train="conll2003/eng.train", validation="conll2003/eng.testa", test="conll2003/eng.testb"))
+  # the encoder slower than the schema's 3e-4 (heads keep 3e-3): at a full epoch, seed 0, dev NER F1 / topic acc
+  # 0.891 / 0.905 at 1e-4 against 0.862 / 0.896 at 3e-4 (a tenth-of-an-epoch sweep had favoured 3e-4; README)
+  c.train.learning_rate = 1e-4
 
   return default.smoke(c, steps=6, topic=0.02, ner=0.01) if default.check_arg(arg) else c
