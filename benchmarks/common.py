@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from configs import three_task
-from mtl_jax import host_memory
+from mtl_jax import host_memory, optim
 from mtl_jax.encoder import RANDOM_PRESETS, build_encoder, resolve_encoder_dir
 from mtl_jax.encoders import EncoderConfig
 from mtl_jax.input_pipeline import Encoded, make_batch, tokenize
@@ -176,10 +176,10 @@ def torch_grouped_loss(logits, labels, group_sizes):
 
 
 def torch_optimizer(model, train_cfg):
-  """AdamW as mtl_jax's make_optimizer: the head at `train.head_learning_rate` (0: the encoder's rate), the encoder at
-  `train.learning_rate`, no weight decay on 1-d parameters (biases, LayerNorm)."""
+  """AdamW as mtl_jax's make_optimizer: the encoder at `train.learning_rate`, the head at its group's rate
+  (`optim.group_factors`), no weight decay on 1-d parameters (biases, LayerNorm)."""
   import torch
-  head_rate = train_cfg.head_learning_rate or train_cfg.learning_rate
+  head_rate = train_cfg.learning_rate * optim.group_factors(train_cfg, 0)[optim.HEADS]
   groups = []
   for part, rate in (("bert", train_cfg.learning_rate), ("head", head_rate)):
     params = list(model[part].parameters())
