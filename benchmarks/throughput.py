@@ -13,10 +13,12 @@ classification tasks (3, 2 and 4 classes) with seeded random labels: `--labels=o
 The window's examples: the texts of the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`) as
 the configs train by default, packed (`config.data.packing`). Every variant processes exactly these texts in a
 window (so real tokens match); how it cuts them into batches and pads them differs:
-  mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, R rows
-                       of the longest length bucket (128), each holding several whole texts (first-fit decreasing
-                       within runs of 1024 texts), with block-diagonal attention and positions restarting per text;
-                       R makes a batch hold `--batch_size` texts on average: one shape, one compile;
+  mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, rows
+                       of 32, 64 or 128 tokens (`config.data.packed_lengths`' default: the longest bucket, its half
+                       and quarter), each holding several whole texts (first-fit decreasing within runs of 1024
+                       texts: a text opens a row of the shortest length that holds it), with block-diagonal
+                       attention and positions restarting per text; R rows of 128, or as many tokens in shorter
+                       rows, make a batch hold `--batch_size` texts on average: one shape, one compile, per length;
   token_budget         `config.data.tokens_per_batch` without packing: each text goes to the smallest of `--buckets`
                        that fits; bucket L's texts are cut into batches of B_L rows, the largest with B_L x L <= the
                        budget (a bucket's leftover moves up a bucket; the largest bucket's leftover is one short
@@ -82,7 +84,9 @@ from mtl_jax.sampling import (  # noqa: E402
   bucket_batch_sizes,
   bucket_of,
   cut_by_bucket,
+  packed_lengths,
   packing_for,
+  slots_of,
 )
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.steps import train_step  # noqa: E402
@@ -191,7 +195,8 @@ def make_setup(args) -> Setup:
     raise SystemExit(f"error: --batch_size: {args.batch_size} is larger than the {len(data)} texts (--num_texts)")
   budget = args.tokens_per_batch or default_budget(data, args.batch_size, args.seed, fine)
   tx = make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
-  packing = packing_for(args.batch_size, data.lengths, max(config.data.length_buckets))
+  packing = packing_for(args.batch_size, data.lengths,
+                        packed_lengths(config.data.length_buckets, config.data.packed_lengths))
   setup = Setup(config, model, pretrained, weights_dir, tx, tokenizer, data, args.batch_size, fine, budget, packing)
   return dataclasses.replace(setup, initial_state=jax.device_get(fresh_state(setup)))
 
@@ -279,7 +284,7 @@ def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
 
   def host(plan: StepBatch) -> list[dict]:
     if plan.places is not None:
-      return [make_packed_batch(setup.data, plan.rows, plan.places, plan.size, plan.length, setup.packing.slots,
+      return [make_packed_batch(setup.data, plan.rows, plan.places, plan.size, plan.length, slots_of(plan.length),
                                 setup.pad_id)]
     return [make_batch(setup.data, plan.rows, plan.size, buckets, setup.pad_id, length=plan.length)]
 
@@ -422,10 +427,12 @@ def ratios(results: dict[str, dict]) -> None:
 
 
 def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
-  """mtl_jax's packing: rows per batch, their length, texts per row at most, mean texts per batch."""
+  """mtl_jax's packing: rows per batch of each packed length, mean texts per batch, batches of each length."""
   mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
-  return {"rows": setup.packing.rows, "length": setup.packing.length, "slots": setup.packing.slots,
+  share = lambda plans: {str(n): sum(p.length == n for p in plans) / len(plans) for n in setup.packing.lengths}
+  return {"rows": {str(n): r for n, r in zip(setup.packing.lengths, setup.packing.rows)},
           "mean_examples_per_batch": {"epoch": mean(batches["packed_epoch"]), "window": mean(batches["packed"])},
+          "batches_by_length": {"epoch": share(batches["packed_epoch"]), "window": share(batches["packed"])},
           "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]]}
 
 
@@ -442,8 +449,11 @@ def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
 def describe_batches(packing: dict, budget: dict) -> str:
   sizes = ", ".join(f"{length}: {size}" for length, size in budget["batch_sizes"].items())
   packed, mean = packing["mean_examples_per_batch"], budget["mean_examples_per_batch"]
-  return (f"mtl_jax: {packing['rows']} packed rows of {packing['length']} tokens per batch, up to {packing['slots']} "
-          f"texts each; mean {packed['epoch']:.1f} texts per batch over an epoch, {packed['window']:.1f} in the "
+  rows = ", ".join(f"{r} rows of {n}" for n, r in packing["rows"].items())
+  by_length = lambda part: ", ".join(f"{n}: {s:.0%}" for n, s in packing["batches_by_length"][part].items())
+  return (f"mtl_jax: packed batches of {rows} tokens (batches by length: {by_length('epoch')} over an epoch, "
+          f"{by_length('window')} in the window); mean {packed['epoch']:.1f} texts per batch over an epoch, "
+          f"{packed['window']:.1f} in the "
           f"window\ntoken_budget: {budget['tokens_per_batch']} tokens per batch; examples per batch by bucket length "
           f"{{{sizes}}}; mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")
 

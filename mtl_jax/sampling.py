@@ -3,8 +3,8 @@
 The corpora are pooled consecutively (corpus i holds pooled rows offset_i .. offset_i + n_i - 1). Each epoch takes a
 fixed number of rows from every corpus, in proportion to its sampling probability, then shuffles them into batches:
 of a fixed number of rows, or, with a token budget (`config.data.tokens_per_batch`), of B_L rows of bucket length L
-each, or, packed (`config.data.packing`), of R rows of the longest bucket's length that each hold several texts, so
-that every batch holds about the same number of tokens. The batch at step s is a pure function of (seed, s, sizes,
+each, or, packed (`config.data.packing`), of R_L rows of a packed length L that each hold several texts, so that
+every batch holds about the same number of tokens. The batch at step s is a pure function of (seed, s, sizes,
 probabilities, lengths, buckets, budget, packing): a resumed run sees exactly the batches it would have seen.
 """
 
@@ -155,38 +155,72 @@ def bucket_steps(counts: Sequence[int], sizes: Sequence[int]) -> int:
 PACK_CHUNK = 1024  # texts packed together: the epoch's shuffle decides which texts meet, first-fit within a chunk
 
 
+def slots_of(length: int) -> int:
+  """The most texts a packed row of `length` tokens holds."""
+  return max(int(length) // 8, 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Packing:
-  """Packed batches: `rows` rows of `length` tokens, each holding up to `slots` whole texts."""
-  length: int
-  rows: int
-  slots: int
+  """Packed batches: rows of one of `lengths` tokens (ascending), each holding up to `slots_of(length)` whole texts; a
+  batch holds `rows[i]` rows of `lengths[i]` (about the same tokens at every length: attention's cost grows with the
+  row's length, so short texts are packed into short rows)."""
+  lengths: tuple[int, ...]
+  rows: tuple[int, ...]
 
-  def pack(self, rows: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+  @property
+  def length(self) -> int:
+    """The longest packed row (the longest bucket: every text fits)."""
+    return self.lengths[-1]
+
+  def rows_of(self, length: int) -> int:
+    return self.rows[self.lengths.index(length)]
+
+  def pack(self, rows: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """`rows` (pooled rows, in order; their token counts `lengths`, at most `length`) packed: within each run of
     PACK_CHUNK, first-fit decreasing (longest first, each into the first packed row with room for its tokens and a
-    free slot). Returns the packed rows, each an array of pooled rows; every row lands in exactly one."""
-    packs = []
+    free slot, else into a new row of the shortest length that holds it, so long texts open long rows and shorter
+    ones fill them first). Returns (length, pooled rows) of each packed row; every row lands in exactly one."""
+    packs, sizes = [], np.asarray(self.lengths)
     for start in range(0, len(rows), PACK_CHUNK):
       chunk, n = rows[start:start + PACK_CHUNK], np.minimum(lengths[start:start + PACK_CHUNK], self.length)
-      free, used, members = np.full(len(chunk), self.length), np.zeros(len(chunk), np.int64), []
+      free, used, cap = (np.zeros(len(chunk), np.int64) for _ in range(3))
+      members = []
       for i in np.argsort(-n, kind="stable"):
-        fits = (free[:len(members)] >= n[i]) & (used[:len(members)] < self.slots)
-        j = int(np.argmax(fits)) if fits.any() else len(members)
-        if j == len(members):
-          members.append([])
+        m = len(members)
+        fits = (free[:m] >= n[i]) & (used[:m] < cap[:m])
+        j = int(np.argmax(fits)) if fits.any() else m
+        if j == m:
+          size = int(sizes[np.searchsorted(sizes, n[i])])
+          free[j], cap[j] = size, slots_of(size)
+          members.append((size, []))
         free[j], used[j] = free[j] - n[i], used[j] + 1
-        members[j].append(chunk[i])
-      packs += [np.asarray(m, np.int64) for m in members]
+        members[j][1].append(chunk[i])
+      packs += [(size, np.asarray(m, np.int64)) for size, m in members]
     return packs
 
 
-def packing_for(batch_size: int, lengths: np.ndarray, length: int, tokens_per_batch: int = 0,
+def packed_lengths(buckets: Sequence[int], chosen: Sequence[int] = ()) -> tuple[int, ...]:
+  """The packed rows' lengths: `chosen` (config.data.packed_lengths) and the longest bucket, or by default the
+  longest bucket, its half and its quarter, those not shorter than the shortest bucket."""
+  longest = max(buckets)
+  if not chosen:
+    chosen = [longest // 4, longest // 2]
+    chosen = [n for n in chosen if n >= min(buckets)]
+  for n in chosen:
+    number(n, "config.data.packed_lengths", f"lengths from 8 to the longest bucket, {longest}",
+           lambda x: 8 <= x <= longest and x == int(x))
+  return tuple(sorted({int(n) for n in chosen} | {int(longest)}))
+
+
+def packing_for(batch_size: int, lengths: np.ndarray, sizes: Sequence[int], tokens_per_batch: int = 0,
                 multiple: int = 1) -> Packing:
-  """The packing of texts up to `length` tokens: R rows per batch, a multiple of `multiple` (the batch shards x
-  micro-batches) with R x length <= `tokens_per_batch`, or (budget 0) the fewest rows with R x length >= batch_size
-  texts of the pool's mean length, so a batch holds at least about batch_size texts (short texts in small batches
-  round up far: 8 texts of 22 tokens take 2 rows of 128, which hold ~11); at most length // 8 texts per row."""
+  """The packing of texts into rows of `sizes` tokens (`packed_lengths`): R rows of the longest, L, per batch, a
+  multiple of `multiple` (the batch shards x micro-batches) with R x L <= `tokens_per_batch`, or (budget 0) the fewest
+  rows with R x L >= batch_size texts of the pool's mean length, so a batch holds at least about batch_size texts
+  (short texts in small batches round up far: 8 texts of 22 tokens take 2 rows of 128, which hold ~11); a shorter
+  length l gets the most rows, a multiple of `multiple`, within R x L tokens."""
+  length = max(sizes)
   if tokens_per_batch:
     rows = int(number(tokens_per_batch, "config.data.tokens_per_batch", "an integer >= 0 (0 = train.batch_size "
                       "texts per batch)", lambda x: x >= 0 and x == int(x))) // length // multiple * multiple
@@ -197,7 +231,8 @@ def packing_for(batch_size: int, lengths: np.ndarray, length: int, tokens_per_ba
   else:
     mean = float(np.mean(np.minimum(lengths, length))) if len(lengths) else float(length)
     rows = max(math.ceil(batch_size * mean / length / multiple), 1) * multiple
-  return Packing(int(length), rows, max(int(length) // 8, 1))
+  sizes = tuple(sorted(int(n) for n in sizes))
+  return Packing(sizes, tuple(rows * length // n // multiple * multiple for n in sizes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,8 +259,9 @@ class MixtureOrder:
   each goes to the smallest bucket that fits it, and `cut_by_bucket` cuts each bucket's rows (in the shuffled order)
   into batches of B_L = `batch_sizes[L]` rows (`bucket_batch_sizes`), padded to exactly L; the epoch's batches are
   then shuffled (seeded) and `group_by_length` is not used. `batch(step)` gives (rows, B_L, L): one shape per bucket.
-  Packed (`packing`), the epoch's shuffled rows are packed (`Packing.pack`) into rows of `packing.length` tokens and
-  up to `packing.slots` texts, the packed rows shuffled (seeded) and cut into batches of `packing.rows`: one shape.
+  Packed (`packing`), the epoch's shuffled rows are packed (`Packing.pack`) into rows of `packing.lengths` tokens,
+  the packed rows shuffled (seeded), cut into batches of each length's row count, and the batches shuffled: one
+  shape per packed length.
   With a budget or packing, epochs differ slightly in their number of steps; `per_epoch` is epoch 0's (what
   `config.train.epochs` and evaluation once per epoch count), and a step is found by walking the epochs' cumulative
   step counts (cached).
@@ -285,16 +321,26 @@ class MixtureOrder:
 
   def epoch_batches(self, epoch: int) -> tuple[Sequence[np.ndarray], Sequence | None]:
     """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget or packing a list of
-    batches) and, with a token budget, each batch's bucket length, packed, each batch's `places` (else None)."""
+    batches) and, with a token budget, each batch's bucket length, packed, each batch's (length, `places`) (else
+    None). Packed rows of one length are cut into batches of its row count; the few left over are joined into rows of
+    the next length (two rows of 32 make one of 64), and only the longest length's last batch may be short."""
     rng = np.random.default_rng([self.seed, epoch])
     rows = self.epoch_rows(epoch)
     rng.shuffle(rows)  # in place: what rng.permutation returns, without a second copy of the epoch's rows
     if self.packing:
       packs = self.packing.pack(rows, self.lengths[rows])
       packs = [packs[i] for i in rng.permutation(len(packs))]
-      groups = [packs[i:i + self.packing.rows] for i in range(0, len(packs), self.packing.rows)]
-      return ([np.concatenate(g) for g in groups],
-              [np.repeat(np.arange(len(g)), [len(p) for p in g]) for g in groups])
+      groups, carried = [], []  # batches (length, its packed rows); rows carried up from the length below
+      for i, (length, count) in enumerate(zip(self.packing.lengths, self.packing.rows)):
+        same, carried = carried + [members for size, members in packs if size == length], []
+        whole = len(same) // count * count if i + 1 < len(self.packing.lengths) else len(same)
+        groups += [(length, same[j:j + count]) for j in range(0, whole, count)]
+        if whole < len(same):  # too few for a batch: joined k at a time into rows of the next length
+          k = self.packing.lengths[i + 1] // length
+          carried = [np.concatenate(same[j:j + k]) for j in range(whole, len(same), k)]
+      groups = [groups[i] for i in rng.permutation(len(groups))]
+      return ([np.concatenate(g) for _, g in groups],
+              [(length, np.repeat(np.arange(len(g)), [len(p) for p in g])) for length, g in groups])
     if self.tokens_per_batch:
       batches, bucket_ids = cut_by_bucket(rows, self._bucket[rows], list(self.batch_sizes.values()))
       order = rng.permutation(len(batches))
@@ -341,7 +387,8 @@ class MixtureOrder:
     (`batch_size`, None: the smallest bucket that fits); packed, (R, the packed length) and each row's place."""
     rows = self.indices(step)  # fills the epoch's cache (tests/runs.py patches it to simulate a crash at a step)
     if self.packing:
-      return StepBatch(rows, self.packing.rows, self.packing.length, self._batch_info[self.locate(step)[1]])
+      length, places = self._batch_info[self.locate(step)[1]]
+      return StepBatch(rows, self.packing.rows_of(length), length, places)
     if not self.tokens_per_batch:
       return StepBatch(rows, self.batch_size, None)
     length = int(self._batch_info[self.locate(step)[1]])
@@ -364,7 +411,8 @@ def mixture_order(config, parts: dict, lengths: np.ndarray, multiple: int = 1) -
     epoch_examples = epoch_examples_for(sizes[i], p[i], sc.epoch_task)
   packing, budget = None, config.data.tokens_per_batch
   if config.data.packing:
-    packing, budget = packing_for(tc.batch_size, lengths, max(config.data.length_buckets), budget, multiple), 0
+    row_lengths = packed_lengths(config.data.length_buckets, config.data.packed_lengths)
+    packing, budget = packing_for(tc.batch_size, lengths, row_lengths, budget, multiple), 0
   return MixtureOrder(sizes, p, tc.batch_size, config.seed, lengths, config.data.group_by_length,
                       epoch_examples=epoch_examples, names=names, buckets=config.data.length_buckets,
                       tokens_per_batch=budget, multiple=multiple, packing=packing)

@@ -51,13 +51,17 @@ FIELDS: dict[str, tuple[object, str]] = {
                          "config.tasks"),
     "data.length_buckets": ((32, 48, 64, 96, 128), "batches are padded to the smallest bucket that fits; the largest "
                             "is the max length (one compilation of the train step per bucket)"),
-    "data.packing": (True, "training batches of R rows of the longest bucket's length, each row holding several "
-                     "whole texts (block-diagonal attention, positions restart per text): ~no padding, one compile; "
-                     "R from data.tokens_per_batch. False: one text per row, padded to its bucket"),
+    "data.packing": (True, "training batches of R_L rows of a packed length L, each row holding several whole texts "
+                     "(block-diagonal attention, positions restart per text): ~no padding, one compile per packed "
+                     "length; R_L x L from data.tokens_per_batch. False: one text per row, padded to its bucket"),
+    "data.packed_lengths": ((), "packed rows' lengths (the longest bucket is always one): short texts go to short "
+                            "rows, where attention costs less; empty: the longest bucket, its half and its quarter, "
+                            "those not shorter than the shortest bucket"),
     "data.group_by_length": (True, "without packing or budget: batch texts of similar length together (less "
                              "padding), order still seeded"),
-    "data.tokens_per_batch": (0, "packed: R rows with R x length <= this; 0: the fewest rows that hold "
-                              "train.batch_size texts of the mean length. Not packed: 0: batches of train.batch_size "
+    "data.tokens_per_batch": (0, "packed: R rows of the longest packed length L with R x L <= this (shorter "
+                              "lengths: as many tokens); 0: the fewest rows of L that hold train.batch_size texts of "
+                              "the mean length. Not packed: 0: batches of train.batch_size "
                               "rows; > 0: a token budget, bucket length L gets batches of B_L examples, the largest "
                               "multiple of the batch shards x grad_accumulation with B_L x L <= this (one compile per "
                               "bucket)"),
@@ -201,6 +205,7 @@ def defaults() -> ml_collections.ConfigDict:
 def validate(config) -> None:
   """Raises a UserError for the first field of `config` that a run would reject, before anything is loaded."""
   check_values(config)
+  sampling.packed_lengths(config.data.length_buckets, config.data.packed_lengths)  # each a length it can pack
   check_mesh(config.mesh)
   if not config.tasks:
     raise UserError("config.tasks: no tasks; name at least one (config.tasks.<name> = dict(kind=..., ...))")

@@ -49,8 +49,9 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
       f"(ready in {time.perf_counter() - started:.1f} s)")
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   if order.packing:
-    log(f"batches: {order.packing.rows} packed rows of {order.packing.length} tokens, up to {order.packing.slots} "
-        f"texts each, {order.per_epoch} steps per epoch (config.data.packing)")
+    shapes = ", ".join(f"{r} rows of {n}" for r, n in zip(order.packing.rows, order.packing.lengths))
+    log(f"batches: packed, {shapes} tokens, up to one text per 8 tokens, {order.per_epoch} steps per epoch "
+        f"(config.data.packing)")
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 
@@ -78,7 +79,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   def global_batch(data, idx: np.ndarray, size: int, length: int | None = None, places=None) -> dict:  # own rows only
     share = process_rows(data_sh, size)
     local = (make_batch(data, idx, size, buckets, pad_id, share, length) if places is None else
-             make_packed_batch(data, idx, places, size, length, order.packing.slots, pad_id, share))
+             make_packed_batch(data, idx, places, size, length, sampling.slots_of(length), pad_id, share))
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:

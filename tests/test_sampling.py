@@ -21,6 +21,7 @@ from mtl_jax.sampling import (
   downsample,
   epoch_examples_for,
   largest_remainder,
+  packed_lengths,
   packing_for,
 )
 from mtl_jax.schema import validate
@@ -365,64 +366,92 @@ def test_invalid_token_budgets():
 # ---------------------------------------------------------------------------------------------------------------
 # Packing.
 
-def packed_order(sizes=(700, 1300, 250), seed=0, rows=4, length=128, **kwargs) -> MixtureOrder:
+def packed_order(sizes=(700, 1300, 250), seed=0, rows=4, lengths=(128,), **kwargs) -> MixtureOrder:
   p = corpus_probabilities(list(sizes), "temperature", 2.0)
-  return MixtureOrder(list(sizes), p, 32, seed, text_lengths(sum(sizes)), packing=Packing(length, rows, length // 8),
-                      **kwargs)
+  packing = Packing(tuple(lengths), tuple(rows * max(lengths) // n for n in lengths))
+  return MixtureOrder(list(sizes), p, 32, seed, text_lengths(sum(sizes)), packing=packing, **kwargs)
 
 
-@pytest.mark.parametrize("length,slots", [(128, 16), (64, 3), (40, 1)])
-def test_packing_puts_every_row_in_one_packed_row_within_its_length_and_slots(length, slots):
-  lengths = np.minimum(text_lengths(3000, seed=1), length)
+@pytest.mark.parametrize("sizes", [(128,), (64,), (32, 64, 128), (40, 128)])
+def test_packing_puts_every_row_in_one_packed_row_within_its_length_and_slots(sizes):
+  lengths = np.minimum(text_lengths(3000, seed=1), max(sizes))
   rows = np.random.default_rng(0).permutation(3000)
-  packs = Packing(length, 4, slots).pack(rows, lengths[rows])
-  assert sorted(np.concatenate(packs).tolist()) == list(range(3000))
-  assert all(0 < len(p) <= slots and lengths[p].sum() <= length for p in packs)
-  # first-fit decreasing within each chunk: no two packed rows of a chunk could have been merged, and the rows fill
-  # close to the lower bound of sum(lengths) / length
-  if slots == 16:
-    assert len(packs) <= np.ceil(lengths.sum() / length) * 1.03 + 3
+  packs = Packing(sizes, (1,) * len(sizes)).pack(rows, lengths[rows])
+  assert sorted(np.concatenate([p for _, p in packs]).tolist()) == list(range(3000))
+  for size, p in packs:
+    assert size in sizes and 0 < len(p) <= size // 8 and lengths[p].sum() <= size
+    shorter = [n for n in sizes if n < size]  # a row is opened at the shortest length its longest text fits
+    assert not shorter or lengths[p].max() > max(shorter)
+  # first-fit decreasing within each chunk: the rows fill close to the lower bound of sum(lengths)
+  assert sum(size for size, _ in packs) <= lengths.sum() * 1.04 + 3 * max(sizes)
 
 
-def test_a_packed_epoch_holds_the_same_rows_each_once_in_batches_of_r_rows():
-  order, plain = packed_order(), MixtureOrder([700, 1300, 250], corpus_probabilities([700, 1300, 250], "temperature",
-                                                                                      2.0), 32, 0)
+@pytest.mark.parametrize("lengths", [(128,), (32, 64, 128)])
+def test_a_packed_epoch_holds_the_same_rows_each_once_in_batches_of_each_lengths_rows(lengths):
+  order = packed_order(lengths=lengths)
+  plain = MixtureOrder([700, 1300, 250], corpus_probabilities([700, 1300, 250], "temperature", 2.0), 32, 0)
   for epoch, start in enumerate(np.cumsum([0] + [order.epoch_steps(e) for e in range(3)])[:3]):
     batches = [order.batch(int(start) + s) for s in range(order.epoch_steps(epoch))]
     assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == sorted(plain.epoch_rows(epoch).tolist())
     for b in batches:
-      assert b.size == 4 and b.length == 128 and len(b.places) == len(b.rows)
-      assert b.places.tolist() == sorted(b.places.tolist()) and b.places.max() < 4  # a row's texts together
-      for r in range(4):
+      assert b.length in lengths and b.size == 4 * 128 // b.length and len(b.places) == len(b.rows)
+      assert b.places.tolist() == sorted(b.places.tolist()) and b.places.max() < b.size  # a row's texts together
+      for r in range(b.size):
         mine = b.rows[b.places == r]
-        assert order.lengths[mine].sum() <= 128 and len(mine) <= 16
-    assert all(len(set(b.places.tolist())) == 4 for b in batches[:-1])  # only the epoch's last batch may be short
+        assert order.lengths[mine].sum() <= b.length and len(mine) <= b.length // 8
+    short = [b for b in batches if len(set(b.places.tolist())) < b.size]
+    assert len(short) <= 1 and all(b.length == 128 for b in short)  # only the longest length's last batch
+    assert {b.length for b in batches} == set(lengths)
 
 
 def test_packed_batches_are_a_function_of_seed_and_step():
   steps = [0, 5, 2 * packed_order().per_epoch + 3, 40]
-  a, b = packed_order(), packed_order()
-  expected = {s: a.batch(s) for s in steps}
-  for s in reversed(steps):  # a resumed run asks for a late step first
-    got = b.batch(s)
-    assert got.rows.tolist() == expected[s].rows.tolist() and got.places.tolist() == expected[s].places.tolist()
-  assert packed_order(seed=1).batch(0).rows.tolist() != expected[0].rows.tolist()
+  for lengths in ((128,), (32, 64, 128)):
+    a, b = packed_order(lengths=lengths), packed_order(lengths=lengths)
+    expected = {s: a.batch(s) for s in steps}
+    for s in reversed(steps):  # a resumed run asks for a late step first
+      got = b.batch(s)
+      assert got.rows.tolist() == expected[s].rows.tolist() and got.places.tolist() == expected[s].places.tolist()
+      assert got.length == expected[s].length
+    assert packed_order(seed=1, lengths=lengths).batch(0).rows.tolist() != expected[0].rows.tolist()
 
 
-def test_packing_nearly_removes_padding():
-  order = packed_order(sizes=(3000, 5000))
-  real = [order.lengths[order.batch(s).rows].sum() / (4 * 128) for s in range(order.per_epoch)]
-  assert np.mean(real) > 0.95
+@pytest.mark.parametrize("lengths", [(128,), (32, 64, 128)])
+def test_packing_nearly_removes_padding(lengths):
+  order = packed_order(sizes=(3000, 5000), lengths=lengths)
+  batches = [order.batch(s) for s in range(order.per_epoch)]
+  real = sum(order.lengths[b.rows].sum() for b in batches) / sum(b.size * b.length for b in batches)
+  assert real > 0.95
+
+
+def test_short_packed_rows_attend_over_fewer_tokens():
+  """The point of several packed lengths: most texts are short, so most batches' rows are short."""
+  order, single = packed_order(sizes=(3000, 5000), lengths=(32, 64, 128)), packed_order(sizes=(3000, 5000))
+  attended = lambda o: sum(b.size * b.length ** 2 for b in map(o.batch, range(o.per_epoch)))  # per head and layer
+  assert attended(order) < 0.6 * attended(single)
+
+
+def test_packed_lengths_default_to_the_longest_bucket_its_half_and_quarter():
+  assert packed_lengths((32, 48, 64, 96, 128)) == (32, 64, 128)
+  assert packed_lengths((48, 128)) == (64, 128)  # a quarter shorter than the shortest bucket is left out
+  assert packed_lengths((128,)) == (128,)
+  assert packed_lengths((32, 128), (48,)) == (48, 128)
+  for bad in ((4,), (256,), (40.5,)):
+    with pytest.raises(UserError, match="^config.data.packed_lengths: expected lengths from 8 to the longest bucket"):
+      validate(load_config(**{"data.packed_lengths": bad}))
+
 
 
 def test_packing_for_makes_batches_of_at_least_batch_size_texts():
   lengths = text_lengths(5000, seed=2)
   for batch_size, multiple in ((8, 1), (32, 1), (32, 4), (4, 2)):
-    packing = packing_for(batch_size, lengths, 128, 0, multiple)
-    assert packing.rows % multiple == 0 and packing.rows >= multiple and packing.slots == 16
+    packing = packing_for(batch_size, lengths, (32, 64, 128), 0, multiple)
+    rows = packing.rows_of(128)
+    assert all(r % multiple == 0 and r >= multiple for r in packing.rows)
+    assert all(r * n <= rows * 128 for r, n in zip(packing.rows, packing.lengths))  # the same tokens at most
     texts = lambda rows: rows * 128 / lengths.mean()  # a batch's texts on average
-    assert texts(packing.rows) >= batch_size and (packing.rows == multiple or texts(packing.rows - multiple) <
-                                                  batch_size)
-  assert packing_for(32, lengths, 128, 1000, 2).rows == 6  # a budget: the most rows of 128 within it
+    assert texts(rows) >= batch_size and (rows == multiple or texts(rows - multiple) < batch_size)
+  assert packing_for(32, lengths, (64, 128), 1000, 2).rows == (12, 6)  # a budget: the most rows of 128 within it
   with pytest.raises(UserError, match="^config.data.tokens_per_batch: 200 tokens cannot hold 2 packed rows of 128"):
-    packing_for(32, lengths, 128, 200, 2)
+    packing_for(32, lengths, (128,), 200, 2)
+
