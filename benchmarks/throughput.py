@@ -1,5 +1,5 @@
 """Training throughput: mtl_jax's jitted train step on packed batches (the configs' default) against a PyTorch /
-transformers reference and four ablations, in one run on one machine, with the same encoder weights, texts and
+transformers reference and five ablations, in one run on one machine, with the same encoder weights, texts and
 examples.
 
   python benchmarks/throughput.py                     # MiniLM, every variant; a few minutes on 2 CPU cores
@@ -19,6 +19,8 @@ window (so real tokens match); how it cuts them into batches and pads them diffe
                        texts: a text opens a row of the shortest length that holds it), with block-diagonal
                        attention and positions restarting per text; R rows of 128, or as many tokens in shorter
                        rows, make a batch hold `--batch_size` texts on average: one shape, one compile, per length;
+  one_packed_length    packing as before `config.data.packed_lengths` (`=(128,)`): the window's texts packed the
+                       same way into rows of 128 only, cut into batches of R rows: one shape, one compile;
   token_budget         `config.data.tokens_per_batch` without packing: each text goes to the smallest of `--buckets`
                        that fits; bucket L's texts are cut into batches of B_L rows, the largest with B_L x L <= the
                        budget (a bucket's leftover moves up a bucket; the largest bucket's leftover is one short
@@ -91,7 +93,7 @@ from mtl_jax.sampling import (  # noqa: E402
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.steps import train_step  # noqa: E402
 
-VARIANTS = ("mtl_jax", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
+VARIANTS = ("mtl_jax", "one_packed_length", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
 BASELINES = ("pytorch", "per_task_pass")
 FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # token_budget's buckets (--buckets)
 DEFAULT_OUTPUT = os.path.join(common.REPO, "benchmarks", "results", "throughput.json")
@@ -225,10 +227,21 @@ def budget_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
   return [StepBatch(b, sizes[int(n)], int(n)) for b, n in zip(batches, lengths)]
 
 
+def one_length_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
+  """`rows` packed into rows of the longest length only (`config.data.packed_lengths` before it had shorter ones):
+  first-fit decreasing as the sampler packs, cut into batches of R rows of it."""
+  length = setup.packing.length
+  one = Packing((length,), (setup.packing.rows_of(length),))
+  packs, size = [members for _, members in one.pack(rows, setup.data.lengths[rows])], one.rows[0]
+  groups = [packs[i:i + size] for i in range(0, len(packs), size)]
+  return [StepBatch(np.concatenate(g), size, length, np.repeat(np.arange(len(g)), [len(p) for p in g]))
+          for g in groups]
+
+
 def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
-  """{"packed": the first `--steps` packed batches, "budget" / "fixed_rows": their texts in token-budget batches and
-  in batches of --batch_size rows, "<plan>_epoch": one epoch of the pool each way (for the epoch real-token
-  fractions)}."""
+  """{"packed": the first `--steps` packed batches, "packed_one" / "budget" / "fixed_rows": their texts packed into
+  rows of one length, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one epoch of the
+  pool each way (for the epoch real-token fractions)}."""
   lengths = setup.data.lengths
   order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, packing=setup.packing)
   packed = [order.batch(s) for s in range(args.steps)]
@@ -236,9 +249,11 @@ def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
   shuffled = np.random.default_rng([args.seed, 0x627564]).permutation(window)
   budget = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
   fixed_order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, args.group_by_length)
-  return {"packed": packed, "budget": budget_batches(shuffled, setup),
+  return {"packed": packed, "packed_one": one_length_batches(window, setup), "budget": budget_batches(shuffled, setup),
           "fixed_rows": fixed_row_batches(window, lengths, setup.batch_size, args.group_by_length, args.seed),
           "packed_epoch": [order.batch(s) for s in range(order.per_epoch)],
+          "packed_one_epoch": one_length_batches(np.random.default_rng([args.seed, 0]).permutation(order.epoch_rows(0)),
+                                                 setup),
           "budget_epoch": [budget.batch(s) for s in range(budget.per_epoch)],
           "fixed_rows_epoch": [fixed_order.batch(s) for s in range(fixed_order.per_epoch)]}
 
@@ -363,7 +378,7 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name in ("mtl_jax", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
+  if name in ("mtl_jax", "one_packed_length", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
     return jax_runner(setup, setup.buckets)
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
@@ -378,8 +393,9 @@ def make_runner(name: str, setup: Setup, args) -> Runner:
 # Measuring.
 
 def plan_of(name: str) -> str:
-  """Which batches a variant takes: packed (mtl_jax), token-budget batches, or fixed rows (every other)."""
-  return {"mtl_jax": "packed", "token_budget": "budget"}.get(name, "fixed_rows")
+  """Which batches a variant takes: packed (mtl_jax), packed into one length, token-budget batches, or fixed rows
+  (every other)."""
+  return {"mtl_jax": "packed", "one_packed_length": "packed_one", "token_budget": "budget"}.get(name, "fixed_rows")
 
 
 def window_fn(runner: Runner, steps: list[StepBatch]) -> Callable[[], None]:
@@ -433,7 +449,8 @@ def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
   return {"rows": {str(n): r for n, r in zip(setup.packing.lengths, setup.packing.rows)},
           "mean_examples_per_batch": {"epoch": mean(batches["packed_epoch"]), "window": mean(batches["packed"])},
           "batches_by_length": {"epoch": share(batches["packed_epoch"]), "window": share(batches["packed"])},
-          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]]}
+          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]],
+          "one_length_window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed_one"]]}
 
 
 def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:

@@ -61,7 +61,10 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   # multiple of 4 / 4 = 1; 128); PyTorch (the rows, the longest).
   fixed = report["settings"]["fixed_rows_batches"]
   bucket = lambda n: min(b for b in report["settings"]["length_buckets"] if b >= n)
+  assert {length for _, _, length in packing["one_length_window_batches"]} == {128}
+  assert results["one_packed_length"]["compiles"] == 1
   expected = {"mtl_jax": sum(size * length for _, size, length in packing["window_batches"]),
+              "one_packed_length": sum(size * length for _, size, length in packing["one_length_window_batches"]),
               "token_budget": sum(size * length for _, size, length in budget["window_batches"]),
               "bucketed_fixed_rows": sum(4 * bucket(longest) for _, longest in fixed),
               "per_task_pass": sum(3 * rows * bucket(longest) for rows, longest in fixed),
@@ -69,7 +72,8 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   assert {name: r["processed_tokens_per_window"] for name, r in results.items()} == expected
   # Over an epoch of the pool: packing and token budgets pad least, one fixed length most.
   epoch = {name: r["epoch_real_token_fraction"] for name, r in results.items()}
-  assert min(epoch["mtl_jax"], epoch["token_budget"]) > epoch["bucketed_fixed_rows"] > epoch["fixed_length"]
+  assert min(epoch["mtl_jax"], epoch["one_packed_length"], epoch["token_budget"]) > epoch["bucketed_fixed_rows"] > \
+      epoch["fixed_length"]
   for name, r in results.items():
     assert r["vs_pytorch"] == pytest.approx(r["real_tokens_per_s"] / results["pytorch"]["real_tokens_per_s"])
 
