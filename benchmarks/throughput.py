@@ -13,14 +13,13 @@ classification tasks (3, 2 and 4 classes) with seeded random labels: `--labels=o
 The window's examples: the texts of the first `--steps` batches of mtl_jax's sampler (`sampling.MixtureOrder`) as
 the configs train by default, packed (`config.data.packing`). Every variant processes exactly these texts in a
 window (so real tokens match); how it cuts them into batches and pads them differs:
-  mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, rows
-                       of 32, 64 or 128 tokens (`config.data.packed_lengths`' default: the longest bucket, its half
-                       and quarter), each holding several whole texts (first-fit decreasing within runs of 1024
-                       texts: a text opens a row of the shortest length that holds it), with block-diagonal
-                       attention and positions restarting per text; R rows of 128, or as many tokens in shorter
-                       rows, make a batch hold `--batch_size` texts on average: one shape, one compile, per length;
-  one_packed_length    packing as before `config.data.packed_lengths` (`=(128,)`): the window's texts packed the
-                       same way into rows of 128 only, cut into batches of R rows: one shape, one compile;
+  mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, R rows
+                       of the longest length bucket (128), each holding several whole texts (first-fit decreasing
+                       within runs of 1024 texts), with block-diagonal attention and positions restarting per text;
+                       R makes a batch hold `--batch_size` texts on average: one shape, one compile;
+  short_rows           packing with `--config.data.packed_lengths=(32,64)`: the window's texts packed the same way,
+                       each opening a row of the shortest of 32, 64 and 128 tokens that holds it, each length's
+                       batches as many tokens as R rows of 128: one shape, one compile, per length;
   token_budget         `config.data.tokens_per_batch` without packing: each text goes to the smallest of `--buckets`
                        that fits; bucket L's texts are cut into batches of B_L rows, the largest with B_L x L <= the
                        budget (a bucket's leftover moves up a bucket; the largest bucket's leftover is one short
@@ -93,7 +92,7 @@ from mtl_jax.sampling import (  # noqa: E402
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.steps import train_step  # noqa: E402
 
-VARIANTS = ("mtl_jax", "one_packed_length", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
+VARIANTS = ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
 BASELINES = ("pytorch", "per_task_pass")
 FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # token_budget's buckets (--buckets)
 DEFAULT_OUTPUT = os.path.join(common.REPO, "benchmarks", "results", "throughput.json")
@@ -227,20 +226,21 @@ def budget_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
   return [StepBatch(b, sizes[int(n)], int(n)) for b, n in zip(batches, lengths)]
 
 
-def one_length_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
-  """`rows` packed into rows of the longest length only (`config.data.packed_lengths` before it had shorter ones):
-  first-fit decreasing as the sampler packs, cut into batches of R rows of it."""
-  length = setup.packing.length
-  one = Packing((length,), (setup.packing.rows_of(length),))
-  packs, size = [members for _, members in one.pack(rows, setup.data.lengths[rows])], one.rows[0]
-  groups = [packs[i:i + size] for i in range(0, len(packs), size)]
-  return [StepBatch(np.concatenate(g), size, length, np.repeat(np.arange(len(g)), [len(p) for p in g]))
-          for g in groups]
+SHORT_ROWS = (32, 64)  # short_rows' extra packed lengths (config.data.packed_lengths)
+
+
+def short_row_batches(rows: np.ndarray, setup: Setup, seed: int) -> list[StepBatch]:
+  """`rows` packed as `--config.data.packed_lengths=(32,64)` packs them: rows of 32, 64 or 128 tokens, each length's
+  as many tokens a batch as R rows of 128 (sampling.Packing.batches)."""
+  sizes = packed_lengths(setup.buckets, SHORT_ROWS)
+  packing = packing_for(setup.batch_size, setup.data.lengths, sizes, multiple=1)
+  batches = packing.batches(rows, setup.data.lengths[rows], np.random.default_rng([seed, 0x73686F]))
+  return [StepBatch(members, packing.rows_of(length), length, places) for members, length, places in batches]
 
 
 def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
-  """{"packed": the first `--steps` packed batches, "packed_one" / "budget" / "fixed_rows": their texts packed into
-  rows of one length, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one epoch of the
+  """{"packed": the first `--steps` packed batches, "short_rows" / "budget" / "fixed_rows": their texts packed into
+  rows of 32, 64 and 128 tokens, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one epoch of the
   pool each way (for the epoch real-token fractions)}."""
   lengths = setup.data.lengths
   order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, packing=setup.packing)
@@ -249,11 +249,12 @@ def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
   shuffled = np.random.default_rng([args.seed, 0x627564]).permutation(window)
   budget = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
   fixed_order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, args.group_by_length)
-  return {"packed": packed, "packed_one": one_length_batches(window, setup), "budget": budget_batches(shuffled, setup),
+  return {"packed": packed, "short_rows": short_row_batches(window, setup, args.seed),
+          "budget": budget_batches(shuffled, setup),
           "fixed_rows": fixed_row_batches(window, lengths, setup.batch_size, args.group_by_length, args.seed),
           "packed_epoch": [order.batch(s) for s in range(order.per_epoch)],
-          "packed_one_epoch": one_length_batches(np.random.default_rng([args.seed, 0]).permutation(order.epoch_rows(0)),
-                                                 setup),
+          "short_rows_epoch": short_row_batches(np.random.default_rng([args.seed, 0]).permutation(order.epoch_rows(0)),
+                                                setup, args.seed),
           "budget_epoch": [budget.batch(s) for s in range(budget.per_epoch)],
           "fixed_rows_epoch": [fixed_order.batch(s) for s in range(fixed_order.per_epoch)]}
 
@@ -378,7 +379,7 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name in ("mtl_jax", "one_packed_length", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
+  if name in ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
     return jax_runner(setup, setup.buckets)
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
@@ -393,9 +394,9 @@ def make_runner(name: str, setup: Setup, args) -> Runner:
 # Measuring.
 
 def plan_of(name: str) -> str:
-  """Which batches a variant takes: packed (mtl_jax), packed into one length, token-budget batches, or fixed rows
+  """Which batches a variant takes: packed (mtl_jax), packed into short rows too, token-budget batches, or fixed rows
   (every other)."""
-  return {"mtl_jax": "packed", "one_packed_length": "packed_one", "token_budget": "budget"}.get(name, "fixed_rows")
+  return {"mtl_jax": "packed", "short_rows": "short_rows", "token_budget": "budget"}.get(name, "fixed_rows")
 
 
 def window_fn(runner: Runner, steps: list[StepBatch]) -> Callable[[], None]:
@@ -443,14 +444,15 @@ def ratios(results: dict[str, dict]) -> None:
 
 
 def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
-  """mtl_jax's packing: rows per batch of each packed length, mean texts per batch, batches of each length."""
+  """mtl_jax's packing: rows per batch, their length, mean texts per batch; short_rows' batches by length."""
   mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
-  share = lambda plans: {str(n): sum(p.length == n for p in plans) / len(plans) for n in setup.packing.lengths}
-  return {"rows": {str(n): r for n, r in zip(setup.packing.lengths, setup.packing.rows)},
+  share = lambda plans: {str(n): sum(p.length == n for p in plans) / len(plans) for n in (*SHORT_ROWS, 128)}
+  return {"rows": setup.packing.rows[-1], "length": setup.packing.length,
           "mean_examples_per_batch": {"epoch": mean(batches["packed_epoch"]), "window": mean(batches["packed"])},
-          "batches_by_length": {"epoch": share(batches["packed_epoch"]), "window": share(batches["packed"])},
           "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]],
-          "one_length_window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed_one"]]}
+          "short_rows": {"batches_by_length": {"epoch": share(batches["short_rows_epoch"]),
+                                               "window": share(batches["short_rows"])},
+                         "window_batches": [[len(p.rows), p.size, p.length] for p in batches["short_rows"]]}}
 
 
 def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
@@ -466,12 +468,11 @@ def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
 def describe_batches(packing: dict, budget: dict) -> str:
   sizes = ", ".join(f"{length}: {size}" for length, size in budget["batch_sizes"].items())
   packed, mean = packing["mean_examples_per_batch"], budget["mean_examples_per_batch"]
-  rows = ", ".join(f"{r} rows of {n}" for n, r in packing["rows"].items())
-  by_length = lambda part: ", ".join(f"{n}: {s:.0%}" for n, s in packing["batches_by_length"][part].items())
-  return (f"mtl_jax: packed batches of {rows} tokens (batches by length: {by_length('epoch')} over an epoch, "
-          f"{by_length('window')} in the window); mean {packed['epoch']:.1f} texts per batch over an epoch, "
-          f"{packed['window']:.1f} in the "
-          f"window\ntoken_budget: {budget['tokens_per_batch']} tokens per batch; examples per batch by bucket length "
+  by_length = lambda part: ", ".join(f"{n}: {s:.0%}" for n, s in packing["short_rows"]["batches_by_length"][part].items())
+  return (f"mtl_jax: {packing['rows']} packed rows of {packing['length']} tokens per batch; mean {packed['epoch']:.1f} "
+          f"texts per batch over an epoch, {packed['window']:.1f} in the window\nshort_rows: batches by row length "
+          f"{by_length('epoch')} over an epoch, {by_length('window')} in the window\n"
+          f"token_budget: {budget['tokens_per_batch']} tokens per batch; examples per batch by bucket length "
           f"{{{sizes}}}; mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")
 
 

@@ -1,5 +1,6 @@
 """The fine-tuning recipe's sweep: learning rate x head learning rate x epochs x batch size (x head init), N seeds
-each, scored on the validation splits only (test splits are switched off: the sweep cannot pick a recipe by test).
+each, scored on the validation splits only (`train.score_test=False`: test splits stay held out of training, unscored;
+the sweep cannot pick a recipe by test).
 
   python experiments/sweep_recipe.py --config=configs/flair_pos_chunk.py --workdir=runs/sweep_flair \
       --learning_rates=5e-5,1e-4,3e-4 --head_rates=0,1e-3 --epochs=1,2 --batch_sizes=4,8 --head_inits=normal,xavier
@@ -40,13 +41,6 @@ def load_config(spec: str):
   sys.path.insert(0, REPO)  # configs import `configs.default`
   module_spec.loader.exec_module(module)
   return module.get_config(arg)
-
-
-def no_test_flags(config) -> list[str]:
-  """Flags that switch every test split off: the sweep reads validation scores only."""
-  if config.data.get("train"):
-    return ["--config.data.test="]
-  return [f"--config.tasks.{name}.data.test=" for name, task in config.tasks.items() if task.data.get("test")]
 
 
 def grid(args) -> list[dict]:
@@ -136,7 +130,7 @@ def main() -> None:
   parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   args = parser.parse_args()
 
-  extra = [*no_test_flags(load_config(args.config)), *([f"--config.train.steps={args.steps}"] if args.steps else []),
+  extra = ["--config.train.score_test=False", *([f"--config.train.steps={args.steps}"] if args.steps else []),
            *args.override]
   rows = []
   for point in grid(args):

@@ -200,13 +200,29 @@ class Packing:
     return packs
 
 
+  def batches(self, rows: np.ndarray, lengths: np.ndarray, rng) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """`rows` (their token counts `lengths`) packed (`pack`), the packed rows shuffled by `rng` and cut into batches
+    of each length's row count (the few left over are joined into rows of the next length: two rows of 32 make one
+    of 64; only the longest length's last batch may be short), batches of several lengths shuffled together:
+    (pooled rows, length, each pooled row's row in the batch) of each batch."""
+    packs = self.pack(rows, lengths)
+    packs = [packs[i] for i in rng.permutation(len(packs))]
+    groups, carried = [], []  # batches (length, its packed rows); rows carried up from the length below
+    for i, (length, count) in enumerate(zip(self.lengths, self.rows)):
+      same, carried = carried + [members for size, members in packs if size == length], []
+      whole = len(same) // count * count if i + 1 < len(self.lengths) else len(same)
+      groups += [(length, same[j:j + count]) for j in range(0, whole, count)]
+      if whole < len(same):  # too few for a batch: joined k at a time into rows of the next length
+        k = self.lengths[i + 1] // length
+        carried = [np.concatenate(same[j:j + k]) for j in range(whole, len(same), k)]
+    if len(self.lengths) > 1:  # one length: its batches already come in shuffled order
+      groups = [groups[i] for i in rng.permutation(len(groups))]
+    return [(np.concatenate(g), length, np.repeat(np.arange(len(g)), [len(p) for p in g])) for length, g in groups]
+
+
 def packed_lengths(buckets: Sequence[int], chosen: Sequence[int] = ()) -> tuple[int, ...]:
-  """The packed rows' lengths: `chosen` (config.data.packed_lengths) and the longest bucket, or by default the
-  longest bucket, its half and its quarter, those not shorter than the shortest bucket."""
-  longest = max(buckets)
-  if not chosen:
-    chosen = [longest // 4, longest // 2]
-    chosen = [n for n in chosen if n >= min(buckets)]
+  """The packed rows' lengths: `chosen` (config.data.packed_lengths, may be None) and the longest bucket."""
+  longest, chosen = max(buckets), chosen or ()
   for n in chosen:
     number(n, "config.data.packed_lengths", f"lengths from 8 to the longest bucket, {longest}",
            lambda x: 8 <= x <= longest and x == int(x))
@@ -322,25 +338,13 @@ class MixtureOrder:
   def epoch_batches(self, epoch: int) -> tuple[Sequence[np.ndarray], Sequence | None]:
     """The row indices of each batch of one epoch ([per_epoch, batch_size]; with a token budget or packing a list of
     batches) and, with a token budget, each batch's bucket length, packed, each batch's (length, `places`) (else
-    None). Packed rows of one length are cut into batches of its row count; the few left over are joined into rows of
-    the next length (two rows of 32 make one of 64), and only the longest length's last batch may be short."""
+    None)."""
     rng = np.random.default_rng([self.seed, epoch])
     rows = self.epoch_rows(epoch)
     rng.shuffle(rows)  # in place: what rng.permutation returns, without a second copy of the epoch's rows
     if self.packing:
-      packs = self.packing.pack(rows, self.lengths[rows])
-      packs = [packs[i] for i in rng.permutation(len(packs))]
-      groups, carried = [], []  # batches (length, its packed rows); rows carried up from the length below
-      for i, (length, count) in enumerate(zip(self.packing.lengths, self.packing.rows)):
-        same, carried = carried + [members for size, members in packs if size == length], []
-        whole = len(same) // count * count if i + 1 < len(self.packing.lengths) else len(same)
-        groups += [(length, same[j:j + count]) for j in range(0, whole, count)]
-        if whole < len(same):  # too few for a batch: joined k at a time into rows of the next length
-          k = self.packing.lengths[i + 1] // length
-          carried = [np.concatenate(same[j:j + k]) for j in range(whole, len(same), k)]
-      groups = [groups[i] for i in rng.permutation(len(groups))]
-      return ([np.concatenate(g) for _, g in groups],
-              [(length, np.repeat(np.arange(len(g)), [len(p) for p in g])) for length, g in groups])
+      batches = self.packing.batches(rows, self.lengths[rows], rng)
+      return [members for members, _, _ in batches], [(length, places) for _, length, places in batches]
     if self.tokens_per_batch:
       batches, bucket_ids = cut_by_bucket(rows, self._bucket[rows], list(self.batch_sizes.values()))
       order = rng.permutation(len(batches))

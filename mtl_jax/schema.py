@@ -51,15 +51,16 @@ FIELDS: dict[str, tuple[object, str]] = {
                          "config.tasks"),
     "data.length_buckets": ((32, 48, 64, 96, 128), "batches are padded to the smallest bucket that fits; the largest "
                             "is the max length (one compilation of the train step per bucket)"),
-    "data.packing": (True, "training batches of R_L rows of a packed length L, each row holding several whole texts "
-                     "(block-diagonal attention, positions restart per text): ~no padding, one compile per packed "
-                     "length; R_L x L from data.tokens_per_batch. False: one text per row, padded to its bucket"),
-    "data.packed_lengths": ((), "packed rows' lengths (the longest bucket is always one): short texts go to short "
-                            "rows, where attention costs less; empty: the longest bucket, its half and its quarter, "
-                            "those not shorter than the shortest bucket"),
+    "data.packing": (True, "training batches of R rows of the longest bucket's length (or R_L rows of each of "
+                     "data.packed_lengths), each row holding several whole texts (block-diagonal attention, positions "
+                     "restart per text): ~no padding, one compile per row length; R x length from "
+                     "data.tokens_per_batch. False: one text per row, padded to its bucket"),
+    "data.packed_lengths": ((), "packed: shorter row lengths besides the longest bucket's, e.g. (32, 64): a text "
+                            "opens a row of the shortest that holds it, so attention costs less, but each length "
+                            "compiles once more (pays off only on long runs of short texts); empty: the longest only"),
     "data.group_by_length": (True, "without packing or budget: batch texts of similar length together (less "
                              "padding), order still seeded"),
-    "data.tokens_per_batch": (0, "packed: R rows of the longest packed length L with R x L <= this (shorter "
+    "data.tokens_per_batch": (0, "packed: R rows of the longest bucket L with R x L <= this (shorter packed "
                               "lengths: as many tokens); 0: the fewest rows of L that hold train.batch_size texts of "
                               "the mean length. Not packed: 0: batches of train.batch_size "
                               "rows; > 0: a token budget, bucket length L gets batches of B_L examples, the largest "
@@ -121,6 +122,8 @@ FIELDS: dict[str, tuple[object, str]] = {
                               "device's"),
     "train.best_metric": ("eval/mean/accuracy", "metric that picks the best checkpoint and drives early stopping"),
     "train.best_mode": ("max", "\"max\" or \"min\" (e.g. for a loss)"),
+    "train.score_test": (True, "score the best model on the test splits after training; False: they stay held out of "
+                         "training, unscored (a sweep picks on validation only)"),
     "train.patience": (0, "stop after this many evaluations without improvement; 0 = never stop early"),
 }
 
@@ -266,6 +269,7 @@ def check_values(config) -> None:
       "train.eval_batch_size": (lambda v: v > 0, "a number > 0"),
       "train.log_every": (lambda v: v > 0, "a number > 0"),
       "train.tensorboard": (lambda v: isinstance(v, bool), "True or False"),
+      "train.score_test": (lambda v: isinstance(v, bool), "True or False"),
       "train.eval_every": (lambda v: v >= 0, "a number >= 0 (0 = once per epoch)"),
       "train.checkpoint_every": (lambda v: v >= 0, "a number >= 0 (0 = at evaluations only)"),
       "train.memory_limit_gb": (lambda v: v >= 0, "a number >= 0 (0 = the device's memory)"),

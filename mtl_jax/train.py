@@ -146,7 +146,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
 
     # --- The best model on the test split, then the last checkpoint --------------------------------------------------
     if finished:
-      if test_data is not None:
+      if test_data is not None and tc.score_test:
         best_params = checkpoint.restore_arrays(best, best.latest_step(), {"params": checkpoint.abstract(
             model_params(state["params"]), model_params(param_sh))})["params"]
         tracker.test = evaluate(best_params, test_data, step, split="test")

@@ -431,15 +431,12 @@ def test_short_packed_rows_attend_over_fewer_tokens():
   assert attended(order) < 0.6 * attended(single)
 
 
-def test_packed_lengths_default_to_the_longest_bucket_its_half_and_quarter():
-  assert packed_lengths((32, 48, 64, 96, 128)) == (32, 64, 128)
-  assert packed_lengths((48, 128)) == (64, 128)  # a quarter shorter than the shortest bucket is left out
-  assert packed_lengths((128,)) == (128,)
-  assert packed_lengths((32, 128), (48,)) == (48, 128)
+def test_packed_lengths_are_the_longest_bucket_and_those_chosen():
+  assert packed_lengths((32, 48, 64, 96, 128)) == (128,) and packed_lengths((32, 128), None) == (128,)
+  assert packed_lengths((32, 128), (64, 32, 64)) == (32, 64, 128) and packed_lengths((16,), (8,)) == (8, 16)
   for bad in ((4,), (256,), (40.5,)):
     with pytest.raises(UserError, match="^config.data.packed_lengths: expected lengths from 8 to the longest bucket"):
       validate(load_config(**{"data.packed_lengths": bad}))
-
 
 
 def test_packing_for_makes_batches_of_at_least_batch_size_texts():

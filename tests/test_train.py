@@ -109,6 +109,17 @@ def test_cli_predict_jsonl(table, tmp_path):
 
 
 
+def test_score_test_false_leaves_the_test_split_unscored(table, tmp_path):
+  """`train.score_test=False` (the recipe sweep's runs) skips the test score after training, not the split itself."""
+  for score in (True, False):
+    workdir = str(tmp_path / str(score))
+    final = train_and_evaluate(smoke(table, **{"train.steps": 2, "train.eval_every": 2, "data.test": str(table),
+                                               "train.score_test": score}), workdir)
+    scored = [k for k in final if k.startswith("test/")] + [k for h in read_history(workdir) for k in h
+                                                             if k.startswith("test/")]
+    assert bool(scored) == score and "eval/mean/accuracy" in final
+
+
 @pytest.mark.parametrize("packing", [False, True])
 def test_logs_real_token_fraction_and_compiles(table, tokenizer, tmp_path, packing):
   """With one length bucket (64) every batch is padded to 64 positions a row: one text a row, the real share lies
