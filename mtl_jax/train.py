@@ -69,10 +69,15 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
 
   # --- Update and eval steps -----------------------------------------------------------------------------------------
   data_sh, pad_id = batch_sharding(mesh), tokenizer.pad_token_id or 0
-  p_train_step = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx, dropout_key=dropout_key,
-                                                       accumulation=tc.grad_accumulation,
-                                                       loss_weighting=tc.loss_weighting),
-                         in_shardings=(state_sh, data_sh), out_shardings=(state_sh, replicated), donate_argnums=0)
+  # The dropout key is an argument, not a constant of the compiled step: one compile (and its cache entry) serves
+  # every seed.
+  seed_key = jax.make_array_from_process_local_data(replicated, np.asarray(jax.random.key_data(dropout_key)))
+  p_train_step = jax.jit(lambda s, b, k: steps.train_step(s, b, model=model, tx=tx,
+                                                          dropout_key=jax.random.wrap_key_data(k),
+                                                          accumulation=tc.grad_accumulation,
+                                                          loss_weighting=tc.loss_weighting),
+                         in_shardings=(state_sh, data_sh, replicated), out_shardings=(state_sh, replicated),
+                         donate_argnums=0)
   p_eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=model), in_shardings=(model_params(param_sh), data_sh),
                         out_shardings=replicated)
 
@@ -120,7 +125,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
         break
       planned = order.batch(step - 1)  # rows, batch size (train.batch_size, B_L with a budget, packed R), length
       batch = global_batch(train_data, planned.rows, planned.size, planned.length, planned.places)
-      state, out = p_train_step(state, batch)
+      state, out = p_train_step(state, batch, seed_key)
       length = batch["input_ids"].shape[1]  # the padded length
       window.add(out, len(planned.rows), int(np.minimum(train_data.lengths[planned.rows], length).sum()),
                  planned.size * length)

@@ -2,6 +2,7 @@
 bad input are in tests/reliability/)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -149,3 +150,16 @@ def test_tensorboard_events_hold_the_logged_scalars_and_the_config(table, tmp_pa
   texts = [v.tensor.string_val[0].decode() for e in read_events(tmp_path / "tensorboard") for v in e.summary.value
            if v.tag.startswith("config")]
   assert texts and '"label_order"' in texts[0]
+
+
+def test_a_second_seed_reuses_the_first_seeds_compiled_train_step(tmp_path):
+  """The dropout key is an argument of the jitted step, not a constant compiled into it: with JAX's persistent cache
+  (mtl_jax.cli turns it on), a run with another seed finds every program it needs there and compiles nothing new."""
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla")}  # its own, empty (conftest.py: 0 s min)
+  cached = []
+  for seed in (0, 1):
+    subprocess.run([sys.executable, "-m", "mtl_jax.main", "--config=configs/three_task.py:smoke",
+                    f"--workdir={tmp_path / str(seed)}", f"--config.seed={seed}", "--config.train.steps=2"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    cached.append(sorted(os.listdir(tmp_path / "xla")))
+  assert cached[0] and cached[1] == cached[0]
