@@ -240,8 +240,8 @@ def short_row_batches(rows: np.ndarray, setup: Setup, seed: int) -> list[StepBat
 
 def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
   """{"packed": the first `--steps` packed batches, "short_rows" / "budget" / "fixed_rows": their texts packed into
-  rows of 32, 64 and 128 tokens, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one epoch of the
-  pool each way (for the epoch real-token fractions)}."""
+  rows of 32, 64 and 128 tokens, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one
+  epoch of the pool each way (for the epoch real-token fractions)}."""
   lengths = setup.data.lengths
   order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, packing=setup.packing)
   packed = [order.batch(s) for s in range(args.steps)]
@@ -379,7 +379,7 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name in ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows"):  # the plan decides: packed, (B_L, L), or the bucket
+  if name in ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows"):  # the plan decides the batches' shape
     return jax_runner(setup, setup.buckets)
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
@@ -468,7 +468,8 @@ def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
 def describe_batches(packing: dict, budget: dict) -> str:
   sizes = ", ".join(f"{length}: {size}" for length, size in budget["batch_sizes"].items())
   packed, mean = packing["mean_examples_per_batch"], budget["mean_examples_per_batch"]
-  by_length = lambda part: ", ".join(f"{n}: {s:.0%}" for n, s in packing["short_rows"]["batches_by_length"][part].items())
+  shares = packing["short_rows"]["batches_by_length"]
+  by_length = lambda part: ", ".join(f"{n}: {share:.0%}" for n, share in shares[part].items())
   return (f"mtl_jax: {packing['rows']} packed rows of {packing['length']} tokens per batch; mean {packed['epoch']:.1f} "
           f"texts per batch over an epoch, {packed['window']:.1f} in the window\nshort_rows: batches by row length "
           f"{by_length('epoch')} over an epoch, {by_length('window')} in the window\n"
