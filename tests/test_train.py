@@ -108,8 +108,6 @@ def test_cli_predict_jsonl(table, tmp_path):
   assert stdin.returncode == 0 and "sentiment=" in stdin.stdout and "topic=" in stdin.stdout
 
 
-
-
 def test_score_test_false_leaves_the_test_split_unscored(table, tmp_path):
   """`train.score_test=False` (the recipe sweep's runs) skips the test score after training, not the split itself."""
   for score in (True, False):
