@@ -15,11 +15,11 @@ the configs train by default, packed (`config.data.packing`). Every variant proc
 window (so real tokens match); how it cuts them into batches and pads them differs:
   mtl_jax              `config.data.packing` (the default): those `--steps` batches as the sampler makes them, R rows
                        of the longest length bucket (128), each holding several whole texts (first-fit decreasing
-                       within runs of 1024 texts), with block-diagonal attention and positions restarting per text;
-                       R makes a batch hold `--batch_size` texts on average: one shape, one compile;
-  short_rows           packing with `--config.data.packed_lengths=(32,64)`: the window's texts packed the same way,
-                       each opening a row of the shortest of 32, 64 and 128 tokens that holds it, each length's
-                       batches as many tokens as R rows of 128: one shape, one compile, per length;
+                       within runs of 1024 texts; a text opens a row of the shortest of 32, 64 and 128 tokens that
+                       holds it, `config.data.packed_lengths`' default, and a batch's rows of 32 or 64 lie side by
+                       side in its rows of 128, attending within blocks of their length), with block-diagonal
+                       attention and positions restarting per text; R makes a batch hold `--batch_size` texts on
+                       average: one shape, one compile;
   token_budget         `config.data.tokens_per_batch` without packing: each text goes to the smallest of `--buckets`
                        that fits; bucket L's texts are cut into batches of B_L rows, the largest with B_L x L <= the
                        budget (a bucket's leftover moves up a bucket; the largest bucket's leftover is one short
@@ -74,7 +74,7 @@ from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax.input_pipeline import Encoded, make_batch, make_packed_batch  # noqa: E402
+from mtl_jax.input_pipeline import Encoded, make_batch, make_step_batch  # noqa: E402
 from mtl_jax.losses import grouped_loss, total_loss  # noqa: E402
 from mtl_jax.model import Model  # noqa: E402
 from mtl_jax.optim import make_optimizer  # noqa: E402
@@ -87,12 +87,11 @@ from mtl_jax.sampling import (  # noqa: E402
   cut_by_bucket,
   packed_lengths,
   packing_for,
-  slots_of,
 )
 from mtl_jax.sharding import batch_sharding, make_mesh  # noqa: E402
 from mtl_jax.steps import train_step  # noqa: E402
 
-VARIANTS = ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
+VARIANTS = ("mtl_jax", "token_budget", "bucketed_fixed_rows", "pytorch", "per_task_pass", "fixed_length")
 BASELINES = ("pytorch", "per_task_pass")
 FINE_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128)  # token_budget's buckets (--buckets)
 DEFAULT_OUTPUT = os.path.join(common.REPO, "benchmarks", "results", "throughput.json")
@@ -226,22 +225,10 @@ def budget_batches(rows: np.ndarray, setup: Setup) -> list[StepBatch]:
   return [StepBatch(b, sizes[int(n)], int(n)) for b, n in zip(batches, lengths)]
 
 
-SHORT_ROWS = (32, 64)  # short_rows' extra packed lengths (config.data.packed_lengths)
-
-
-def short_row_batches(rows: np.ndarray, setup: Setup, seed: int) -> list[StepBatch]:
-  """`rows` packed as `--config.data.packed_lengths=(32,64)` packs them: rows of 32, 64 or 128 tokens, each length's
-  as many tokens a batch as R rows of 128 (sampling.Packing.batches)."""
-  sizes = packed_lengths(setup.buckets, SHORT_ROWS)
-  packing = packing_for(setup.batch_size, setup.data.lengths, sizes, multiple=1)
-  batches = packing.batches(rows, setup.data.lengths[rows], np.random.default_rng([seed, 0x73686F]))
-  return [StepBatch(members, packing.rows_of(length), length, places) for members, length, places in batches]
-
-
 def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
-  """{"packed": the first `--steps` packed batches, "short_rows" / "budget" / "fixed_rows": their texts packed into
-  rows of 32, 64 and 128 tokens, in token-budget batches and in batches of --batch_size rows, "<plan>_epoch": one
-  epoch of the pool each way (for the epoch real-token fractions)}."""
+  """{"packed": the first `--steps` packed batches, "budget" / "fixed_rows": their texts in token-budget batches and
+  in batches of --batch_size rows, "<plan>_epoch": one epoch of the pool each way (for the epoch real-token
+  fractions)}."""
   lengths = setup.data.lengths
   order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, packing=setup.packing)
   packed = [order.batch(s) for s in range(args.steps)]
@@ -249,12 +236,9 @@ def plans(setup: Setup, args) -> dict[str, list[StepBatch]]:
   shuffled = np.random.default_rng([args.seed, 0x627564]).permutation(window)
   budget = budget_order(setup.data, setup.batch_size, args.seed, setup.fine_buckets, setup.tokens_per_batch)
   fixed_order = MixtureOrder([len(setup.data)], [1.0], setup.batch_size, args.seed, lengths, args.group_by_length)
-  return {"packed": packed, "short_rows": short_row_batches(window, setup, args.seed),
-          "budget": budget_batches(shuffled, setup),
+  return {"packed": packed, "budget": budget_batches(shuffled, setup),
           "fixed_rows": fixed_row_batches(window, lengths, setup.batch_size, args.group_by_length, args.seed),
           "packed_epoch": [order.batch(s) for s in range(order.per_epoch)],
-          "short_rows_epoch": short_row_batches(np.random.default_rng([args.seed, 0]).permutation(order.epoch_rows(0)),
-                                                setup, args.seed),
           "budget_epoch": [budget.batch(s) for s in range(budget.per_epoch)],
           "fixed_rows_epoch": [fixed_order.batch(s) for s in range(fixed_order.per_epoch)]}
 
@@ -283,12 +267,16 @@ def device_put_fn(setup: Setup) -> tuple[Callable[[dict], dict], NamedSharding, 
 # ---------------------------------------------------------------------------------------------------------------
 # Variants.
 
-def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
+def jax_runner(setup: Setup, buckets: tuple[int, ...], packed: bool = False) -> Runner:
   """mtl_jax's train_step on batches padded to the plan's (batch size, length), or to the smallest of `buckets` that
-  fits (one bucket: fixed length); packed when the plan places its texts."""
+  fits (one bucket: fixed length); `packed`: on the plan's packed rows (the shorter folded into rows of the longest),
+  with attention blocks of the shorter packed lengths, as training packs."""
   to_device, replicated, data_sh = device_put_fn(setup)
   traces = [0]
-  step_fn = functools.partial(train_step, model=setup.model, tx=setup.tx, dropout_key=dropout_key(setup))
+  model = setup.model
+  if packed:
+    model = dataclasses.replace(model, encoder=model.encoder.clone(blocks=setup.packing.lengths[:-1]))
+  step_fn = functools.partial(train_step, model=model, tx=setup.tx, dropout_key=dropout_key(setup))
   step = jax.jit(counted(step_fn, traces), in_shardings=(replicated, data_sh), out_shardings=(replicated, replicated),
                  donate_argnums=0)
   state = jax.device_put(setup.initial_state, replicated)
@@ -300,8 +288,8 @@ def jax_runner(setup: Setup, buckets: tuple[int, ...]) -> Runner:
 
   def host(plan: StepBatch) -> list[dict]:
     if plan.places is not None:
-      return [make_packed_batch(setup.data, plan.rows, plan.places, plan.size, plan.length, slots_of(plan.length),
-                                setup.pad_id)]
+      return [make_step_batch(setup.data, plan.rows, plan.places, plan.size, plan.length, setup.packing.length,
+                              setup.pad_id)]
     return [make_batch(setup.data, plan.rows, plan.size, buckets, setup.pad_id, length=plan.length)]
 
   return Runner(host, run, lambda: jax.block_until_ready(state), lambda: traces[0])
@@ -379,8 +367,8 @@ def torch_runner(setup: Setup, attention: str) -> Runner:
 
 
 def make_runner(name: str, setup: Setup, args) -> Runner:
-  if name in ("mtl_jax", "short_rows", "token_budget", "bucketed_fixed_rows"):  # the plan decides the batches' shape
-    return jax_runner(setup, setup.buckets)
+  if name in ("mtl_jax", "token_budget", "bucketed_fixed_rows"):  # the plan decides the batches' shape
+    return jax_runner(setup, setup.buckets, packed=name == "mtl_jax")
   if name == "fixed_length":
     return jax_runner(setup, (max(setup.buckets),))
   if name == "per_task_pass":
@@ -394,9 +382,8 @@ def make_runner(name: str, setup: Setup, args) -> Runner:
 # Measuring.
 
 def plan_of(name: str) -> str:
-  """Which batches a variant takes: packed (mtl_jax), packed into short rows too, token-budget batches, or fixed rows
-  (every other)."""
-  return {"mtl_jax": "packed", "short_rows": "short_rows", "token_budget": "budget"}.get(name, "fixed_rows")
+  """Which batches a variant takes: packed (mtl_jax), token-budget batches, or fixed rows (every other)."""
+  return {"mtl_jax": "packed", "token_budget": "budget"}.get(name, "fixed_rows")
 
 
 def window_fn(runner: Runner, steps: list[StepBatch]) -> Callable[[], None]:
@@ -444,15 +431,13 @@ def ratios(results: dict[str, dict]) -> None:
 
 
 def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
-  """mtl_jax's packing: rows per batch, their length, mean texts per batch; short_rows' batches by length."""
+  """mtl_jax's packing: rows per batch, their length, mean texts per batch, batches by packed row length."""
   mean = lambda plans: float(np.mean([len(p.rows) for p in plans]))
-  share = lambda plans: {str(n): sum(p.length == n for p in plans) / len(plans) for n in (*SHORT_ROWS, 128)}
-  return {"rows": setup.packing.rows[-1], "length": setup.packing.length,
+  share = lambda plans: {str(n): sum(p.length == n for p in plans) / len(plans) for n in setup.packing.lengths}
+  return {"rows": setup.packing.rows[-1], "length": setup.packing.length, "lengths": list(setup.packing.lengths),
           "mean_examples_per_batch": {"epoch": mean(batches["packed_epoch"]), "window": mean(batches["packed"])},
-          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]],
-          "short_rows": {"batches_by_length": {"epoch": share(batches["short_rows_epoch"]),
-                                               "window": share(batches["short_rows"])},
-                         "window_batches": [[len(p.rows), p.size, p.length] for p in batches["short_rows"]]}}
+          "batches_by_length": {"epoch": share(batches["packed_epoch"]), "window": share(batches["packed"])},
+          "window_batches": [[len(p.rows), p.size, p.length] for p in batches["packed"]]}
 
 
 def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
@@ -468,10 +453,10 @@ def budget_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:
 def describe_batches(packing: dict, budget: dict) -> str:
   sizes = ", ".join(f"{length}: {size}" for length, size in budget["batch_sizes"].items())
   packed, mean = packing["mean_examples_per_batch"], budget["mean_examples_per_batch"]
-  shares = packing["short_rows"]["batches_by_length"]
+  shares = packing["batches_by_length"]
   by_length = lambda part: ", ".join(f"{n}: {share:.0%}" for n, share in shares[part].items())
   return (f"mtl_jax: {packing['rows']} packed rows of {packing['length']} tokens per batch; mean {packed['epoch']:.1f} "
-          f"texts per batch over an epoch, {packed['window']:.1f} in the window\nshort_rows: batches by row length "
+          f"texts per batch over an epoch, {packed['window']:.1f} in the window; batches by packed row length "
           f"{by_length('epoch')} over an epoch, {by_length('window')} in the window\n"
           f"token_budget: {budget['tokens_per_batch']} tokens per batch; examples per batch by bucket length "
           f"{{{sizes}}}; mean {mean['epoch']:.1f} examples per batch over an epoch, {mean['window']:.1f} in the window")

@@ -12,6 +12,7 @@ import numpy as np
 from mtl_jax.data import Table
 from mtl_jax.errors import UserError
 from mtl_jax.ragged import Ragged
+from mtl_jax.sampling import slots_of
 
 
 @dataclasses.dataclass
@@ -326,6 +327,32 @@ def make_packed_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_
       batch["tags"][r, a:b] = data.tags[i]
     filled[r], texts[r] = b, s + 1
   return batch
+
+
+def fold_rows(batch: dict, length: int) -> dict:
+  """A packed batch (`make_packed_batch`) of rows of l tokens as rows of `length` (a multiple of l): each length / l
+  consecutive rows side by side, the j-th's texts numbered after j x slots_of(l) and its slots after as many, so the
+  batch is an ordinary packed batch of rows of `length` whose texts never run across a multiple of l (the encoder's
+  attention blocks, `Encoder.blocks`). The train step sees one shape whatever the rows' length."""
+  rows, size = batch["attention_mask"].shape
+  k = length // size
+  if k == 1:
+    return batch
+  folded = {key: value.reshape(rows // k, k * value.shape[1], *value.shape[2:]) for key, value in batch.items()}
+  mask, offset = batch["attention_mask"], (np.arange(rows) % k * slots_of(size))[:, None]
+  folded["attention_mask"] = np.where(mask > 0, mask + offset, 0).reshape(rows // k, length).astype(mask.dtype)
+  return folded
+
+
+def make_step_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_size: int, length: int,
+                    row_length: int, pad_id: int, rows: slice = slice(None)) -> dict:
+  """The train step's packed batch of `batch_size` rows of `row_length`: rows `idx` packed into rows of `length`
+  (`make_packed_batch`, `slots_of(length)` texts a row; `places` among batch_size x row_length / length such rows),
+  folded into rows of `row_length` (`fold_rows`). `rows` picks the part of the folded batch to build."""
+  k = row_length // length
+  start, stop, _ = rows.indices(batch_size)
+  return fold_rows(make_packed_batch(data, idx, places, batch_size * k, length, slots_of(length), pad_id,
+                                     slice(start * k, stop * k)), row_length)
 
 
 def eval_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

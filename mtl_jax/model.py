@@ -26,10 +26,12 @@ class Model:
   head_init: str = "normal"  # heads.INITS; training only (a checkpoint holds the trained heads)
 
   @classmethod
-  def from_config(cls, encoder_cfg, architecture: EncoderConfig, layout: Layout) -> "Model":
-    """The model `config.encoder` describes, for the encoder `architecture` and the tasks of `layout`."""
-    return cls(Encoder(architecture, DTYPES[encoder_cfg.dtype], encoder_cfg.remat), layout, encoder_cfg.pooling,
-               encoder_cfg.head_dropout, encoder_cfg.head_init)
+  def from_config(cls, encoder_cfg, architecture: EncoderConfig, layout: Layout,
+                  blocks: tuple[int, ...] = ()) -> "Model":
+    """The model `config.encoder` describes, for the encoder `architecture` and the tasks of `layout`; `blocks`: the
+    shorter packed lengths, trained with attention within blocks of them (`Encoder`)."""
+    return cls(Encoder(architecture, DTYPES[encoder_cfg.dtype], encoder_cfg.remat, tuple(blocks)), layout,
+               encoder_cfg.pooling, encoder_cfg.head_dropout, encoder_cfg.head_init)
 
   @classmethod
   def from_meta(cls, meta: dict) -> "Model":

@@ -15,7 +15,7 @@ import numpy as np
 
 from mtl_jax.encoders import EncoderConfig
 from mtl_jax.errors import UserError
-from mtl_jax.sampling import bucket_batch_sizes, packed_lengths, packing_for
+from mtl_jax.sampling import bucket_batch_sizes, packing_for
 
 GIB = 1024**3
 
@@ -83,16 +83,14 @@ def device_memory_bytes() -> tuple[int, str]:
 
 def train_shapes(config, batch_shards: int) -> list[tuple[int, int]]:
   """The (batch size, length) shapes the train step may see: (train.batch_size, the longest bucket); packed
-  (`config.data.packing`), at most as many rows of the longest bucket (shorter packed rows hold as many tokens, with
-  less attention), or with a token budget each packed length's rows as training packs them (`sampling.packing_for`,
-  which names a budget too small); with a token budget (`config.data.tokens_per_batch`)
-  unpacked, every bucket's (B_L, L)."""
+  (`config.data.packing`), at most as many rows of the longest bucket (shorter packed rows lie side by side in them),
+  or with a token budget the rows training packs (`sampling.packing_for`, which names a budget too small); with a
+  token budget (`config.data.tokens_per_batch`) unpacked, every bucket's (B_L, L)."""
   data, tc = config.data, config.train
   budget, length = data.get("tokens_per_batch", 0), max(data.length_buckets)
   if data.get("packing") and budget:
-    packing = packing_for(tc.batch_size, np.zeros(0), packed_lengths(data.length_buckets, data.get("packed_lengths")),
-                          budget, tc.grad_accumulation * batch_shards)
-    return list(zip(packing.rows, packing.lengths))
+    return [(packing_for(tc.batch_size, np.zeros(0), (length,), budget, tc.grad_accumulation * batch_shards).rows[0],
+             length)]
   if data.get("packing") or not budget:
     return [(tc.batch_size, length)]
   sizes = bucket_batch_sizes(data.length_buckets, data.tokens_per_batch, tc.grad_accumulation * batch_shards)

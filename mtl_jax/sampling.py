@@ -153,6 +153,26 @@ def bucket_steps(counts: Sequence[int], sizes: Sequence[int]) -> int:
 
 
 PACK_CHUNK = 1024  # texts packed together: the epoch's shuffle decides which texts meet, first-fit within a chunk
+MIN_FILL = 0.9  # the least share of real tokens in a packed row shorter than the longest (`Packing.pack`)
+
+
+def first_fit(n: np.ndarray, shortest: np.ndarray) -> list[tuple[int, np.ndarray]]:
+  """First-fit decreasing: texts of `n` tokens, longest first, each into the first packed row at least `shortest`
+  long with room for its tokens and a free slot, else into a new row of its `shortest` (so long texts open long rows
+  and shorter ones fill them first). Returns (row length, text indices) of each packed row."""
+  free, used, cap, size = (np.zeros(len(n), np.int64) for _ in range(4))
+  members = []
+  for i in np.argsort(-n, kind="stable"):
+    m = len(members)
+    fits = (free[:m] >= n[i]) & (used[:m] < cap[:m]) & (size[:m] >= shortest[i])
+    j = int(np.argmax(fits)) if fits.any() else m
+    if j == m:
+      size[j] = shortest[i]
+      free[j], cap[j] = size[j], slots_of(size[j])
+      members.append([])
+    free[j], used[j] = free[j] - n[i], used[j] + 1
+    members[j].append(i)
+  return [(int(size[j]), np.asarray(m, np.int64)) for j, m in enumerate(members)]
 
 
 def slots_of(length: int) -> int:
@@ -178,25 +198,22 @@ class Packing:
 
   def pack(self, rows: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """`rows` (pooled rows, in order; their token counts `lengths`, at most `length`) packed: within each run of
-    PACK_CHUNK, first-fit decreasing (longest first, each into the first packed row with room for its tokens and a
-    free slot, else into a new row of the shortest length that holds it, so long texts open long rows and shorter
-    ones fill them first). Returns (length, pooled rows) of each packed row; every row lands in exactly one."""
+    PACK_CHUNK, first-fit decreasing (`first_fit`). A shorter row left less than MIN_FILL full costs more in padding
+    than its attention saves, so its texts pack again with rows of the next length as the shortest they may open or
+    join, until every shorter row is that full. Returns (length, pooled rows) of each packed row; every row lands in
+    exactly one."""
     packs, sizes = [], np.asarray(self.lengths)
     for start in range(0, len(rows), PACK_CHUNK):
       chunk, n = rows[start:start + PACK_CHUNK], np.minimum(lengths[start:start + PACK_CHUNK], self.length)
-      free, used, cap = (np.zeros(len(chunk), np.int64) for _ in range(3))
-      members = []
-      for i in np.argsort(-n, kind="stable"):
-        m = len(members)
-        fits = (free[:m] >= n[i]) & (used[:m] < cap[:m])
-        j = int(np.argmax(fits)) if fits.any() else m
-        if j == m:
-          size = int(sizes[np.searchsorted(sizes, n[i])])
-          free[j], cap[j] = size, slots_of(size)
-          members.append((size, []))
-        free[j], used[j] = free[j] - n[i], used[j] + 1
-        members[j][1].append(chunk[i])
-      packs += [(size, np.asarray(m, np.int64)) for size, m in members]
+      shortest = sizes[np.searchsorted(sizes, n)]  # the shortest row each text may open or join
+      while True:
+        members = first_fit(n, shortest)
+        loose = [m for size, m in members if size < self.length and n[m].sum() < MIN_FILL * size]
+        if not loose:
+          break
+        for m in loose:
+          shortest[m] = sizes[np.searchsorted(sizes, shortest[m], side="right")]
+      packs += [(size, chunk[m]) for size, m in members]
     return packs
 
 
@@ -221,12 +238,15 @@ class Packing:
 
 
 def packed_lengths(buckets: Sequence[int], chosen: Sequence[int] = ()) -> tuple[int, ...]:
-  """The packed rows' lengths: `chosen` (config.data.packed_lengths, may be None) and the longest bucket."""
-  longest, chosen = max(buckets), chosen or ()
+  """The packed rows' lengths: the longest bucket L and `chosen` (config.data.packed_lengths, may be None), or when
+  none are chosen L / 4 and L / 2 (those that are multiples of 8). Each divides L and is a multiple of 8, so rows of
+  it fold into rows of L with their texts' slots (`input_pipeline.fold_rows`)."""
+  longest = int(max(buckets))
+  chosen = chosen or [n for n in (longest // 4, longest // 2) if n >= 8 and n % 8 == 0 and longest % n == 0]
   for n in chosen:
-    number(n, "config.data.packed_lengths", f"lengths from 8 to the longest bucket, {longest}",
-           lambda x: 8 <= x <= longest and x == int(x))
-  return tuple(sorted({int(n) for n in chosen} | {int(longest)}))
+    number(n, "config.data.packed_lengths", f"multiples of 8 that divide the longest bucket, {longest}",
+           lambda x: 8 <= x <= longest and x == int(x) and x % 8 == 0 and longest % x == 0)
+  return tuple(sorted({int(n) for n in chosen} | {longest}))
 
 
 def packing_for(batch_size: int, lengths: np.ndarray, sizes: Sequence[int], tokens_per_batch: int = 0,
@@ -255,7 +275,9 @@ def packing_for(batch_size: int, lengths: np.ndarray, sizes: Sequence[int], toke
 class StepBatch:
   """The training batch of one step: its pooled rows (at most `size`; missing rows are padded empty, weight 0), the
   padded batch size, and the padded length (None: make_batch's choice, the smallest bucket that fits the rows);
-  packed, `places` gives each pooled row's row in the batch (its texts in the order of `rows`)."""
+  packed, the rows of the longest packed length, the length of this batch's packed rows (those of a shorter length
+  are folded side by side into rows of the longest: `input_pipeline.make_step_batch`) and each pooled row's packed
+  row (its texts in the order of `rows`)."""
   rows: np.ndarray
   size: int
   length: int | None
@@ -388,11 +410,11 @@ class MixtureOrder:
 
   def batch(self, step: int) -> StepBatch:
     """The rows, padded batch size and padded length of the batch at `step`: (B_L, L) with a token budget, else
-    (`batch_size`, None: the smallest bucket that fits); packed, (R, the packed length) and each row's place."""
+    (`batch_size`, None: the smallest bucket that fits); packed, (R, the packed rows' length) and each row's place."""
     rows = self.indices(step)  # fills the epoch's cache (tests/runs.py patches it to simulate a crash at a step)
     if self.packing:
       length, places = self._batch_info[self.locate(step)[1]]
-      return StepBatch(rows, self.packing.rows_of(length), length, places)
+      return StepBatch(rows, self.packing.rows[-1], length, places)
     if not self.tokens_per_batch:
       return StepBatch(rows, self.batch_size, None)
     length = int(self._batch_info[self.locate(step)[1]])

@@ -51,13 +51,13 @@ FIELDS: dict[str, tuple[object, str]] = {
                          "config.tasks"),
     "data.length_buckets": ((32, 48, 64, 96, 128), "batches are padded to the smallest bucket that fits; the largest "
                             "is the max length (one compilation of the train step per bucket)"),
-    "data.packing": (True, "training batches of R rows of the longest bucket's length (or R_L rows of each of "
-                     "data.packed_lengths), each row holding several whole texts (block-diagonal attention, positions "
-                     "restart per text): ~no padding, one compile per row length; R x length from "
-                     "data.tokens_per_batch. False: one text per row, padded to its bucket"),
-    "data.packed_lengths": ((), "packed: shorter row lengths besides the longest bucket's, e.g. (32, 64): a text "
-                            "opens a row of the shortest that holds it, so attention costs less, but each length "
-                            "compiles once more (pays off only on long runs of short texts); empty: the longest only"),
+    "data.packing": (True, "training batches of R rows of the longest bucket's length, each holding several whole "
+                     "texts (block-diagonal attention, positions restart per text): ~no padding, one compile; R x "
+                     "length from data.tokens_per_batch. False: one text per row, padded to its bucket"),
+    "data.packed_lengths": ((), "packed: shorter rows for short texts (multiples of 8 dividing the longest bucket L): "
+                            "a text opens a row of the shortest that holds it, rows a batch's worth of one length "
+                            "lie side by side in rows of L and attend within their own length (less attention, the "
+                            "same compiled step); empty: L / 4 and L / 2; (L,): rows of L only"),
     "data.group_by_length": (True, "without packing or budget: batch texts of similar length together (less "
                              "padding), order still seeded"),
     "data.tokens_per_batch": (0, "packed: R rows of the longest bucket L with R x L <= this (shorter packed "

@@ -12,7 +12,7 @@ import tqdm
 
 from mtl_jax import checkpoint, corpora, evaluation, optim, sampling, schema, steps, weighting
 from mtl_jax.encoder import build_encoder
-from mtl_jax.input_pipeline import check_token_types, concat, make_batch, make_packed_batch
+from mtl_jax.input_pipeline import check_token_types, concat, make_batch, make_step_batch
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
 from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log, workdir_lock
@@ -49,14 +49,15 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
       f"(ready in {time.perf_counter() - started:.1f} s)")
   order = sampling.mixture_order(config, train_parts, train_data.lengths, multiple)
   if order.packing:
-    shapes = ", ".join(f"{r} rows of {n}" for r, n in zip(order.packing.rows, order.packing.lengths))
-    log(f"batches: packed, {shapes} tokens, up to one text per 8 tokens, {order.per_epoch} steps per epoch "
-        f"(config.data.packing)")
+    lengths = ", ".join(map(str, order.packing.lengths))
+    log(f"batches: packed, {order.packing.rows[-1]} rows of {order.packing.length} tokens (texts packed into rows of "
+        f"{lengths} tokens, the shorter side by side, attending within them), up to one text per 8 tokens, "
+        f"{order.per_epoch} steps per epoch (config.data.packing)")
   total_steps = tc.steps if tc.steps > 0 else max(int(round(tc.epochs * order.per_epoch)), 1)
   eval_every = tc.eval_every or order.per_epoch
 
   # --- Model and optimizer -------------------------------------------------------------------------------------------
-  model = Model.from_config(config.encoder, enc_config, layout)
+  model = Model.from_config(config.encoder, enc_config, layout, order.packing.lengths[:-1] if order.packing else ())
   tx, schedule = optim.build(tc, total_steps, enc_config.num_layers)
   learned = weighting.init(tc.loss_weighting, len(layout.tasks))  # e.g. uncertainty weighting's log-variances
   init_params = lambda key: {**model.init(key), **({"weighting": learned} if learned else {})}
@@ -84,7 +85,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   def global_batch(data, idx: np.ndarray, size: int, length: int | None = None, places=None) -> dict:  # own rows only
     share = process_rows(data_sh, size)
     local = (make_batch(data, idx, size, buckets, pad_id, share, length) if places is None else
-             make_packed_batch(data, idx, places, size, length, sampling.slots_of(length), pad_id, share))
+             make_step_batch(data, idx, places, size, length, order.packing.length, pad_id, share))
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:

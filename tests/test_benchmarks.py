@@ -49,13 +49,11 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   assert all(name in table for name in throughput.VARIANTS) and "vs per_task_pass" in table
   # Every variant processes the same texts in a window.
   assert len({(r["examples_per_window"], r["real_tokens_per_window"]) for r in results.values()}) == 1
-  # mtl_jax's batches: R packed rows of the longest bucket, one compile; short_rows': rows of 32, 64 or 128 as many
-  # tokens a batch, one compile per length; token_budget's: (B_L, L) within the budget, one compile per shape.
-  assert {(size, length) for _, size, length in packing["window_batches"]} == {(packing["rows"], 128)}
+  # mtl_jax's batches: R rows of the longest bucket holding packed rows of 32, 64 or 128, one compile;
+  # token_budget's: (B_L, L) within the budget, one compile per shape.
+  assert packing["lengths"] == [32, 64, 128]
+  assert all(size == packing["rows"] and length in packing["lengths"] for _, size, length in packing["window_batches"])
   assert results["mtl_jax"]["compiles"] == 1
-  short = packing["short_rows"]["window_batches"]
-  assert all(size * length == packing["rows"] * 128 for _, size, length in short)
-  assert results["short_rows"]["compiles"] == len({length for _, _, length in short})
   for rows, size, length in budget["window_batches"]:
     assert rows <= size == budget["batch_sizes"][str(length)] and size * length <= budget["tokens_per_batch"]
   assert results["token_budget"]["compiles"] == len({length for _, _, length in budget["window_batches"]})
@@ -64,8 +62,7 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   # multiple of 4 / 4 = 1; 128); PyTorch (the rows, the longest).
   fixed = report["settings"]["fixed_rows_batches"]
   bucket = lambda n: min(b for b in report["settings"]["length_buckets"] if b >= n)
-  expected = {"mtl_jax": sum(size * length for _, size, length in packing["window_batches"]),
-              "short_rows": sum(size * length for _, size, length in short),
+  expected = {"mtl_jax": sum(size * 128 for _, size, _ in packing["window_batches"]),
               "token_budget": sum(size * length for _, size, length in budget["window_batches"]),
               "bucketed_fixed_rows": sum(4 * bucket(longest) for _, longest in fixed),
               "per_task_pass": sum(3 * rows * bucket(longest) for rows, longest in fixed),
@@ -73,7 +70,7 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   assert {name: r["processed_tokens_per_window"] for name, r in results.items()} == expected
   # Over an epoch of the pool: packing and token budgets pad least, one fixed length most.
   epoch = {name: r["epoch_real_token_fraction"] for name, r in results.items()}
-  assert min(epoch["mtl_jax"], epoch["short_rows"], epoch["token_budget"]) > epoch["bucketed_fixed_rows"] > \
+  assert min(epoch["mtl_jax"], epoch["token_budget"]) > epoch["bucketed_fixed_rows"] > \
       epoch["fixed_length"]
   for name, r in results.items():
     assert r["vs_pytorch"] == pytest.approx(r["real_tokens_per_s"] / results["pytorch"]["real_tokens_per_s"])

@@ -4,12 +4,14 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
 from mtl_jax import encoder as enc
 from mtl_jax.encoders import Encoder, bert, init_params, weights
+from mtl_jax.encoders.layers import _block_probs, _blocks, attention_bias, block_index, blocked_attention
 from mtl_jax.errors import UserError
 from mtl_jax.heads import pool
 
@@ -140,3 +142,53 @@ def test_hub_id_without_a_hub_is_a_clear_error(monkeypatch):
     enc.resolve_encoder_dir("someorg/some-model")
   with pytest.raises(UserError, match=r"directory not found"):
     enc.resolve_encoder_dir("./no/such/dir")
+
+
+def test_block_index_is_the_shortest_block_length_no_text_runs_across():
+  def by_loop(mask, blocks):
+    for i, size in enumerate(blocks):
+      if all(not (row[b - 1] == row[b] != 0) for row in mask for b in range(size, len(row), size)):
+        return i
+    return len(blocks)
+  rng, seen = np.random.default_rng(0), set()
+  for _ in range(300):
+    mask, size = np.zeros((2, 32), np.int64), int(rng.choice([4, 8, 16, 32]))
+    for row in mask:  # texts laid out within blocks of `size`, numbered along the row, sometimes padding after one
+      text = 1
+      for start in range(0, 32, size):
+        at = start
+        while at < start + size:
+          n = int(rng.integers(1, start + size - at + 1))
+          row[at:at + n], at, text = text, at + n + int(rng.integers(0, 2)), text + 1
+    got = int(block_index(mask, (4, 8, 16)))
+    assert got == by_loop(mask, (4, 8, 16))
+    seen.add(got)
+  assert seen == {0, 1, 2, 3}
+
+
+def test_blocked_attention_matches_whole_row_attention_and_its_gradients_match_autodiff():
+  """`blocked_attention` (its own backward pass) against attention over whole rows (no dropout), and its gradients
+  against JAX's autodiff of the same blocks' forward pass, with and without dropout, at every block length."""
+  rng, sizes, root = np.random.default_rng(0), (4, 8, 16), 2.0
+  q, k, v, cotangent = (jnp.asarray(rng.normal(size=(2, 16, 2, 4)), jnp.float32) for _ in range(4))
+  mask = np.array([[1, 1, 1, 0, 2, 2, 3, 0, 4, 4, 4, 4, 5, 0, 0, 0], [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]])
+  bias = tuple(attention_bias(mask, jnp.float32, n) for n in sizes)
+  whole = jax.nn.dot_product_attention(q, k, v, bias=attention_bias(mask, jnp.float32), scale=1 / root)
+  key = jax.random.key(0)
+  for block, size in enumerate(sizes):
+    for rate in (0.0, 0.1):
+      def blocked(q, k, v):
+        return (blocked_attention(q, k, v, bias, jnp.asarray(block), root, rate, key if rate else None)
+                * cotangent).sum()
+
+      def autodiff(q, k, v):
+        probs, keep, scale = _block_probs(_blocks(q, size), _blocks(k, size), bias[block], root, rate, key)
+        dropped = probs if keep is None else jnp.where(keep, probs * scale, 0)
+        return (jnp.einsum("bhnqk,bnkhd->bnqhd", dropped, _blocks(v, size)).reshape(q.shape) * cotangent).sum()
+      if not rate:  # texts within blocks of 4: every block length gives the texts the whole rows' attention
+        out = blocked_attention(q, k, v, bias, jnp.asarray(block), root, rate)
+        np.testing.assert_allclose(np.asarray(out)[mask > 0], np.asarray(whole)[mask > 0], atol=1e-5)
+      got, want = jax.value_and_grad(blocked, (0, 1, 2))(q, k, v), jax.value_and_grad(autodiff, (0, 1, 2))(q, k, v)
+      np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+      for g, w in zip(got[1], want[1]):
+        np.testing.assert_allclose(g, w, atol=1e-5)

@@ -4,6 +4,7 @@ loaded by mtl_jax; the last hidden states must match on every real token of a pa
 packed (several texts per row) each text must keep the hidden states it has alone. Then each family trains a few
 steps through the real entry point and predicts."""
 
+import dataclasses
 import json
 import os
 import re
@@ -166,6 +167,28 @@ def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
   # exactly: both layouts run through the same kernels; and rotary positions are relative, so rotary positions that
   # do not restart show only in the rounding (ModernBERT: 5e-7)
   np.testing.assert_array_equal(got, alone)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_attention_blocks_give_each_text_the_hidden_states_it_has_alone(name, tmp_path):
+  """Training with attention blocks (`Encoder.blocks`): rows of 32 holding padded_batch's texts in blocks of 16 (as
+  fold_rows lays out two packed rows of 16) attend within blocks of 16, and a row where a text runs across position 16
+  makes the whole batch attend over whole rows; either way every text keeps its hidden states (dropout off)."""
+  reference = save_family(name, tmp_path)
+  config, params = enc.load_pretrained(str(tmp_path))
+  config = dataclasses.replace(config, dropout_rate=0.0, attention_dropout_rate=0.0)
+  pad_id = reference.config.pad_token_id or 0
+  ids, mask, types = padded_batch(pad_id)
+  alone = np.asarray(Encoder(config).apply({"params": params}, ids, mask, types if FAMILIES[name][2] else None))
+  for starts in (((0, 0), (1, 0), (0, 16), (1, 16)), ((0, 0), (1, 0), (0, 12), (1, 16))):  # (row, start) per text
+    rows = [np.full((2, 32), pad_id, np.int64), np.zeros((2, 32), np.int64), np.zeros((2, 32), np.int64)]
+    for i, (row, start) in enumerate(starts):
+      for array, values in zip(rows, (ids[i], mask[i] * (1 + (start > 0)), types[i])):
+        array[row, start:start + LENGTHS[i]] = values[:LENGTHS[i]]
+    out = Encoder(config, blocks=(8, 16)).apply({"params": params}, *rows[:2], rows[2] if FAMILIES[name][2] else None,
+                                                 deterministic=False, rngs={"dropout": jax.random.key(0)})
+    got = np.concatenate([np.asarray(out)[row, start:start + LENGTHS[i]] for i, (row, start) in enumerate(starts)])
+    np.testing.assert_allclose(got, np.concatenate([alone[i, :n] for i, n in enumerate(LENGTHS)]), atol=2e-5)
 
 
 def test_text_positions_restart_at_each_text():

@@ -9,7 +9,7 @@ import numpy as np
 
 from mtl_jax import encoder as enc
 from mtl_jax.encoders import Encoder
-from mtl_jax.input_pipeline import Encoded, make_batch, make_packed_batch
+from mtl_jax.input_pipeline import Encoded, make_batch, make_packed_batch, make_step_batch
 from mtl_jax.losses import grouped_loss
 from mtl_jax.model import Model
 from mtl_jax.tasks import Layout, Task
@@ -60,3 +60,32 @@ def test_packed_texts_get_the_logits_and_loss_they_get_alone():
     np.testing.assert_allclose(sums, expected[0], rtol=1e-5)
     np.testing.assert_allclose(counts, expected[1], rtol=1e-6)
     assert np.all(np.asarray(expected[1]) > 0)  # every task scored something
+
+
+def test_folded_short_rows_train_with_attention_blocks_and_keep_each_texts_logits():
+  """Rows of 16 folded two by two into rows of 32 (`make_step_batch`) and trained with attention blocks of 16
+  (`Encoder.blocks`, dropout off): each text gets the logits it has alone; a process's share of the folded batch is
+  those rows of it."""
+  config = dataclasses.replace(enc.random_config("random-tiny"), vocab_size=20000, dropout_rate=0.0,
+                               attention_dropout_rate=0.0)
+  params = jax.tree.map(lambda x: x * 20, jax.jit(Model(Encoder(config), LAYOUT).init)(jax.random.key(0)))
+  data = examples()
+  idx, places = np.array([1, 2, 0, 3, 4, 5, 6]), np.array([0, 0, 1, 1, 2, 2, 3])  # rows of 15, 14, 11, 10 tokens
+  folded = make_step_batch(data, idx, places, 2, 16, 32, pad_id=0)
+  assert folded["input_ids"].shape == (2, 32) and folded["labels"].shape == (2, 4, len(LAYOUT.tasks))
+  for rows in (slice(0, 1), slice(1, 2)):
+    part = make_step_batch(data, idx, places, 2, 16, 32, pad_id=0, rows=rows)
+    for key in folded:
+      np.testing.assert_array_equal(part[key], folded[key][rows])
+  alone = make_batch(data, np.arange(len(LENGTHS)), len(LENGTHS), (16,), pad_id=0)
+  model = Model(Encoder(config, blocks=(8, 16)), LAYOUT, "mean", head_dropout=0.0)
+  single = jax.jit(model.logits)(params, alone)  # evaluation: no blocks
+  together = jax.jit(model.logits)(params, folded, jax.random.key(1))  # training: blocks of 16
+  for j, (i, r) in enumerate(zip(idx, places)):
+    s = int(np.sum(places[:j] == r))  # the text's slot in its row of 16, then in the folded row
+    slot = r // 2 * 4 + r % 2 * 2 + s
+    for kind in ("classification", "regression", "multilabel"):
+      np.testing.assert_allclose(together[kind][slot], single[kind][i], atol=2e-5, rtol=1e-5)
+    mine = folded["attention_mask"][r // 2] == slot % 4 + 1
+    np.testing.assert_allclose(np.asarray(together["tagging"][r // 2])[mine],
+                               np.asarray(single["tagging"][i])[:LENGTHS[i]], atol=2e-5, rtol=1e-5)

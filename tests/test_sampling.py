@@ -11,6 +11,7 @@ from runs import load_config
 
 from mtl_jax.errors import UserError
 from mtl_jax.sampling import (
+  MIN_FILL,
   MixtureOrder,
   Packing,
   bucket_batch_sizes,
@@ -380,8 +381,7 @@ def test_packing_puts_every_row_in_one_packed_row_within_its_length_and_slots(si
   assert sorted(np.concatenate([p for _, p in packs]).tolist()) == list(range(3000))
   for size, p in packs:
     assert size in sizes and 0 < len(p) <= size // 8 and lengths[p].sum() <= size
-    shorter = [n for n in sizes if n < size]  # a row is opened at the shortest length its longest text fits
-    assert not shorter or lengths[p].max() > max(shorter)
+    assert size == max(sizes) or lengths[p].sum() >= MIN_FILL * size  # shorter rows are nearly full
   # first-fit decreasing within each chunk: the rows fill close to the lower bound of sum(lengths)
   assert sum(size for size, _ in packs) <= lengths.sum() * 1.04 + 3 * max(sizes)
 
@@ -393,13 +393,14 @@ def test_a_packed_epoch_holds_the_same_rows_each_once_in_batches_of_each_lengths
   for epoch, start in enumerate(np.cumsum([0] + [order.epoch_steps(e) for e in range(3)])[:3]):
     batches = [order.batch(int(start) + s) for s in range(order.epoch_steps(epoch))]
     assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == sorted(plain.epoch_rows(epoch).tolist())
-    for b in batches:
-      assert b.length in lengths and b.size == 4 * 128 // b.length and len(b.places) == len(b.rows)
-      assert b.places.tolist() == sorted(b.places.tolist()) and b.places.max() < b.size  # a row's texts together
-      for r in range(b.size):
+    for b in batches:  # 4 rows of 128, each holding 128 / length packed rows side by side
+      packed_rows = 4 * 128 // b.length
+      assert b.length in lengths and b.size == 4 and len(b.places) == len(b.rows)
+      assert b.places.tolist() == sorted(b.places.tolist()) and b.places.max() < packed_rows  # a row's texts together
+      for r in range(packed_rows):
         mine = b.rows[b.places == r]
         assert order.lengths[mine].sum() <= b.length and len(mine) <= b.length // 8
-    short = [b for b in batches if len(set(b.places.tolist())) < b.size]
+    short = [b for b in batches if len(set(b.places.tolist())) < 4 * 128 // b.length]
     assert len(short) <= 1 and all(b.length == 128 for b in short)  # only the longest length's last batch
     assert {b.length for b in batches} == set(lengths)
 
@@ -420,22 +421,24 @@ def test_packed_batches_are_a_function_of_seed_and_step():
 def test_packing_nearly_removes_padding(lengths):
   order = packed_order(sizes=(3000, 5000), lengths=lengths)
   batches = [order.batch(s) for s in range(order.per_epoch)]
-  real = sum(order.lengths[b.rows].sum() for b in batches) / sum(b.size * b.length for b in batches)
+  real = sum(order.lengths[b.rows].sum() for b in batches) / sum(b.size * 128 for b in batches)
   assert real > 0.95
 
 
 def test_short_packed_rows_attend_over_fewer_tokens():
   """The point of several packed lengths: most texts are short, so most batches' rows are short."""
   order, single = packed_order(sizes=(3000, 5000), lengths=(32, 64, 128)), packed_order(sizes=(3000, 5000))
-  attended = lambda o: sum(b.size * b.length ** 2 for b in map(o.batch, range(o.per_epoch)))  # per head and layer
+  # per head and layer: b.size rows of 128, each 128 / length blocks of length^2
+  attended = lambda o: sum(b.size * 128 * b.length for b in map(o.batch, range(o.per_epoch)))
   assert attended(order) < 0.6 * attended(single)
 
 
-def test_packed_lengths_are_the_longest_bucket_and_those_chosen():
-  assert packed_lengths((32, 48, 64, 96, 128)) == (128,) and packed_lengths((32, 128), None) == (128,)
-  assert packed_lengths((32, 128), (64, 32, 64)) == (32, 64, 128) and packed_lengths((16,), (8,)) == (8, 16)
-  for bad in ((4,), (256,), (40.5,)):
-    with pytest.raises(UserError, match="^config.data.packed_lengths: expected lengths from 8 to the longest bucket"):
+def test_packed_lengths_are_the_longest_bucket_and_those_chosen_or_its_half_and_quarter():
+  assert packed_lengths((32, 48, 64, 96, 128)) == (32, 64, 128) and packed_lengths((32, 128), None) == (32, 64, 128)
+  assert packed_lengths((96,)) == (24, 48, 96) and packed_lengths((16,)) == (8, 16) and packed_lengths((8, 20)) == (20,)
+  assert packed_lengths((32, 128), (64, 32, 64)) == (32, 64, 128) and packed_lengths((32, 128), (128,)) == (128,)
+  for bad in ((4,), (256,), (40.5,), (48,), (12,)):
+    with pytest.raises(UserError, match="^config.data.packed_lengths: expected multiples of 8 that divide the longest"):
       validate(load_config(**{"data.packed_lengths": bad}))
 
 

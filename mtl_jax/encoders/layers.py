@@ -5,6 +5,7 @@ tree is named alike for all (`embeddings/word`, `layer_3/query`, ...), so shardi
 not depend on the family."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -84,14 +85,18 @@ def dropout(x, rate: float, rng):
   32-bit draw, a whole threefry block, on each element: the random bits cost most of the dropout's time), so the rate
   rounds to a multiple of 1/256 (0.1 -> 26/256 = 0.1016); the scale uses the rounded rate, so expectations stay
   exact. The leading axes are those of `x`, so the bits shard with it (the same mask on any mesh)."""
-  drop = min(round(rate * 256), 255)
-  if drop == 0:
+  if min(round(rate * 256), 255) == 0:
     return x
-  width = x.shape[-1]
-  words = jax.random.bits(rng, x.shape[:-1] + (-(-width // 4),), jnp.uint32)
+  keep, scale = dropout_mask(x.shape, rate, rng)
+  return jnp.where(keep, x * scale, 0).astype(x.dtype)
+
+
+def dropout_mask(shape: tuple[int, ...], rate: float, rng) -> tuple[jax.Array, float]:
+  """`dropout`'s keep mask (bool, `shape`) and the scale of what it keeps."""
+  drop, width = min(round(rate * 256), 255), shape[-1]
+  words = jax.random.bits(rng, shape[:-1] + (-(-width // 4),), jnp.uint32)
   draws = (words[..., None] >> jnp.arange(0, 32, 8, dtype=jnp.uint32)) & 255  # [..., words, 4]: one byte each
-  keep = draws.reshape(x.shape[:-1] + (-1,))[..., :width] >= drop
-  return jnp.where(keep, x * (256 / (256 - drop)), 0).astype(x.dtype)
+  return draws.reshape(shape[:-1] + (-1,))[..., :width] >= drop, 256 / (256 - drop)
 
 
 class Dropout(nn.Module):
@@ -127,12 +132,15 @@ def position_ids(attention_mask, padding_idx: int):
   return jnp.where(jnp.asarray(attention_mask) > 0, positions + padding_idx + 1, padding_idx)
 
 
-def attention_bias(attention_mask, dtype):
+def attention_bias(attention_mask, dtype, block: int = 0):
   """[batch, 1, length, length] additive attention scores: 0 where query and key hold the same id in the mask (the
   same text, or both padding), else a large negative score. Texts never see each other nor padding, and no query is
-  masked out entirely (padding attends to padding), so nothing turns to NaN."""
+  masked out entirely (padding attends to padding), so nothing turns to NaN. With `block`, within blocks of that
+  length only: [batch, 1, length / block, block, block]."""
   mask = jnp.asarray(attention_mask).astype(jnp.int32)
-  return jnp.where(mask[:, None, :, None] == mask[:, None, None, :], 0.0, -1e9).astype(dtype)
+  if block:
+    mask = mask.reshape(mask.shape[0], -1, block)
+  return jnp.where(mask[:, None, ..., :, None] == mask[:, None, ..., None, :], 0.0, -1e9).astype(dtype)
 
 
 class Embeddings(_Part):
@@ -200,32 +208,34 @@ class Layer(_Part):
   """One transformer layer: post-LayerNorm (BERT and most families) or pre-LayerNorm (`pre_norm`: ModernBERT). With
   `rel` (DeBERTa's relative-position embeddings and the [length, length] relative positions) the attention adds the
   disentangled content/position scores; with `rope` (cosines and sines of each token's position, [batch, length,
-  head_dim]) queries and keys are rotated."""
+  head_dim]) queries and keys are rotated. `bias` holds the additive scores of each attention block length
+  (`Encoder`), `block` picks one."""
   first: bool = False  # the encoder's first layer: with pre_norm, its attention reads the normed embeddings as they are
 
   @nn.compact
-  def __call__(self, x, bias, deterministic: bool, rel=None, rope=None):
+  def __call__(self, x, bias, deterministic: bool, rel=None, rope=None, block=None):
     c = self.config
     norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, dtype=self.dtype, name=name)
     if not c.pre_norm:
-      x = norm("attention_norm")(x + self.attention(x, bias, deterministic, rel, rope))
+      x = norm("attention_norm")(x + self.attention(x, bias, deterministic, rel, rope, block))
       return norm("output_norm")(x + self.feed_forward(x, deterministic))
-    x = x + self.attention(x if self.first else norm("attention_norm")(x), bias, deterministic, rel, rope)
+    x = x + self.attention(x if self.first else norm("attention_norm")(x), bias, deterministic, rel, rope, block)
     return x + self.feed_forward(norm("mlp_norm")(x), deterministic)
 
   def dense(self, n: int, name: str, bias: bool = True):
     return nn.Dense(n, use_bias=bias, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name)
 
-  def attention(self, x, bias, deterministic: bool, rel, rope):
-    """Self-attention, through the output projection and its dropout."""
+  def attention(self, x, bias, deterministic: bool, rel, rope, block):
+    """Self-attention, through the output projection and its dropout: over whole rows (`bias` holds one length's
+    scores), or within the blocks `block` picks (`blocked_attention`)."""
     c = self.config
     dense = lambda n, name: self.dense(n, name, c.attention_bias)
     head_dim = c.hidden_size // c.num_heads
     split = lambda t: t.reshape(t.shape[:-1] + (c.num_heads, head_dim))
-    query = key = None
     if c.fused_qkv:  # [..., 3 x hidden]: all heads' queries, then their keys, then their values
       qkv = dense(3 * c.hidden_size, "qkv")(x).reshape(x.shape[:-1] + (3, c.num_heads, head_dim))
       q, k, v = (qkv[..., i, :, :] for i in range(3))
+      query = key = None
     else:
       query, key = dense(c.hidden_size, "query"), dense(c.hidden_size, "key")
       q, k, v = split(query(x)), split(key(x)), split(dense(c.hidden_size, "value")(x))
@@ -233,9 +243,16 @@ class Layer(_Part):
       q, k = rotate(q, *rope), rotate(k, *rope)
     # DeBERTa divides the scores by the root of head_dim times the number of score terms
     scaled_dim = head_dim * (1 + len(c.pos_att_type)) if rel is not None else head_dim
+    rate = 0.0 if deterministic else c.attention_dropout_rate
+    if len(bias) > 1:  # attention blocks (training): the length `block` picks
+      rng = self.make_rng("dropout") if rate else None
+      attended = blocked_attention(q, k, v, bias, block, float(np.sqrt(head_dim)), rate, rng)
+      return Dropout(c.dropout_rate)(dense(c.hidden_size, "attention_output")(attended.reshape(x.shape)),
+                                     deterministic)
+    bias = bias[0]
     if rel is not None:
       bias = bias + self.disentangled(q, k, rel, split, query, key, dense, np.sqrt(scaled_dim))
-    if deterministic or c.attention_dropout_rate == 0:  # JAX's fused attention (cuDNN/flash where there is one)
+    if not rate:  # JAX's fused attention (cuDNN/flash where there is one)
       attended = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=None if rel is None else
                                               float(1 / np.sqrt(scaled_dim)))
     else:  # dropout on the attention probabilities, as BERT trains: written out
@@ -273,16 +290,102 @@ class Layer(_Part):
     return score / np.float32(root).astype(q.dtype)
 
 
+def _blocks(t, size: int):
+  """[batch, length, heads, head_dim] -> [batch, length / size, size, heads, head_dim]."""
+  return t.reshape(t.shape[0], -1, size, *t.shape[2:])
+
+
+def _block_probs(q, k, bias, root, rate: float, rng):
+  """Attention probabilities within blocks ([batch, heads, blocks, query, key], from `_blocks` of q and k and the
+  blocks' additive `bias` [batch, 1, blocks, l, l]) and, with dropout, the keep mask and its scale."""
+  scores = jnp.einsum("bnqhd,bnkhd->bhnqk", q, k) / np.asarray(root, q.dtype) + bias
+  probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
+  keep, scale = dropout_mask(probs.shape, rate, rng) if rate else (None, 1.0)
+  return probs, keep, scale
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def blocked_attention(q, k, v, bias, block, root: float, rate: float, rng=None):
+  """Attention within blocks whose length `block` (traced) picks: `bias` holds each block length's additive scores
+  ([batch, 1, length / l, l, l]); q, k, v [batch, length, heads, head_dim]; dropout `rate` on the probabilities.
+
+  Its own backward pass: `lax.switch`'s autodiff would make every branch return every other branch's saved
+  activations (as zeros) and cost more than the shorter blocks save; here each branch saves its probabilities (and
+  keep mask) into one buffer of the longest block's size, and the backward pass switches on `block` again."""
+  return _blocked_forward(q, k, v, bias, block, root, rate, rng)[0]
+
+
+def _blocked_forward(q, k, v, bias, block, root, rate, rng):
+  total = q.shape[1] * q.shape[1]  # one row's probabilities per head at the longest block, its whole length
+
+  def branch(b):
+    def run(q, k, v, rng):
+      probs, keep, scale = _block_probs(_blocks(q, b.shape[-1]), _blocks(k, b.shape[-1]), b, root, rate, rng)
+      dropped = probs if keep is None else jnp.where(keep, probs * scale, 0).astype(probs.dtype)
+      out = jnp.einsum("bhnqk,bnkhd->bnqhd", dropped, _blocks(v, b.shape[-1])).reshape(q.shape)
+      flat = lambda a: jnp.pad(a.reshape(*a.shape[:2], -1), ((0, 0), (0, 0), (0, total - a[0, 0].size)))
+      return out, flat(probs), None if keep is None else flat(keep)
+    return run
+  out, probs, keep = jax.lax.switch(block, [branch(b) for b in bias], q, k, v, rng)
+  return out, (q, k, v, probs, keep, block, bias)
+
+
+def _blocked_backward(root, rate, saved, grad):
+  q, k, v, probs, keep, block, bias = saved
+  sizes = [b.shape[-1] for b in bias]
+  scale = 256 / (256 - min(round(rate * 256), 255)) if keep is not None else 1.0
+
+  def branch(size):
+    def run(q, k, v, probs, keep, grad):
+      qb, kb, vb, gb = (_blocks(t, size) for t in (q, k, v, grad))
+      shape = (*probs.shape[:2], q.shape[1] // size, size, size)
+      p = probs[..., :q.shape[1] * size].reshape(shape)
+      kept = None if keep is None else keep[..., :q.shape[1] * size].reshape(shape)
+      dropped = p if kept is None else jnp.where(kept, p * scale, 0).astype(p.dtype)
+      dv = jnp.einsum("bhnqk,bnqhd->bnkhd", dropped, gb)
+      dp = jnp.einsum("bnqhd,bnkhd->bhnqk", gb, vb)
+      dp = dp if kept is None else jnp.where(kept, dp * scale, 0).astype(dp.dtype)
+      p32, dp32 = p.astype(jnp.float32), dp.astype(jnp.float32)
+      ds = (p32 * (dp32 - jnp.sum(p32 * dp32, axis=-1, keepdims=True))).astype(q.dtype) / np.asarray(root, q.dtype)
+      dq = jnp.einsum("bhnqk,bnkhd->bnqhd", ds, kb)
+      dk = jnp.einsum("bhnqk,bnqhd->bnkhd", ds, qb)
+      return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    return run
+  dq, dk, dv = jax.lax.switch(block, [branch(n) for n in sizes], q, k, v, probs, keep, grad)
+  return dq, dk, dv, None, None, None
+
+
+blocked_attention.defvjp(_blocked_forward, _blocked_backward)
+
+
+def block_index(attention_mask, blocks: tuple[int, ...]):
+  """The index in `blocks` (ascending lengths that divide the rows') of the shortest whose blocks hold every text of
+  the batch whole (no text runs across a multiple of it), or len(blocks): only whole rows do."""
+  mask = jnp.asarray(attention_mask)
+
+  def holds(size):
+    edges = mask.reshape(mask.shape[0], -1, size)
+    return ~jnp.any((edges[:, 1:, 0] == edges[:, :-1, -1]) & (edges[:, 1:, 0] > 0))
+  return jnp.argmax(jnp.stack([holds(size) for size in blocks] + [jnp.array(True)]))
+
+
 class Encoder(nn.Module):
   """Token ids and attention mask -> last hidden states [batch, length, hidden].
 
   The mask [batch, length] holds 0 for padding and s >= 1 for a token of the row's s-th text: 0/1 is one text per row;
   a packed row holds several texts, each one run of its id (1, 2, 3, ... along the row, padding only after the
   last). A token attends only to its own text, and positions (absolute or rotary) restart at each text, so a text's
-  hidden states are those it has alone in a row."""
+  hidden states are those it has alone in a row.
+
+  Attention blocks (training, `blocks`): when no text of the batch runs across a multiple of a shorter length l
+  (packed rows of l placed side by side, `input_pipeline.fold_rows`), attention runs within blocks of the shortest
+  such l, as if the rows were [batch x length / l, l]: the same hidden states for the texts, at a fraction of
+  attention's cost, from one compiled step (`blocked_attention` switches on the block length inside it). Not
+  DeBERTa's disentangled attention, which always spans whole rows."""
   config: EncoderConfig
   dtype: jnp.dtype = jnp.float32
   remat: bool = False  # recompute each layer's activations in the backward pass (saves memory)
+  blocks: tuple[int, ...] = ()  # training: attention block lengths shorter than the rows (each dividing them)
 
   @nn.compact
   def __call__(self, input_ids, attention_mask, token_type_ids=None, deterministic: bool = True):
@@ -290,8 +393,13 @@ class Encoder(nn.Module):
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
     x = Embeddings(c, self.dtype, name="embeddings")(input_ids, attention_mask, token_type_ids, deterministic)
+    blocks = tuple(n for n in self.blocks if n < length and length % n == 0)
+    if deterministic or c.relative_attention:  # DeBERTa: its relative positions are scored over whole rows
+      blocks = ()
+    sizes = (*blocks, length)  # attention block lengths; `block` picks one
+    block = block_index(attention_mask, blocks) if blocks else None
     # Additive mask: keys of another text or padding get a large negative score, so they receive no attention.
-    bias = {False: attention_bias(attention_mask, self.dtype)}
+    bias = {False: tuple(attention_bias(attention_mask, self.dtype, n if blocks else 0) for n in sizes)}
     rel = self.relative(length, deterministic) if c.relative_attention else None
     # ModernBERT: global layers (every global_every-th from the first) and local ones, each with its rotary base (its
     # tables gathered at each token's position within its text) and the local ones with their window
@@ -299,11 +407,13 @@ class Encoder(nn.Module):
     rope = {local: tuple(jnp.asarray(table)[positions] for table in rotary(length, theta, head_dim))
             if c.rope_theta else None for local, theta in ((False, c.rope_theta), (True, c.local_rope_theta))}
     if c.global_every > 1:
-      bias[True] = bias[False] + jnp.asarray(local_window_bias(length, c.local_window), self.dtype)
+      bias[True] = tuple(b + jnp.asarray(local_window_bias(n, c.local_window), self.dtype)
+                         for b, n in zip(bias[False], sizes))
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if self.remat else Layer
     for i in range(c.num_layers):
       local = i % c.global_every != 0
-      x = layer_cls(c, self.dtype, first=i == 0, name=f"layer_{i}")(x, bias[local], deterministic, rel, rope[local])
+      x = layer_cls(c, self.dtype, first=i == 0, name=f"layer_{i}")(x, bias[local], deterministic, rel, rope[local],
+                                                                     block)
     if c.pre_norm:
       x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, dtype=self.dtype, name="final_norm")(x)
     return x
