@@ -193,9 +193,6 @@ class Packing:
     """The longest packed row (the longest bucket: every text fits)."""
     return self.lengths[-1]
 
-  def rows_of(self, length: int) -> int:
-    return self.rows[self.lengths.index(length)]
-
   def pack(self, rows: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """`rows` (pooled rows, in order; their token counts `lengths`, at most `length`) packed: within each run of
     PACK_CHUNK, first-fit decreasing (`first_fit`). A shorter row left less than MIN_FILL full costs more in padding
