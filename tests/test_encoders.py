@@ -150,7 +150,8 @@ def packed_batch(ids, mask, types, pad_id: int):
 def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
   """Several texts per row (ids 1, 2, ... in the attention mask): each attends only to itself and its positions
   restart, so every real token's hidden state is the one it has unpacked, one text per row. Both layouts run in one
-  batch (the unpacked rows padded to the packed length), so each family runs once."""
+  batch (the unpacked rows padded to the packed length), so each family runs once. The same in training with
+  attention blocks."""
   reference = save_family(name, tmp_path)
   config, params = enc.load_pretrained(str(tmp_path))
   pad_id = reference.config.pad_token_id or 0
@@ -161,25 +162,17 @@ def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
           ((ids, packed_ids, pad_id), (mask, packed_mask, 0), (types, packed_types, 0))]
   out = np.asarray(Encoder(config).apply({"params": params}, *both[:2], both[2] if FAMILIES[name][2] else None))
   assert np.isfinite(out).all()  # padding too, the row of padding only included
-  alone = np.concatenate([out[i, :n] for i, n in enumerate(LENGTHS)])
+  alone_texts = [out[i, :n] for i, n in enumerate(LENGTHS)]
+  alone = np.concatenate(alone_texts)
   packed = out[len(LENGTHS):]
   got = np.concatenate([packed[where[i][0], where[i][1]:where[i][1] + n] for i, n in enumerate(LENGTHS)])
   # exactly: both layouts run through the same kernels; and rotary positions are relative, so rotary positions that
   # do not restart show only in the rounding (ModernBERT: 5e-7)
   np.testing.assert_array_equal(got, alone)
-
-
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_attention_blocks_give_each_text_the_hidden_states_it_has_alone(name, tmp_path):
-  """Training with attention blocks (`Encoder.blocks`): rows of 32 holding padded_batch's texts in blocks of 16 (as
-  fold_rows lays out two packed rows of 16) attend within blocks of 16, and a row where a text runs across position 16
-  makes the whole batch attend over whole rows; either way every text keeps its hidden states (dropout off)."""
-  reference = save_family(name, tmp_path)
-  config, params = enc.load_pretrained(str(tmp_path))
+  # Training with attention blocks (`Encoder.blocks`, dropout off): rows of 32 holding the texts in blocks of 16 (as
+  # fold_rows lays out two packed rows of 16) attend within blocks of 16, and a row where a text runs across position
+  # 16 makes the whole batch attend over whole rows; either way every text keeps its hidden states.
   config = dataclasses.replace(config, dropout_rate=0.0, attention_dropout_rate=0.0)
-  pad_id = reference.config.pad_token_id or 0
-  ids, mask, types = padded_batch(pad_id)
-  alone = np.asarray(Encoder(config).apply({"params": params}, ids, mask, types if FAMILIES[name][2] else None))
   for starts in (((0, 0), (1, 0), (0, 16), (1, 16)), ((0, 0), (1, 0), (0, 12), (1, 16))):  # (row, start) per text
     rows = [np.full((2, 32), pad_id, np.int64), np.zeros((2, 32), np.int64), np.zeros((2, 32), np.int64)]
     for i, (row, start) in enumerate(starts):
@@ -188,7 +181,7 @@ def test_attention_blocks_give_each_text_the_hidden_states_it_has_alone(name, tm
     out = Encoder(config, blocks=(8, 16)).apply({"params": params}, *rows[:2], rows[2] if FAMILIES[name][2] else None,
                                                  deterministic=False, rngs={"dropout": jax.random.key(0)})
     got = np.concatenate([np.asarray(out)[row, start:start + LENGTHS[i]] for i, (row, start) in enumerate(starts)])
-    np.testing.assert_allclose(got, np.concatenate([alone[i, :n] for i, n in enumerate(LENGTHS)]), atol=2e-5)
+    np.testing.assert_allclose(got, np.concatenate(alone_texts), atol=2e-5)
 
 
 def test_text_positions_restart_at_each_text():
