@@ -85,15 +85,20 @@ def dropout(x, rate: float, rng):
   32-bit draw, a whole threefry block, on each element: the random bits cost most of the dropout's time), so the rate
   rounds to a multiple of 1/256 (0.1 -> 26/256 = 0.1016); the scale uses the rounded rate, so expectations stay
   exact. The leading axes are those of `x`, so the bits shard with it (the same mask on any mesh)."""
-  if min(round(rate * 256), 255) == 0:
+  if dropped_bytes(rate) == 0:
     return x
   keep, scale = dropout_mask(x.shape, rate, rng)
   return jnp.where(keep, x * scale, 0).astype(x.dtype)
 
 
+def dropped_bytes(rate: float) -> int:
+  """`dropout`'s rate in 256ths: a random byte below it drops the element."""
+  return min(round(rate * 256), 255)
+
+
 def dropout_mask(shape: tuple[int, ...], rate: float, rng) -> tuple[jax.Array, float]:
   """`dropout`'s keep mask (bool, `shape`) and the scale of what it keeps."""
-  drop, width = min(round(rate * 256), 255), shape[-1]
+  drop, width = dropped_bytes(rate), shape[-1]
   words = jax.random.bits(rng, shape[:-1] + (-(-width // 4),), jnp.uint32)
   draws = (words[..., None] >> jnp.arange(0, 32, 8, dtype=jnp.uint32)) & 255  # [..., words, 4]: one byte each
   return draws.reshape(shape[:-1] + (-1,))[..., :width] >= drop, 256 / (256 - drop)
@@ -333,7 +338,7 @@ def _blocked_forward(q, k, v, bias, block, root, rate, rng):
 def _blocked_backward(root, rate, saved, grad):
   q, k, v, probs, keep, block, bias = saved
   sizes = [b.shape[-1] for b in bias]
-  scale = 256 / (256 - min(round(rate * 256), 255)) if keep is not None else 1.0
+  scale = 256 / (256 - dropped_bytes(rate)) if keep is not None else 1.0
 
   def branch(size):
     def run(q, k, v, probs, keep, grad):
