@@ -9,17 +9,16 @@ Texts as in benchmarks/throughput.py (CoNLL-2003 sentences and TweetEval tweets,
 task, the label and the probability of every class (Predictor.predict's format), so tokenisation, batching, the
 forward pass and building the results are all timed. After `--warmup` untimed windows per variant (JAX compiles
 there), `--windows` timed rounds each run one window of every variant, in a rotating order; a variant's median
-window gives its figures. `compiles`: XLA compilations in the warm-up (one per length bucket met) / in the timed
-windows.
+window gives its figures. `compiles`: XLA compilations in the warm-up (one per batch shape: the full batch and the
+last one's) / in the timed windows.
 
 Variants:
-  mtl_jax         Predictor.predict(texts, batch_size): tokenise, sort by length, pad each batch to the smallest
-                  of its buckets that fits (`predict.prediction_buckets`: training's length buckets and, below the
-                  largest, every multiple of 4 up to 64 and of 8 above; rows to the batch size), the jitted
-                  forward, results per task;
+  mtl_jax         Predictor.predict(texts, batch_size): tokenise, pack the texts into rows of the longest length
+                  bucket (first-fit decreasing, as many tokens a batch as batch_size texts of the shortest bucket:
+                  `input_pipeline.eval_batches`), the jitted forward, results per task;
   pytorch         the tokenizer on all texts (cut to the largest bucket), batches in input order padded to their
                   longest text by tokenizer.pad, BertModel + mean pooling + grouped nn.Linear, softmax per task;
-  pytorch_sorted  the same, with the texts sorted by length first (as Predictor batches them).
+  pytorch_sorted  the same, with the texts sorted by length first (the least padding without packing).
 
 When PyTorch runs, mtl_jax's encoder and head take the PyTorch model's weights (for the packaged MiniLM they are
 the same file anyway), so `max_prob_diff` checks that both compute the same probabilities. The Predictor is built
@@ -40,7 +39,7 @@ import numpy as np  # noqa: E402
 from benchmarks import common  # noqa: E402
 from mtl_jax.encoder import tokenizer_dir  # noqa: E402
 from mtl_jax.encoders import bert, weights  # noqa: E402
-from mtl_jax.input_pipeline import bucket_length, eval_indices  # noqa: E402
+from mtl_jax.input_pipeline import eval_batches, eval_rows  # noqa: E402
 from mtl_jax.predict import Predictor  # noqa: E402
 from mtl_jax.tasks import Layout  # noqa: E402
 
@@ -93,8 +92,8 @@ def torch_processed(lengths: np.ndarray, batch_size: int, sort: bool) -> int:
 
 
 def predictor_processed(lengths: np.ndarray, batch_size: int, buckets) -> int:
-  """Positions Predictor computes: every batch has `batch_size` rows and the bucket of its longest text."""
-  return sum(batch_size * bucket_length(int(lengths[idx].max()), buckets) for idx in eval_indices(lengths, batch_size))
+  """Positions Predictor computes: its batches' packed rows of the longest bucket."""
+  return sum(b.rows * b.length for b in eval_batches(lengths, eval_rows(batch_size, buckets), max(buckets)))
 
 
 def jax_params_from_torch(model, torch_model) -> dict:
@@ -173,7 +172,6 @@ def run(args) -> tuple[dict, str]:
                                                   sort)
     processed[name] = torch_processed(lengths, bs, sort)
   report["settings"] = {**vars(args), "num_texts": len(texts), "length_buckets": list(buckets),
-                        "prediction_buckets": list(predictor.length_buckets),
                         "group_sizes": list(model.layout.group_sizes), "pooling": config.encoder.pooling,
                         "encoder_config": model.encoder.config.to_dict(),
                         "text_tokens": {"mean": float(lengths.mean()), "max": int(lengths.max())},

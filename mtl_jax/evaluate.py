@@ -26,7 +26,7 @@ from mtl_jax import checkpoint, cli, corpora, evaluation, kinds, report, steps
 from mtl_jax.corpora import resolve
 from mtl_jax.data import is_fraction
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, make_batch
+from mtl_jax.input_pipeline import Encoded, eval_batches, eval_rows
 from mtl_jax.predict import Predictor
 from mtl_jax.tasks import Layout
 
@@ -179,8 +179,8 @@ def run(checkpoint_path: str, split: str = "test", output: str | None = None, ba
   eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=predictor.model))
   pad_id = predictor.tokenizer.pad_token_id or 0
   per_task, flat, stores = evaluation.score(
-      lambda b: eval_step(predictor.params, b), lambda idx: make_batch(data, idx, batch_size, buckets, pad_id),
-      data, layout, batch_size, SPLITS[split])
+      lambda b: eval_step(predictor.params, b), lambda b: b.build(data, pad_id), data, layout,
+      eval_batches(data.lengths, eval_rows(batch_size, buckets), max(buckets)), SPLITS[split])
   details = {task.name: kinds.KINDS[task.kind].details(data, output, t, layout)
              for t, (task, output) in enumerate(zip(layout.tasks, evaluation.task_outputs(stores, layout)))}
 

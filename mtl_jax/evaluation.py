@@ -9,24 +9,25 @@ import numpy as np
 
 from mtl_jax import kinds
 from mtl_jax import metrics as metrics_lib
-from mtl_jax.input_pipeline import Encoded, eval_indices
+from mtl_jax.input_pipeline import Encoded, EvalBatch
 from mtl_jax.tasks import Layout
 
 METRIC_NAMES = kinds.metric_names()
 SHOWN = kinds.shown()
 
 
-def collect(step, batch, data: Encoded, layout: Layout, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
-  """Every example of `data` once, in batches of similar length: `batch(idx)` builds the batch of rows `idx` (padded
-  to `batch_size`), `step(batch)` returns (outputs by kind, loss sums, loss counts). Returns each kind's gathered
-  outputs (its store) and the summed per-task loss sums and counts."""
+def collect(step, batch, data: Encoded, layout: Layout, batches: list[EvalBatch]) -> tuple[dict, np.ndarray, np.ndarray]:
+  """Every example of `data` once, in `batches` (`input_pipeline.eval_batches`): `batch(b)` builds batch b's arrays,
+  `step(arrays)` returns (outputs by kind, loss sums, loss counts). Returns each kind's gathered outputs (its store)
+  and the summed per-task loss sums and counts."""
   present = kinds.of_layout(layout)
   stores = {k.name: k.empty(len(data), layout.total(k.name)) for k in present}
   sums, counts = 0.0, 0.0
-  for idx in eval_indices(data.lengths, batch_size):
-    out, s, c = step(batch(idx))
+  for b in batches:
+    out, s, c = step(batch(b))
+    where = b.positions(data)
     for k in present:
-      k.gather(stores[k.name], np.asarray(out[k.name]), data, idx)
+      k.gather(stores[k.name], np.asarray(out[k.name]), data, b.idx, where)
     sums, counts = sums + np.asarray(s), counts + np.asarray(c)
   return stores, sums, counts
 
@@ -56,10 +57,10 @@ def flatten_metrics(per_task: dict[str, dict[str, float]], prefix: str = "eval")
   return flat
 
 
-def score(step, batch, data: Encoded, layout: Layout, batch_size: int,
+def score(step, batch, data: Encoded, layout: Layout, batches: list[EvalBatch],
           split: str = "eval") -> tuple[dict[str, dict[str, float]], dict[str, float], dict]:
   """`collect`, then the metrics per task, the flat metrics (`flatten_metrics` with prefix `split`) and the stores."""
-  stores, sums, counts = collect(step, batch, data, layout, batch_size)
+  stores, sums, counts = collect(step, batch, data, layout, batches)
   per_task = task_metrics(data, stores, sums, counts, layout)
   return per_task, flatten_metrics(per_task, split), stores
 

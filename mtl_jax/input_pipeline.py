@@ -6,13 +6,14 @@ bucket length, is `sampling.MixtureOrder`'s business.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
 from mtl_jax.data import Table
 from mtl_jax.errors import UserError
 from mtl_jax.ragged import Ragged
-from mtl_jax.sampling import slots_of
+from mtl_jax.sampling import first_fit, slots_of
 
 
 @dataclasses.dataclass
@@ -308,13 +309,11 @@ def make_packed_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_
     batch["targets"] = np.zeros((n, slots, data.targets.shape[1]), np.float32)
   if data.tags is not None:
     batch["tags"] = np.full((n, length, tasks), -1, np.int32)
-  filled, texts = np.zeros(n, np.int64), np.zeros(n, np.int64)
-  for i, place in zip(idx, places):
+  sizes = data.lengths[idx]
+  for i, place, size, s, a in zip(idx, places, sizes, *packed_offsets(sizes, places)):
     if not start <= place < stop:
       continue
-    r = place - start
-    a, s = filled[r], texts[r]
-    b = a + len(data.ids[i])
+    r, b = place - start, a + size
     if b > length or s >= slots:
       raise ValueError(f"example {i} does not fit row {place} ({b} > {length} tokens or {s + 1} > {slots} texts)")
     batch["input_ids"][r, a:b], batch["attention_mask"][r, a:b] = data.ids[i], s + 1
@@ -325,8 +324,18 @@ def make_packed_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_
       batch["targets"][r, s] = data.targets[i]
     if data.tags is not None:
       batch["tags"][r, a:b] = data.tags[i]
-    filled[r], texts[r] = b, s + 1
   return batch
+
+
+def packed_offsets(sizes: np.ndarray, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Texts of `sizes` tokens packed in order into rows `places` (`make_packed_batch`): each one's slot in its row and
+  its first token there."""
+  slot, first = np.zeros(len(places), np.int64), np.zeros(len(places), np.int64)
+  texts, filled = {}, {}
+  for k, (size, place) in enumerate(zip(sizes, places)):
+    slot[k], first[k] = texts.get(place, 0), filled.get(place, 0)
+    texts[place], filled[place] = slot[k] + 1, first[k] + size
+  return slot, first
 
 
 def fold_rows(batch: dict, length: int) -> dict:
@@ -355,8 +364,41 @@ def make_step_batch(data: Encoded, idx: np.ndarray, places: np.ndarray, batch_si
                                      slice(start * k, stop * k)), row_length)
 
 
-def eval_indices(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-  """Every row once, in batches of similar length (shortest first); the last batch may be short (make_batch pads it
-  with weight-0 rows)."""
-  order = np.argsort(np.asarray(lengths), kind="stable")
-  return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+@dataclasses.dataclass(frozen=True)
+class EvalBatch:
+  """A batch of evaluation or prediction: examples `idx` packed into `rows` rows of `length` tokens, idx[k] into row
+  places[k] after the examples before it there (`make_packed_batch`)."""
+  idx: np.ndarray
+  places: np.ndarray
+  rows: int
+  length: int
+
+  def build(self, data: Encoded, pad_id: int, rows: slice = slice(None)) -> dict:
+    """The batch's arrays (`rows`: a process's share)."""
+    return make_packed_batch(data, self.idx, self.places, self.rows, self.length, slots_of(self.length), pad_id, rows)
+
+  def positions(self, data: Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each example's outputs are: its text's row in the pooled outputs ([rows x slots, ...]), its row and its
+    first token in the per-token outputs ([rows, length, ...])."""
+    slot, first = packed_offsets(data.lengths[self.idx], self.places)
+    return self.places * slots_of(self.length) + slot, self.places, first
+
+
+def eval_rows(batch_size: int, buckets: tuple[int, ...], multiple: int = 1) -> int:
+  """Rows of the longest bucket in an evaluation batch: the tokens of `batch_size` texts of the shortest bucket (a
+  multiple of `multiple`, the batch shards)."""
+  return max(batch_size * min(buckets) // max(buckets) // multiple, 1) * multiple
+
+
+def eval_batches(lengths: np.ndarray, rows: int, length: int, multiple: int = 1) -> list[EvalBatch]:
+  """Every example once, packed into rows of `length` tokens (first-fit decreasing, `slots_of(length)` texts a row
+  at most), `rows` rows a batch. The last batch has the fewest rows of `multiple` x a power of two that hold its
+  texts (little padding, and at most one more shape per halving, each compiled once)."""
+  packed = [members for _, members in first_fit(np.asarray(lengths), np.full(len(lengths), length))]
+  batches = []
+  for b in range(0, len(packed), rows):
+    chunk = packed[b:b + rows]
+    size = min(rows, multiple * 2 ** math.ceil(math.log2(-(-len(chunk) // multiple))))
+    batches.append(EvalBatch(np.concatenate(chunk), np.repeat(np.arange(len(chunk)), [len(m) for m in chunk]),
+                             size, length))
+  return batches

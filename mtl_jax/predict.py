@@ -20,23 +20,13 @@ import numpy as np
 from mtl_jax import checkpoint, cli, evaluation, kinds
 from mtl_jax.data import parse_pair
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import Encoded, encode_words, make_batch, tokenize_pairs, with_tags
+from mtl_jax.input_pipeline import Encoded, encode_words, eval_batches, eval_rows, tokenize_pairs, with_tags
 from mtl_jax.model import Model
 from mtl_jax.readers import conll_words, jsonl_objects, read_text, split_lines
 from mtl_jax.steps import predict_step
 from mtl_jax.tasks import Layout
 
 WORD = re.compile(r"\w+(?:['\-.]\w+)*|[^\w\s]")  # words and single punctuation marks, for tagging raw text
-
-
-def prediction_buckets(length_buckets) -> tuple[int, ...]:
-  """Training's length buckets plus, below the largest, every multiple of 4 up to 64 and of 8 above. Prediction
-  sorts texts by length, so fine buckets cut the padding (0.60 -> 0.82 of the positions real on
-  benchmarks/predict.py's texts, most of them short), for one compile per bucket met (about 0.5 s for MiniLM's
-  forward pass on CPU)."""
-  top = max(length_buckets)
-  fine = set(range(4, 65, 4)) | set(range(72, top, 8))
-  return tuple(sorted(set(length_buckets) | {b for b in fine if b < top}))
 
 
 def split_words(text: str) -> list[str]:
@@ -49,7 +39,7 @@ class Predictor:
 
   def __init__(self, model: Model, params: dict, tokenizer, length_buckets: tuple[int, ...], step: int):
     self.model, self.params, self.tokenizer, self.step = model, params, tokenizer, step
-    self.length_buckets = prediction_buckets(length_buckets)
+    self.length_buckets = tuple(length_buckets)
     self._forward = jax.jit(lambda p, b: predict_step(p, b, model=model))
 
   @classmethod
@@ -97,9 +87,9 @@ class Predictor:
     """Each task's gathered outputs over `data` (the examples of `count` inputs), and where each input's examples
     start and end (bounds[n] to bounds[n + 1]: a long sentence's windows are adjacent)."""
     pad_id = self.tokenizer.pad_token_id or 0
-    stores, _, _ = evaluation.collect(
-        lambda b: (self._forward(self.params, b), 0.0, 0.0),
-        lambda idx: make_batch(data, idx, batch_size, self.length_buckets, pad_id), data, self.layout, batch_size)
+    batches = eval_batches(data.lengths, eval_rows(batch_size, self.length_buckets), max(self.length_buckets))
+    stores, _, _ = evaluation.collect(lambda b: (self._forward(self.params, b), 0.0, 0.0),
+                                      lambda b: b.build(data, pad_id), data, self.layout, batches)
     sentence = np.arange(len(data)) if data.sentence is None else data.sentence
     return evaluation.task_outputs(stores, self.layout), np.searchsorted(sentence, np.arange(count + 1))
 

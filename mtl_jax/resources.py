@@ -15,6 +15,7 @@ import numpy as np
 
 from mtl_jax.encoders import EncoderConfig
 from mtl_jax.errors import UserError
+from mtl_jax.input_pipeline import eval_rows
 from mtl_jax.sampling import bucket_batch_sizes, packing_for
 
 GIB = 1024**3
@@ -112,7 +113,8 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
   batch, train_length = max(train_shapes(config, batch_shards), key=lambda shape: per_pass(*shape))
   micro = batch // tc.grad_accumulation  # examples per forward/backward pass
   train = per_pass(batch, train_length)
-  evaluation = eval_activation_bytes(enc, -(-tc.eval_batch_size // batch_shards), length, itemsize)
+  eval_size = eval_rows(tc.eval_batch_size, config.data.length_buckets, batch_shards)  # packed rows of `length`
+  evaluation = eval_activation_bytes(enc, eval_size // batch_shards, length, itemsize)
   limit, what = device_memory_bytes()
   if tc.memory_limit_gb > 0:
     limit, what = int(tc.memory_limit_gb * GIB), "config.train.memory_limit_gb"
@@ -125,8 +127,8 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
                 f"{'packed rows' if config.data.get('packing') else 'examples'} of {train_length} tokens," if budget
                 else f"config.train.batch_size: {tc.batch_size} examples of up to {length} tokens")
   passes = [(train_what, train, micro, levers),
-            (f"config.train.eval_batch_size: {tc.eval_batch_size} examples of up to {length} tokens", evaluation,
-             tc.eval_batch_size, "")]
+            (f"config.train.eval_batch_size: {tc.eval_batch_size} texts, as {eval_size} packed rows of {length} tokens,",
+             evaluation, eval_size, "")]
   for setting, activations, examples, more in passes:
     need = state + activations
     if need > limit:

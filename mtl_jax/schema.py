@@ -95,7 +95,8 @@ FIELDS: dict[str, tuple[object, str]] = {
                    "replicated; empty: sharding.DEFAULT_RULES (fsdp shards every matrix, model splits heads/FFN)"),
 
     "train.batch_size": (32, "global batch, over all devices"),
-    "train.eval_batch_size": (128, "global batch of evaluation and prediction"),
+    "train.eval_batch_size": (128, "global batch of evaluation, in texts of the shortest length bucket: evaluation "
+                                   "packs whole texts into rows of the longest bucket, as many tokens a batch"),
     "train.grad_accumulation": (1, "micro-batches per step: batch_size examples in passes of batch_size / this"),
     "train.tasks": ((), "train and evaluate only these tasks (empty: all); a table's other label columns are "
                     "ignored"),

@@ -12,7 +12,7 @@ import tqdm
 
 from mtl_jax import checkpoint, corpora, evaluation, optim, sampling, schema, steps, weighting
 from mtl_jax.encoder import build_encoder
-from mtl_jax.input_pipeline import check_token_types, concat, make_batch, make_step_batch
+from mtl_jax.input_pipeline import check_token_types, concat, eval_batches, eval_rows, make_batch, make_step_batch
 from mtl_jax.model import Model
 from mtl_jax.resources import check_memory
 from mtl_jax.run_state import MetricsLog, Preemption, Tracker, TrainWindow, log, workdir_lock
@@ -82,16 +82,24 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
   p_eval_step = jax.jit(lambda p, b: steps.eval_step(p, b, model=model), in_shardings=(model_params(param_sh), data_sh),
                         out_shardings=replicated)
 
-  def global_batch(data, idx: np.ndarray, size: int, length: int | None = None, places=None) -> dict:  # own rows only
-    share = process_rows(data_sh, size)
-    local = (make_batch(data, idx, size, buckets, pad_id, share, length) if places is None else
-             make_step_batch(data, idx, places, size, length, order.packing.length, pad_id, share))
+  def global_batch(size: int, build) -> dict:  # build(rows): this process's rows of a global batch of `size`
+    local = build(process_rows(data_sh, size))
     return {k: jax.make_array_from_process_local_data(data_sh, v, (size, *v.shape[1:])) for k, v in local.items()}
+
+  def train_batch(planned: sampling.StepBatch) -> dict:
+    if planned.places is None:
+      return global_batch(planned.size, lambda rows: make_batch(train_data, planned.rows, planned.size, buckets, pad_id,
+                                                                rows, planned.length))
+    return global_batch(planned.size, lambda rows: make_step_batch(train_data, planned.rows, planned.places, planned.size,
+                                                                   planned.length, order.packing.length, pad_id, rows))
+
+  eval_size = eval_rows(tc.eval_batch_size, buckets, batch_divisor(mesh))  # evaluation packs rows of the longest bucket
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:
     per_task, flat, _ = evaluation.score(lambda b: p_eval_step(params, b),
-                                         lambda idx: global_batch(data, idx, tc.eval_batch_size), data, layout,
-                                         tc.eval_batch_size, split)
+                                         lambda b: global_batch(b.rows, lambda share: b.build(data, pad_id, share)),
+                                         data, layout, eval_batches(data.lengths, eval_size, max(buckets), batch_divisor(mesh)),
+                                         split)
     history.write(step, flat)
     for line in evaluation.format_eval_lines(step, per_task, flat, split):
       log(line)
@@ -125,7 +133,7 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
       if tracker.stopped:
         break
       planned = order.batch(step - 1)  # rows, batch size (train.batch_size, B_L with a budget, packed R), length
-      batch = global_batch(train_data, planned.rows, planned.size, planned.length, planned.places)
+      batch = train_batch(planned)
       state, out = p_train_step(state, batch, seed_key)
       length = batch["input_ids"].shape[1]  # the padded length
       window.add(out, len(planned.rows), int(np.minimum(train_data.lengths[planned.rows], length).sum()),

@@ -1,8 +1,10 @@
-"""Buckets, padding, and windows of long sentences; training on token-budget batches."""
+"""Buckets, padding, packing, and windows of long sentences; training on token-budget batches."""
 
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from runs import assert_same_run, crash_in_step, read_history, smoke, trained_tokenizer
 
 from mtl_jax.errors import UserError
@@ -10,7 +12,8 @@ from mtl_jax.input_pipeline import (
   Encoded,
   bucket_length,
   check_token_types,
-  eval_indices,
+  eval_batches,
+  eval_rows,
   make_batch,
   make_packed_batch,
   tokenize_pairs,
@@ -89,12 +92,36 @@ def test_a_packed_batch_holds_each_text_whole_in_its_row_and_slot():
     make_packed_batch(data, np.array([4, 1]), np.array([0, 0]), batch_size=1, length=8, slots=3, pad_id=0)
 
 
-def test_eval_indices_cover_every_row_once_shortest_first():
-  lengths = np.random.default_rng(0).integers(1, 50, 23)
-  batches = eval_indices(lengths, 8)
-  assert [len(b) for b in batches] == [8, 8, 7]
-  np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(23))
-  assert np.all(np.diff(lengths[np.concatenate(batches)]) >= 0)
+@given(st.lists(st.integers(1, 32), max_size=60), st.integers(1, 4), st.sampled_from([1, 2, 4]))
+def test_eval_batches_pack_every_example_once_and_say_where_it_is(lengths, rows, multiple):
+  lengths, rows = np.array(lengths, np.int64), rows * multiple
+  data = Encoded([np.arange(1, n + 1) for n in lengths], np.zeros((len(lengths), 1), np.int32),
+                 np.ones((len(lengths), 1), np.float32), 0)
+  batches = eval_batches(lengths, rows, 32, multiple)
+  np.testing.assert_array_equal(np.sort(np.concatenate([b.idx for b in batches] or [[]])), np.arange(len(lengths)))
+  for n, b in enumerate(batches):
+    used = int(b.places.max()) + 1
+    assert b.rows % multiple == 0 and used <= b.rows <= rows
+    if n < len(batches) - 1:
+      assert used == b.rows == rows  # full batches of `rows` rows
+    else:  # the last: the fewest rows of multiple x a power of two
+      assert b.rows == multiple or b.rows // 2 < used
+    batch = b.build(data, pad_id=0)  # raises if a row holds more than 32 tokens or 4 texts
+    text, row, first = b.positions(data)
+    for i, t, r, a in zip(b.idx, text, row, first):
+      slot = t - r * 4  # slots_of(32) texts a row
+      assert (batch["attention_mask"][r] == slot + 1).sum() == lengths[i]
+      np.testing.assert_array_equal(batch["input_ids"][r, a:a + lengths[i]], data.ids[i])
+  # first-fit decreasing: a row that turned a text away was more than half full or held its 4 texts
+  filled = [(lengths[b.idx[b.places == r]].sum(), (b.places == r).sum()) for b in batches for r in np.unique(b.places)]
+  assert sum(not (tokens > 16 or texts == 4) for tokens, texts in filled) <= 1
+
+
+def test_eval_rows_hold_the_tokens_of_a_batch_at_the_shortest_bucket():
+  assert eval_rows(128, (32, 64, 128)) == 32
+  assert eval_rows(128, (32, 64, 128), multiple=8) == 32
+  assert eval_rows(8, (16, 128), multiple=4) == 4  # at least one row per batch shard
+  assert eval_rows(64, (48, 128), multiple=3) == 24
 
 
 def test_token_budget_training_compiles_once_per_bucket_and_resumes_exactly(table, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""mtl_jax.predict: its length buckets, and the CLI on words (JSONL `words` rows, --format=conll) against the
+"""mtl_jax.predict: the CLI on words (JSONL `words` rows, --format=conll) against the
 Predictor, mtl_jax.evaluate and seqeval (prediction of texts end to end is in test_train.py)."""
 
 import concurrent.futures
@@ -8,27 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from runs import REPO
 from seqeval.metrics import f1_score as seqeval_f1
 
 from mtl_jax import corpora
 from mtl_jax.errors import UserError
-from mtl_jax.input_pipeline import bucket_length
-from mtl_jax.predict import Predictor, jsonl_input, prediction_buckets
-
-
-@given(st.lists(st.integers(3, 512), min_size=1, max_size=6, unique=True), st.data())
-def test_prediction_buckets_keep_trainings_and_pad_little(length_buckets, data):
-  buckets = prediction_buckets(length_buckets)
-  assert list(buckets) == sorted(set(buckets)) and set(length_buckets) <= set(buckets)
-  assert max(buckets) == max(length_buckets)  # nothing longer than training saw
-  length = data.draw(st.integers(1, max(length_buckets)))
-  padded = bucket_length(length, buckets)
-  assert padded >= length and padded <= bucket_length(length, length_buckets)
-  assert padded - length < (4 if length <= 64 else 8) or padded in length_buckets
-
+from mtl_jax.predict import Predictor, jsonl_input
 
 # ---------------------------------------------------------------------------------------------------------------
 # The CLI on words: JSONL `words` rows and --format=conll, against the Predictor, evaluate and seqeval.

@@ -68,8 +68,9 @@ class Kind:
     """The host store for `count` examples; `width` is the head's output size."""
     raise NotImplementedError
 
-  def gather(self, store, out: np.ndarray, data, idx: np.ndarray) -> None:
-    """Puts one batch's outputs (rows idx of `data`, padding rows after them) into the store."""
+  def gather(self, store, out: np.ndarray, data, idx: np.ndarray, where: tuple) -> None:
+    """Puts one batch's outputs for examples idx of `data` into the store; `where` (`EvalBatch.positions`): each
+    example's text row in pooled outputs, its row and first token in per-token outputs."""
     raise NotImplementedError
 
   def task_output(self, store, layout, t: int):
@@ -137,8 +138,8 @@ class PooledText(Kind):
   def empty(self, count, width):
     return np.zeros((count, width), np.float32)
 
-  def gather(self, store, out, data, idx):
-    store[idx] = out[:len(idx)]
+  def gather(self, store, out, data, idx, where):
+    store[idx] = out[where[0]]
 
   def task_output(self, store, layout, t):
     return store[:, layout.offsets[t]:layout.offsets[t] + layout.tasks[t].width]

@@ -39,9 +39,9 @@ class Tagging(Kind):
   def empty(self, count, width):
     return [None] * count
 
-  def gather(self, store, out, data, idx):
-    for row, i in enumerate(idx):
-      store[i] = out[row, data.starts[i]]  # [n_words, n_tagging_tasks]: the prediction of each word
+  def gather(self, store, out, data, idx, where):
+    for i, row, first in zip(idx, where[1], where[2]):
+      store[i] = out[row, first + data.starts[i]]  # [n_words, n_tagging_tasks]: the prediction of each word
 
   def task_output(self, store, layout, t):
     column = layout.of_kind(self.name).index(t)
