@@ -202,7 +202,8 @@ def define_flags(flag_values=None) -> None:
   flags.DEFINE_string("split", "test", f"The config's split to score: one of {list(SPLITS)}.", flag_values=fv)
   flags.DEFINE_string("output", None, "Directory for report.md, metrics.json and confusion_<task>.png; default "
                       "<workdir>/eval_<split>.", flag_values=fv)
-  flags.DEFINE_integer("batch_size", 64, "Examples per forward pass.", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass at the shortest length bucket (texts are packed "
+                       "into rows of the longest, as many tokens a pass).", flag_values=fv)
   flags.DEFINE_string("data_root", None, "Overrides config.data.root (where a corpus-per-task config's corpora "
                       "live).", flag_values=fv)
   flags.mark_flag_as_required("checkpoint", flag_values=fv)

@@ -1,8 +1,9 @@
 """Tokenised examples and padded batches.
 
-Sequences are padded to the smallest of a few fixed length buckets, so padding stays small and the train step
-compiles at most once per bucket. Which rows form the batch at each step, and with a token budget its size and
-bucket length, is `sampling.MixtureOrder`'s business.
+Unpacked, sequences are padded to the smallest of a few fixed length buckets, so padding stays small and the train
+step compiles at most once per bucket; packed, several whole texts share a row (`make_packed_batch`). Which rows form
+the batch at each step, and with a token budget its size and bucket length, is `sampling.MixtureOrder`'s business;
+evaluation and prediction pack every text once (`eval_batches`).
 """
 
 import dataclasses

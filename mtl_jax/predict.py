@@ -261,7 +261,8 @@ if __name__ == "__main__":
                          "with a predicted tag column per tagging task appended out.")
   absl_flags.DEFINE_integer("word_column", 0, "--format=conll: the column of the words.")
   absl_flags.DEFINE_string("output", None, "Output file (JSONL, or CoNLL with --format=conll); default stdout.")
-  absl_flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
+  absl_flags.DEFINE_integer("batch_size", 64, "Texts per forward pass at the shortest length bucket (texts are "
+                            "packed into rows of the longest, as many tokens a pass).")
   absl_flags.mark_flag_as_required("checkpoint")
   logging.set_verbosity(logging.WARNING)
   cli.run(main)
