@@ -16,7 +16,8 @@ METRIC_NAMES = kinds.metric_names()
 SHOWN = kinds.shown()
 
 
-def collect(step, batch, data: Encoded, layout: Layout, batches: list[EvalBatch]) -> tuple[dict, np.ndarray, np.ndarray]:
+def collect(step, batch, data: Encoded, layout: Layout,
+            batches: list[EvalBatch]) -> tuple[dict, np.ndarray, np.ndarray]:
   """Every example of `data` once, in `batches` (`input_pipeline.eval_batches`): `batch(b)` builds batch b's arrays,
   `step(arrays)` returns (outputs by kind, loss sums, loss counts). Returns each kind's gathered outputs (its store)
   and the summed per-task loss sums and counts."""

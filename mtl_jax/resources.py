@@ -127,8 +127,8 @@ def check_memory(config, enc: EncoderConfig, batch_shards: int, param_shards: in
                 f"{'packed rows' if config.data.get('packing') else 'examples'} of {train_length} tokens," if budget
                 else f"config.train.batch_size: {tc.batch_size} examples of up to {length} tokens")
   passes = [(train_what, train, micro, levers),
-            (f"config.train.eval_batch_size: {tc.eval_batch_size} texts, as {eval_size} packed rows of {length} tokens,",
-             evaluation, eval_size, "")]
+            (f"config.train.eval_batch_size: {tc.eval_batch_size} texts, as {eval_size} packed rows of {length} "
+             "tokens,", evaluation, eval_size, "")]
   for setting, activations, examples, more in passes:
     need = state + activations
     if need > limit:

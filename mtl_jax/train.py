@@ -88,18 +88,20 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
 
   def train_batch(planned: sampling.StepBatch) -> dict:
     if planned.places is None:
-      return global_batch(planned.size, lambda rows: make_batch(train_data, planned.rows, planned.size, buckets, pad_id,
-                                                                rows, planned.length))
-    return global_batch(planned.size, lambda rows: make_step_batch(train_data, planned.rows, planned.places, planned.size,
-                                                                   planned.length, order.packing.length, pad_id, rows))
+      return global_batch(planned.size, lambda rows: make_batch(train_data, planned.rows, planned.size, buckets,
+                                                                pad_id, rows, planned.length))
+    return global_batch(planned.size, lambda rows: make_step_batch(train_data, planned.rows, planned.places,
+                                                                   planned.size, planned.length, order.packing.length,
+                                                                   pad_id, rows))
 
-  eval_size = eval_rows(tc.eval_batch_size, buckets, batch_divisor(mesh))  # evaluation packs rows of the longest bucket
+  shards = batch_divisor(mesh)
+  eval_size = eval_rows(tc.eval_batch_size, buckets, shards)  # evaluation packs rows of the longest bucket
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:
+    batches = eval_batches(data.lengths, eval_size, max(buckets), shards)
     per_task, flat, _ = evaluation.score(lambda b: p_eval_step(params, b),
                                          lambda b: global_batch(b.rows, lambda share: b.build(data, pad_id, share)),
-                                         data, layout, eval_batches(data.lengths, eval_size, max(buckets), batch_divisor(mesh)),
-                                         split)
+                                         data, layout, batches, split)
     history.write(step, flat)
     for line in evaluation.format_eval_lines(step, per_task, flat, split):
       log(line)
