@@ -76,7 +76,7 @@ CASES = [
     ("batch too large for memory", {}, ["--config.train.batch_size=1048576"],
      "config.train.batch_size: 1048576 examples of up to 64 tokens need about"),
     ("eval batch too large for memory", {}, ["--config.train.eval_batch_size=4194304"],
-     "config.train.eval_batch_size: 4194304 examples of up to 64 tokens need about"),
+     "config.train.eval_batch_size: 4194304 texts, as 2097152 packed rows of 64 tokens, need about"),
     ("incomplete multi-process flags", {}, ["--coordinator_address=127.0.0.1:1234"],
      "--num_processes, --process_id: required with --coordinator_address"),
     ("peer timeout shorter than two heartbeats", {}, ["--coordinator_address=127.0.0.1:1234", "--num_processes=1",
