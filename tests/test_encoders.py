@@ -162,8 +162,7 @@ def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
           ((ids, packed_ids, pad_id), (mask, packed_mask, 0), (types, packed_types, 0))]
   out = np.asarray(Encoder(config).apply({"params": params}, *both[:2], both[2] if FAMILIES[name][2] else None))
   assert np.isfinite(out).all()  # padding too, the row of padding only included
-  alone_texts = [out[i, :n] for i, n in enumerate(LENGTHS)]
-  alone = np.concatenate(alone_texts)
+  alone = np.concatenate([out[i, :n] for i, n in enumerate(LENGTHS)])
   packed = out[len(LENGTHS):]
   got = np.concatenate([packed[where[i][0], where[i][1]:where[i][1] + n] for i, n in enumerate(LENGTHS)])
   # exactly: both layouts run through the same kernels; and rotary positions are relative, so rotary positions that
@@ -181,7 +180,7 @@ def test_packed_texts_have_the_hidden_states_they_have_alone(name, tmp_path):
     out = Encoder(config, blocks=(8, 16)).apply({"params": params}, *rows[:2], rows[2] if FAMILIES[name][2] else None,
                                                  deterministic=False, rngs={"dropout": jax.random.key(0)})
     got = np.concatenate([np.asarray(out)[row, start:start + LENGTHS[i]] for i, (row, start) in enumerate(starts)])
-    np.testing.assert_allclose(got, np.concatenate(alone_texts), atol=2e-5)
+    np.testing.assert_allclose(got, alone, atol=2e-5)
 
 
 def test_text_positions_restart_at_each_text():
