@@ -96,9 +96,12 @@ def run(config, workdir: str) -> dict[str, float]:  # train_and_evaluate's body,
 
   shards = batch_divisor(mesh)
   eval_size = eval_rows(tc.eval_batch_size, buckets, shards)  # evaluation packs rows of the longest bucket
+  eval_plans = {}  # split -> its packed batches, packed at the split's first evaluation
 
   def evaluate(params, data, step: int, split: str = "eval") -> dict[str, float]:
-    batches = eval_batches(data.lengths, eval_size, max(buckets), shards)
+    if split not in eval_plans:
+      eval_plans[split] = eval_batches(data.lengths, eval_size, max(buckets), shards)
+    batches = eval_plans[split]
     per_task, flat, _ = evaluation.score(lambda b: p_eval_step(params, b),
                                          lambda b: global_batch(b.rows, lambda share: b.build(data, pad_id, share)),
                                          data, layout, batches, split)
