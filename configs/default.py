@@ -1,11 +1,12 @@
 """The defaults every config starts from, and the helpers the configs share.
 
 Every field, its default and what it means: mtl_jax/schema.py (`FIELDS`, `TASK_FIELDS`, `DATA_FIELDS`), also the
-README's "Config reference". A config takes `get_config()` and sets only what differs from it:
+README's "Config reference". A config takes `get_config()`, sets only what differs from it and ends with `finish`
+(which fills in each task's unset fields, so that the command line can override them, and makes the `:smoke` run):
 
   c = default.get_config()
   c.tasks.topic = dict(kind="classification", data=dict(format="csv", train="ag_news/train.csv", ...))
-  return default.smoke(c, steps=6, topic=0.02) if default.check_arg(arg) else c
+  return default.finish(c, arg, steps=6, topic=0.02)
 
 It has no tasks, so it does not train by itself (schema.validate asks for at least one task).
 """
@@ -25,6 +26,13 @@ def check_arg(arg: str) -> bool:
   if arg not in ("", "smoke"):
     raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
   return arg == "smoke"
+
+
+def finish(c: ml_collections.ConfigDict, arg: str, steps: int, **downsample: float) -> ml_collections.ConfigDict:
+  """What a config returns: every task field at its default where the config leaves it unset (so that the command line
+  can override any, `--config.tasks.pos.label_smoothing=0.1`), and for `:smoke` the smoke run of `smoke`."""
+  schema.complete_tasks(c)
+  return smoke(c, steps, **downsample) if check_arg(arg) else c
 
 
 def smoke(c: ml_collections.ConfigDict, steps: int, **downsample: float) -> ml_collections.ConfigDict:

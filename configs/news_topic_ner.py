@@ -23,4 +23,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # 0.891 / 0.905 at 1e-4 against 0.862 / 0.896 at 3e-4 (a tenth-of-an-epoch sweep had favoured 3e-4; README)
   c.train.learning_rate = 1e-4
 
-  return default.smoke(c, steps=6, topic=0.02, ner=0.01) if default.check_arg(arg) else c
+  return default.finish(c, arg, steps=6, topic=0.02, ner=0.01)

@@ -22,4 +22,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # learning rates: the schema's recipe (encoder 3e-4, heads 3e-3), which these dev splits chose (README: "Why
   # learning was slow"; experiments/sweep_recipe.py)
 
-  return default.smoke(c, steps=6, pos=0.01, chunk=0.02) if default.check_arg(arg) else c
+  return default.finish(c, arg, steps=6, pos=0.01, chunk=0.02)

@@ -21,4 +21,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.validation = "examples/support/validation.jsonl"
   c.data.label_order = ("sentiment", "urgency", "topic")  # the task of each position in a row's `labels`
 
-  return default.smoke(c, steps=12) if default.check_arg(arg) else c
+  return default.finish(c, arg, steps=12)

@@ -203,6 +203,27 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+NONE_TYPES = {"num_classes": int, "loss": str, "scheme": str, "separator": str}  # fields whose default is None
+
+
+def complete_tasks(config) -> None:
+  """Sets every field of every task that `config` leaves unset to its default: TASK_FIELDS, and the DATA_FIELDS its
+  corpus format reads (not the required ones, nor the field that picks the task's labels, which corpora.group_tasks
+  reads when it is set). The command line can then override any of them (`--config.tasks.pos.label_smoothing=0.1`):
+  ml_collections overrides only fields that exist, and a None default becomes a typed placeholder."""
+  def fill(cfg, fields):
+    for key, value in fields.items():
+      if key not in cfg:
+        cfg[key] = ml_collections.config_dict.placeholder(NONE_TYPES[key]) if value is None else value
+
+  for cfg in config.tasks.values():
+    fill(cfg, {k: v for k, (v, _) in TASK_FIELDS.items() if k != "data"})
+    fmt = cfg.get("data", {}).get("format")
+    if fmt in corpora.SELECTOR:
+      fill(cfg.data, {k: v for k, (v, _, formats) in DATA_FIELDS.items()
+                      if fmt in formats and v is not REQUIRED and k not in corpora.SELECTOR[fmt]})
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # validate: every check that needs only the config.
 

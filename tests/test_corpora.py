@@ -86,6 +86,18 @@ def test_unknown_tag_in_validation_is_named(shared_data, tokenizer, tmp_path):
     corpora.load_data(config, tokenizer, 128)
 
 
+def test_a_span_scheme_its_tags_do_not_fit_is_named_where_a_tag_breaks_it(tokenizer, tmp_path):
+  (tmp_path / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nGerman JJ B-NP B-MISC\n\n")
+  config = conll_config(str(tmp_path))
+  del config.tasks["ner"]
+  config.tasks.pos.scheme = "IOB2"  # POS tags are not spans (the chunk column would be)
+  config.tasks.pos.data.update(train="train.txt", validation="train.txt")
+  with pytest.raises(UserError, match=r"train.txt:4: pos tag 'JJ' is not valid in IOB2 .*config.tasks.pos.scheme"):
+    corpora.load_data(config, tokenizer, 128)
+  config.tasks.pos.data.tag = "chunk"
+  assert corpora.load_data(config, tokenizer, 128)[0].tasks[0].labels == ("B-NP", "B-VP", "I-NP", "I-VP", "O")
+
+
 def test_fraction_splits_keep_duplicate_texts_together():
   # 40 distinct texts, most repeated
   records = [(f"text {i % 40}", {"t": str(i % 3)}, f"f.txt:{i + 1}") for i in range(100)]

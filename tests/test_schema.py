@@ -9,7 +9,7 @@ import os
 import ml_collections
 import pytest
 
-from mtl_jax import corpora, optim, readers, schema
+from mtl_jax import corpora, optim, readers, schema, tasks
 from mtl_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +61,7 @@ def test_flair_pos_chunk_is_the_tutorials_data():
   assert all(task.data.downsample == 0.1 for task in flair.tasks.values())
   assert len(flair.tasks.pos.labels) == 49 and len(flair.tasks.chunk.labels) == 23  # EWT's XPOS, O + B/I x 11 types
   flair.tasks.pos.data.column, flair.train.epochs = ours.tasks.pos.data.column, ours.train.epochs
-  del flair.tasks.pos["labels"], flair.tasks.chunk["labels"]
+  flair.tasks.pos.labels, flair.tasks.chunk.labels = ours.tasks.pos.labels, ours.tasks.chunk.labels
   assert flair.to_dict() == ours.to_dict()
 
 
@@ -81,6 +81,44 @@ def test_every_task_and_data_field_is_documented_and_fits_the_format(name, arg):
     for field in data:
       assert field in schema.DATA_FIELDS, (name, task, field)
       assert data["format"] in schema.DATA_FIELDS[field][2], f"{name}: {task}.data.{field} is not read by its format"
+
+
+OVERRIDES = {"weight": "2.5", "label_smoothing": "0.25", "threshold": "0.75", "loss": "huber", "scheme": "BIOES",
+             "num_classes": "7", "labels": "('a', 'b')", "kind": "regression", "downsample": "0.5",
+             "validation": "0.2", "test": "", "separator": "\t", "word_column": "1", "header": "False",
+             "label_names": "classes.txt", "text_columns": "('t',)", "text_pair_columns": "('p',)",
+             "backslash_escapes": "True", "skip_empty": "True", "data_dir": "d", "words": "w", "name": "n",
+             "data_files": "f"}
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "default"])
+def test_every_task_field_a_config_leaves_unset_can_be_set_on_the_command_line(name):
+  """ml_collections overrides only fields that exist (and not None ones): every shipped config has each task field
+  and each data field its format reads, so `--config.tasks.<task>.<field>=...` works for all of them."""
+  from absl import flags
+  from ml_collections import config_flags
+  plain = load_config(name)
+  args = []
+  for task, cfg in plain.tasks.items():
+    fmt = (cfg.get("data") or {}).get("format")
+    args += [f"--config.tasks.{task}.{f}={OVERRIDES[f]}" for f in schema.TASK_FIELDS if f != "data"]
+    args += [f"--config.tasks.{task}.data.{f}={OVERRIDES[f]}" for f, (_, _, formats) in schema.DATA_FIELDS.items()
+             if fmt in formats and f in OVERRIDES and f not in corpora.SELECTOR[fmt]]
+  argv = ["main", f"--config={os.path.join(REPO, 'configs', name + '.py')}", *args]
+  values = flags.FlagValues()  # main.py's flag, reading this argv (it finds the override flags in sys.argv)
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True, sys_argv=argv)
+  values(argv)
+  for arg in args:
+    path, value = arg[len("--config."):].split("=", 1)
+    *parents, field = path.split(".")
+    section = values.config
+    for key in parents:
+      section = section[key]
+    expected = {"False": False, "True": True}.get(value, value)
+    assert str(section[field]) == str(eval(expected) if value.startswith("(") else expected), arg
+  for task in plain.tasks:  # and the run's Task reads them
+    built = tasks.task_from_config(task, values.config.tasks[task])
+    assert (built.weight, built.label_smoothing, built.kind) == (2.5, 0.25, "regression")
 
 
 @pytest.mark.parametrize("name,arg", [v for v in VARIANTS if v[0] != "default"])  # default.py has no tasks
