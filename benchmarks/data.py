@@ -82,7 +82,8 @@ def first_step_run(command: list[str], workdir: str, cache: str, processes: int 
   env = {**os.environ, "MTL_JAX_CACHE": cache, "JAX_COMPILATION_CACHE_DIR": ""}
   if processes > 1:
     port = 20000 + os.getpid() % 20000
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()  # the last wins
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
     commands = [[*command, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
                  f"--process_id={i}"] for i in range(processes)]
   else:

@@ -25,7 +25,8 @@ MESHES = {"1 device": (1, (-1, 1, 1)), "8 devices data=8": (8, (-1, 1, 1)),
 
 def run(config: str, devices: int, mesh: tuple[int, int, int], steps: int, log_every: int, workdir: str,
         overrides: list[str]) -> dict:
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()  # last wins
+  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
   data, fsdp, model = mesh
   out = subprocess.run([sys.executable, "-m", "mtl_jax.main", f"--config={config}", f"--workdir={workdir}",
                         f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",
