@@ -57,7 +57,10 @@ def test_flair_pos_chunk_is_the_tutorials_data():
   flair, ours = load_config("flair_pos_chunk"), load_config("pos_chunk")
   assert flair.tasks.pos.data.column == "xpos" and flair.train.epochs == 2.0
   assert (flair.train.learning_rate, flair.train.head_learning_rate) == (3e-4, 1e-2)
+  assert flair.encoder.dropout == 0.0 and flair.tasks.pos.label_smoothing == flair.tasks.chunk.label_smoothing == 0.1
   flair.train.head_learning_rate = ours.train.head_learning_rate  # the encoder's rate is pos_chunk.py's
+  flair.encoder.dropout = ours.encoder.dropout
+  flair.tasks.pos.label_smoothing = flair.tasks.chunk.label_smoothing = 0.0
   assert all(task.data.downsample == 0.1 for task in flair.tasks.values())
   assert len(flair.tasks.pos.labels) == 49 and len(flair.tasks.chunk.labels) == 23  # EWT's XPOS, O + B/I x 11 types
   flair.tasks.pos.data.column, flair.train.epochs = ours.tasks.pos.data.column, ours.train.epochs
