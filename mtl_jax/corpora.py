@@ -258,13 +258,14 @@ def label_set(corpus: Corpus, task: str, scheme: str | None) -> tuple[str, ...]:
     value = labels[task] if corpus.kind == "words" else class_name(labels[task], where, field)
     found.update(value if corpus.kind == "words" else [value] if value is not None else [])
   if scheme:
+    types = set()
     for tag in sorted(found):
       try:
-        spans.split_tag(tag, scheme)
+        types.add(spans.split_tag(tag, scheme)[1])
       except ValueError as e:  # a tag set that is not spans (POS) or in another scheme: name where it occurs
         where = next(w for _, labels, w in corpus.splits["train"] if tag in labels[task])
         raise UserError(f"{where}: {field} {e}, the scheme config.tasks.{task}.scheme names") from None
-    types = {spans.split_tag(tag, scheme)[1] for tag in found} - {""}
+    types -= {""}
     found = {"O"} | {f"{p}-{t}" for t in types for p in ("BIES" if scheme == "BIOES" else "BI")}
   return tuple(sorted(found))
 
