@@ -5,7 +5,7 @@ import dataclasses
 
 import jax
 import numpy as np
-from test_model import LAYOUT, LENGTHS, examples
+from test_model import LAYOUT, LENGTHS, assert_close, examples
 
 from mtl_jax import encoder as enc
 from mtl_jax import evaluation
@@ -26,7 +26,7 @@ def test_packed_evaluation_gathers_each_examples_own_outputs():
   alone = make_batch(data, np.arange(len(LENGTHS)), len(LENGTHS), (16,), pad_id=0)
   outputs, expected_sums, expected_counts = step(alone)
   for kind in ("classification", "regression", "multilabel"):
-    np.testing.assert_allclose(stores[kind], outputs[kind], atol=2e-5, rtol=1e-5)
+    assert_close(stores[kind], outputs[kind])
   for i, tags in enumerate(stores["tagging"]):
     np.testing.assert_array_equal(tags, np.asarray(outputs["tagging"])[i, data.starts[i]])
   np.testing.assert_allclose(sums, expected_sums, rtol=1e-5)
