@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from mtl_jax import data, encoder, input_pipeline  # noqa: E402
+from mtl_jax import data, distributed, encoder, input_pipeline  # noqa: E402
 from mtl_jax.tasks import Layout, Task  # noqa: E402
 from mtl_jax.tokenizer import load_tokenizer  # noqa: E402
 
@@ -82,8 +82,7 @@ def first_step_run(command: list[str], workdir: str, cache: str, processes: int 
   env = {**os.environ, "MTL_JAX_CACHE": cache, "JAX_COMPILATION_CACHE_DIR": ""}
   if processes > 1:
     port = 20000 + os.getpid() % 20000
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()  # the last wins
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+    env.update(distributed.cpu_devices_env(1))
     commands = [[*command, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
                  f"--process_id={i}"] for i in range(processes)]
   else:

@@ -19,14 +19,17 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as `python benchmarks/devices.py`: import from the repository root
+
+from mtl_jax import distributed  # noqa: E402 (standard library only: no JAX in this parent process)
+
 MESHES = {"1 device": (1, (-1, 1, 1)), "8 devices data=8": (8, (-1, 1, 1)),
           "8 devices data=2 fsdp=2 model=2": (8, (2, 2, 2)), "8 devices model=8": (8, (1, 1, 8))}
 
 
 def run(config: str, devices: int, mesh: tuple[int, int, int], steps: int, log_every: int, workdir: str,
         overrides: list[str]) -> dict:
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()  # last wins
-  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+  env = distributed.cpu_devices_env(devices)
   data, fsdp, model = mesh
   out = subprocess.run([sys.executable, "-m", "mtl_jax.main", f"--config={config}", f"--workdir={workdir}",
                         f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",

@@ -206,6 +206,13 @@ def _importable_env() -> dict[str, str]:
   return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 
+def cpu_devices_env(n: int) -> dict[str, str]:
+  """This environment for a child process with `n` simulated CPU devices (processes of a run on one host, the device
+  benchmarks, the tests): the count appended to the caller's XLA_FLAGS, which stay (the last count wins)."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
+  return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+
 def port_busy(bind: str) -> bool:
   """Whether something listens on `bind` (host:port). gRPC binds with SO_REUSEPORT, so a second coordination service
   on a port still served by an earlier run's would share its connections instead of failing: ask the kernel first."""

@@ -24,7 +24,7 @@ if "MTL_JAX_CACHE" not in os.environ:
   atexit.register(shutil.rmtree, os.environ["MTL_JAX_CACHE"], ignore_errors=True)
 # XLA:CPU compiles without LLVM's optimisation passes: the suite's steps are tiny and compiled by the hundred, and
 # compiling is most of a smoke run (a 5-step run: 16.6 s of compiles at the default level, 7.2 s at 0; same losses).
-# The subprocesses the tests start inherit it; tests that set XLA_FLAGS append to it (`runs.cpu_devices_env`).
+# The subprocesses the tests start inherit it; tests that set XLA_FLAGS append to it (`mtl_jax.distributed.cpu_devices_env`).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

@@ -27,13 +27,6 @@ WORDS = {"sentiment": ["awful broken angry", "a question about", "thanks great l
          "topic": ["invoice refund", "app login", "parcel delivery", "password profile"]}
 
 
-def cpu_devices_env(n: int) -> dict[str, str]:
-  """This environment with `n` simulated CPU devices (the suite's other XLA flags kept: conftest.py)."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={n}".strip(),
-          "JAX_PLATFORMS": "cpu"}
-
-
 def read_events(directory):
   """Every TensorBoard event under `directory`, parsed from the TFRecord framing (length, crc, data, crc) by hand."""
   from tensorboardX.proto import event_pb2

@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from runs import REPO, cpu_devices_env, latest_params, read_history, smoke
+from runs import REPO, latest_params, read_history, smoke
 
 from mtl_jax import checkpoint
+from mtl_jax.distributed import cpu_devices_env
 from mtl_jax.sharding import DEFAULT_RULES, batch_sharding, fit_spec, make_mesh, process_rows, spec_for
 from mtl_jax.train import train_and_evaluate
 

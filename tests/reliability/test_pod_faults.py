@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from runs import REPO, assert_same_run, cpu_devices_env, make_table
+from runs import REPO, assert_same_run, make_table
 
 from mtl_jax import checkpoint, distributed
 
@@ -30,7 +30,7 @@ def start_pod(table, workdir, logs) -> list[subprocess.Popen]:
   """Two `mtl_jax.main` processes of one CPU device each, joined through a coordinator on a free port; each writes
   its output to `logs/process_<i>.txt`."""
   os.makedirs(logs, exist_ok=True)
-  env = cpu_devices_env(1)
+  env = distributed.cpu_devices_env(1)
   args = ["--config=configs/three_task.py:smoke", f"--workdir={workdir}", f"--config.data.train={table}",
           "--config.data.validation=0.25", *(f"--config.{k}={v}" for k, v in OVERRIDES.items()),
           f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2"]
