@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 
@@ -90,7 +89,7 @@ def main() -> None:
     ModelTrainer(multitask_model, multicorpus).fine_tune(os.path.join(tmp, "out"), max_epochs=args.epochs)
     seconds = time.perf_counter() - START
     # the test scores Flair logs per task at the end ("Task_0 - TokenClassifier - loss: ... (micro avg)  0.93")
-    scores = {task: float(m.group(2)) for m in map(SCORE.search, messages.lines) if m for task in [m.group(1)]}
+    scores = {m.group(1): float(m.group(2)) for m in map(SCORE.search, messages.lines) if m}  # the last per task
   report = {"flair": flair.__version__, "encoder": args.encoder, "epochs": args.epochs, "seed": args.seed,
             "seconds": round(seconds, 1),
             "test/pos/accuracy": scores["Task_0"], "test/chunk/span_f1": scores["Task_1"],
@@ -103,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  main()
