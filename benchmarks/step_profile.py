@@ -50,7 +50,9 @@ from mtl_jax.steps import train_step  # noqa: E402
 
 KINDS = ("matmul", "dropout rng", "optimizer", "other")
 MATMUL_OPS = ("ynn_fusion", "xnn_fusion", "dot", "onednn")  # how XLA:CPU names the thunks that run dots
-RNG = re.compile(r"_bernoulli|_uniform|threefry|random_bits")
+# the dropout bits: jax.random's ops, and the while loops XLA:CPU runs threefry's rounds in (no other op of the step
+# loops), whose op names say only where the dropout sits
+RNG = re.compile(r"_bernoulli|_uniform|threefry|random_bits|/while(/|$)")
 TORCH_KINDS = {"matmul": lambda key: key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
                or "scaled_dot_product" in key,  # SDPA's fused attention kernels count as matmul
                "dropout rng": lambda key: key in ("aten::bernoulli_", "aten::native_dropout")}

@@ -22,7 +22,7 @@ from runs import REPO, read_history
 from mtl_jax import encoder as enc
 from mtl_jax import encoders
 from mtl_jax.encoders import Encoder, EncoderConfig
-from mtl_jax.encoders.layers import dropout, text_positions
+from mtl_jax.encoders.layers import dropout, gelu, text_positions
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
@@ -219,6 +219,16 @@ def test_dropout_drops_at_its_rate_and_keeps_the_expectation(rate):
   again, other = (np.asarray(dropout(x, rate, jax.random.key(k))) != 0 for k in (1, 2))
   np.testing.assert_array_equal(again, kept)  # a function of the key
   assert (other != kept).mean() > dropped * (1 - dropped)  # another key, another mask
+
+
+def test_gelu_and_its_gradient_match_torch_s_exact_gelu():
+  x = np.concatenate([np.linspace(-12, 12, 4001), np.random.default_rng(0).normal(0, 3, 4000)]).astype(np.float32)
+  tx = torch.tensor(x, requires_grad=True)
+  want = torch.nn.functional.gelu(tx)
+  want.sum().backward()
+  grad = jax.grad(lambda v: gelu(v).sum())(x)
+  np.testing.assert_allclose(np.asarray(gelu(x)), want.detach().numpy(), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("model_type", ["mpnet", "gpt2", None])

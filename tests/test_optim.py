@@ -1,11 +1,13 @@
 """The optimizer's parameter groups against an AdamW written out in numpy, on a tiny tree shaped like the model's
-(encoder embeddings and layers, a final norm, heads), and one group against a plain single AdamW."""
+(encoder embeddings and layers, a final norm, heads), one group against a plain single AdamW, and the gradient
+clipping against PyTorch's."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 
 from mtl_jax import optim, schema
 
@@ -121,3 +123,18 @@ def test_groups_leave_the_uncertainty_weights_to_their_own_adam():
   step = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), moved, params)
   np.testing.assert_allclose(step["heads"]["tagging"]["bias"], -2e-2 * np.ones(2), rtol=1e-4)  # its own rate
   np.testing.assert_allclose(step["encoder"]["layer_0"]["query"]["bias"], -1e-2 * 0.25 * np.ones(3), rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.05, 3.0])  # zero, under the norm, over it
+def test_clipping_scales_to_the_norm_as_torch_clips(scale):
+  grads = tree(np.random.default_rng(4), scale)
+  got, _ = optim.clip_by_global_norm(0.5).update(grads, optax.EmptyState())
+  leaves = [torch.tensor(np.asarray(g)) for g in jax.tree.leaves(grads)]
+  for t in leaves:
+    t.grad = t.clone()
+  torch.nn.utils.clip_grad_norm_(leaves, 0.5)
+  for g, t in zip(jax.tree.leaves(got), leaves):
+    assert np.isfinite(np.asarray(g)).all()
+    np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=1e-5)  # torch adds 1e-6 to the norm
+  if scale < 1:  # under the norm: the gradients themselves, bit for bit
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got, grads)

@@ -12,7 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTIVATIONS = {"gelu": lambda x: nn.gelu(x, approximate=False), "gelu_new": nn.gelu, "relu": nn.relu}
+
+def gelu(x):
+  """Exact GELU as transformers computes it, x / 2 * (1 + erf(x / sqrt(2))). Flax's nn.gelu(approximate=False) is the
+  same function written with erfc, whose XLA:CPU lowering takes twice as long (896 x 1536 floats on 2 cores: 1.49 ms
+  against 0.74 ms; 1.75 ms against 1.22 ms with its gradient), though a training step's time moves within its noise."""
+  return x * (0.5 * (1.0 + jax.lax.erf(x * 0.7071067811865476)))
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": nn.gelu, "relu": nn.relu}
 
 
 @dataclasses.dataclass(frozen=True)
