@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import flax.linen
 import jax
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from runs import REPO, read_history
 from mtl_jax import encoder as enc
 from mtl_jax import encoders
 from mtl_jax.encoders import Encoder, EncoderConfig
-from mtl_jax.encoders.layers import dropout, gelu, text_positions
+from mtl_jax.encoders.layers import dense_dot, dropout, gelu, text_positions
 from mtl_jax.errors import UserError
 from mtl_jax.predict import Predictor
 from mtl_jax.tokenizer import FILES
@@ -229,6 +230,24 @@ def test_gelu_and_its_gradient_match_torch_s_exact_gelu():
   grad = jax.grad(lambda v: gelu(v).sum())(x)
   np.testing.assert_allclose(np.asarray(gelu(x)), want.detach().numpy(), rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_dense_layer_s_output_and_gradients_match_torch_linear():
+  rng = np.random.default_rng(0)
+  x, kernel, bias, weight = (rng.normal(size=s).astype(np.float32) for s in ((2, 5, 7), (7, 3), (3,), (2, 5, 3)))
+  dense = flax.linen.Dense(3, dot_general=dense_dot)
+  params = {"params": {"kernel": kernel, "bias": bias}}
+  loss = lambda p, x: (dense.apply(p, x) * weight).sum()
+  tx, linear = torch.tensor(x, requires_grad=True), torch.nn.Linear(7, 3)
+  with torch.no_grad():
+    linear.weight.copy_(torch.tensor(kernel.T)), linear.bias.copy_(torch.tensor(bias))
+  want = linear(tx)
+  (want * torch.tensor(weight)).sum().backward()
+  grads, dx = jax.grad(loss, argnums=(0, 1))(params, x)
+  np.testing.assert_allclose(np.asarray(dense.apply(params, x)), want.detach().numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(dx), tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(grads["params"]["kernel"]), linear.weight.grad.numpy().T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(grads["params"]["bias"]), linear.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("model_type", ["mpnet", "gpt2", None])

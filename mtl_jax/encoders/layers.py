@@ -112,6 +112,35 @@ def dropout_mask(shape: tuple[int, ...], rate: float, rng) -> tuple[jax.Array, f
   return draws.reshape(shape[:-1] + (-1,))[..., :width] >= drop, 256 / (256 - drop)
 
 
+def dense_dot(x, kernel, dimension_numbers, precision=None, preferred_element_type=None):
+  """`nn.Dense`'s `dot_general`: x [..., in] @ kernel [in, out], with its gradients written as the two products they
+  are, dx = g kernel^T and dkernel = x^T g, contracting the rows of x and g where they lie. Autodiff's transpose of
+  the product contracts a transposed g instead, and XLA:CPU wrote that transposed copy of each dense layer's output
+  gradient (recomputing the fusion that makes g) before the kernel's gradient; written out, no copy is made."""
+  assert dimension_numbers == (((x.ndim - 1,), (0,)), ((), ())) and preferred_element_type is None
+  return _dense_product(x, kernel, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _dense_product(x, kernel, precision):
+  return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+
+
+def _dense_product_fwd(x, kernel, precision):
+  return _dense_product(x, kernel, precision), (x, kernel)
+
+
+def _dense_product_bwd(precision, res, g):
+  x, kernel = res
+  rows = lambda a: a.reshape(-1, a.shape[-1])
+  dx = jax.lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())), precision=precision)
+  dkernel = jax.lax.dot_general(rows(x), rows(g), (((0,), (0,)), ((), ())), precision=precision)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_dense_product.defvjp(_dense_product_fwd, _dense_product_bwd)
+
+
 class Dropout(nn.Module):
   """`dropout` with the module's "dropout" rng stream; the identity when deterministic."""
   rate: float
@@ -168,7 +197,7 @@ class Embeddings(_Part):
     if c.type_vocab_size:
       x = x + nn.Embed(c.type_vocab_size, width, embedding_init=init, name="token_type")(token_type_ids)
     project = lambda x, bias: nn.Dense(c.hidden_size, use_bias=bias, dtype=self.dtype, kernel_init=init,
-                                       name="project")(x)
+                                       name="project", dot_general=dense_dot)(x)
     if width != c.hidden_size and c.project_before_norm:
       x = project(x, False)
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_bias=c.norm_bias, name="norm")(x)
@@ -236,7 +265,8 @@ class Layer(_Part):
     return x + self.feed_forward(norm("mlp_norm")(x), deterministic)
 
   def dense(self, n: int, name: str, bias: bool = True):
-    return nn.Dense(n, use_bias=bias, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name)
+    return nn.Dense(n, use_bias=bias, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02), name=name,
+                    dot_general=dense_dot)
 
   def attention(self, x, bias, deterministic: bool, rel, rope, block):
     """Self-attention, through the output projection and its dropout: over whole rows (`bias` holds one length's
