@@ -306,12 +306,19 @@ def torch_available() -> bool:
   return importlib.util.find_spec("torch") is not None
 
 
+def paired_ratio(seconds: list[float], base_seconds: list[float]) -> float:
+  """The median over rounds of the baseline's window time over the variant's in the same round (`interleaved_windows`
+  runs one window of each per round): load that drifts between rounds cancels within a pair, which the ratio of the
+  two median windows (taken from different rounds) does not do."""
+  return statistics.median(b / s for s, b in zip(seconds, base_seconds, strict=True))
+
+
 def format_table(results: dict[str, dict], baselines: str | tuple[str, ...]) -> str:
   """One line per variant: examples/s and real tokens/s (median window), the real-token fraction (and, where the
   benchmark reports it, over an epoch of the pool), the median window's seconds, the spread of the windows
   ((max - min) / median), examples/s in the fastest window, compiles (in the warm-up / in the timed windows; see each
   benchmark's docstring), and real tokens/s relative to each baseline (the variants process the same texts, so this
-  is also the examples/s ratio)."""
+  is also the examples/s ratio), and after each the median of the per-round ratios (`paired_ratio`)."""
   columns = [("examples/s", lambda r: f"{r['examples_per_s']:.1f}"),
              ("real tok/s", lambda r: f"{r['real_tokens_per_s']:.0f}"),
              ("real frac", lambda r: f"{r['real_token_fraction']:.3f}")]
@@ -324,6 +331,8 @@ def format_table(results: dict[str, dict], baselines: str | tuple[str, ...]) -> 
   for base in (baselines,) if isinstance(baselines, str) else baselines:
     rate = results.get(base, {}).get("real_tokens_per_s")
     columns.append((f"vs {base}", lambda r, rate=rate: f"{r['real_tokens_per_s'] / rate:.2f}x" if rate else "-"))
+    if rate:
+      columns.append(("paired", lambda r, base=results[base]["window_s"]: f"{paired_ratio(r['window_s'], base):.2f}x"))
   width = max(15, *map(len, results))
   line = lambda name, cells: f"{name:<{width}}" + "".join(f" {c:>{max(len(h), 8)}}" for c, (h, _) in zip(cells,
                                                                                                          columns))

@@ -423,11 +423,13 @@ def figures(runner: Runner, steps: list[StepBatch], epoch: list[StepBatch], data
 
 
 def ratios(results: dict[str, dict]) -> None:
-  """Adds `vs_<baseline>`: real tokens/s over the baseline's (the same examples, so also the examples/s ratio)."""
+  """Adds `vs_<baseline>`: real tokens/s over the baseline's (the same examples, so also the examples/s ratio), and
+  `paired_vs_<baseline>`: the median of the per-round ratios (`common.paired_ratio`)."""
   for r in results.values():
     for base in BASELINES:
       if base in results:
         r[f"vs_{base}"] = r["real_tokens_per_s"] / results[base]["real_tokens_per_s"]
+        r[f"paired_vs_{base}"] = common.paired_ratio(r["window_s"], results[base]["window_s"])
 
 
 def packing_summary(setup: Setup, batches: dict[str, list[StepBatch]]) -> dict:

@@ -46,7 +46,7 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
   report = check_report(out, throughput.VARIANTS)
   results, budget = report["results"], report["settings"]["token_budget"]
   packing = report["settings"]["packing"]
-  assert all(name in table for name in throughput.VARIANTS) and "vs per_task_pass" in table
+  assert all(name in table for name in throughput.VARIANTS) and "vs per_task_pass" in table and "paired" in table
   # Every variant processes the same texts in a window.
   assert len({(r["examples_per_window"], r["real_tokens_per_window"]) for r in results.values()}) == 1
   # mtl_jax's batches: R rows of the longest bucket holding packed rows of 32, 64 or 128, one compile;
@@ -74,6 +74,8 @@ def test_throughput_measures_every_variant(shared_data, tmp_path):
       epoch["fixed_length"]
   for name, r in results.items():
     assert r["vs_pytorch"] == pytest.approx(r["real_tokens_per_s"] / results["pytorch"]["real_tokens_per_s"])
+    # per round: the same texts, so the ratio of the window times is the examples/s ratio
+    assert r["paired_vs_pytorch"] == pytest.approx(np.median(np.divide(results["pytorch"]["window_s"], r["window_s"])))
 
 
 def test_the_default_token_budget_gives_batch_size_examples_per_batch_on_average():
