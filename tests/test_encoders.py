@@ -240,7 +240,8 @@ def test_a_dense_layer_s_output_and_gradients_match_torch_linear():
   loss = lambda p, x: (dense.apply(p, x) * weight).sum()
   tx, linear = torch.tensor(x, requires_grad=True), torch.nn.Linear(7, 3)
   with torch.no_grad():
-    linear.weight.copy_(torch.tensor(kernel.T)), linear.bias.copy_(torch.tensor(bias))
+    linear.weight.copy_(torch.tensor(kernel.T))
+    linear.bias.copy_(torch.tensor(bias))
   want = linear(tx)
   (want * torch.tensor(weight)).sum().backward()
   grads, dx = jax.grad(loss, argnums=(0, 1))(params, x)
